@@ -1,0 +1,258 @@
+"""`ChainConfig` (seed `config.rs`): TOML file + `AUTHCHAIN_*` environment overrides.
+
+    chain_id = "authchain-devnet"
+    [consensus] block_time_secs, max_block_txs, max_block_size_bytes, allow_empty_blocks,
+                max_artefacts_per_block, max_pool_txs
+    [storage]   path, create_if_missing
+    [ml_client] base_url, fallback_urls, timeout_secs, max_concurrency
+    [metrics]   enabled, listen_addr
+    [rpc]       listen_addr
+    [node]      key_file
+    [genesis]   timestamp_ms, min_fee, impersonation, [[genesis.validators]], [[genesis.accounts]]
+
+Environment variables override the file: `AUTHCHAIN_CHAIN_ID`, and nested keys joined with
+`__`, e.g. `AUTHCHAIN_CONSENSUS__BLOCK_TIME_SECS=1`. An unknown key or a wrong type fails at
+start-up with a `ConfigError` naming the key and where it came from (file or variable).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from authchain.chain import codec
+from authchain.chain.errors import ConfigError
+from authchain.chain.types import AccountId, SigScheme
+
+ENV_PREFIX = "AUTHCHAIN_"
+ENV_NESTED = "__"
+DEFAULT_CONFIG = Path("configs/devnet.toml")
+
+_FILE_DATA: ContextVar[dict[str, Any] | None] = ContextVar("authchain_config_file", default=None)
+
+
+def _parse_hex_bytes(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value.strip().lower().removeprefix("0x"))
+        except ValueError:
+            raise ValueError("expected hex characters") from None
+    return value
+
+
+HexBytes = Annotated[
+    bytes, BeforeValidator(_parse_hex_bytes), PlainSerializer(lambda v: v.hex(), return_type=str)
+]
+
+
+def check_listen_addr(value: str) -> str:
+    """`host:port` with a port in 0..65535 (0 lets the OS choose)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
+ListenAddr = Annotated[str, BeforeValidator(check_listen_addr)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConsensusConfig(_Section):
+    """Block production and validity limits."""
+
+    block_time_secs: float = Field(5.0, gt=0)
+    max_block_txs: int = Field(1000, ge=1)
+    max_block_size_bytes: int = Field(1_048_576, ge=1024)
+    allow_empty_blocks: bool = True
+    max_artefacts_per_block: int = Field(16, ge=1)
+    max_pool_txs: int = Field(10_000, ge=1)
+
+
+class StorageConfig(_Section):
+    """Where the RocksDB database lives."""
+
+    path: Path = Path("data/chain-db")
+    create_if_missing: bool = True
+
+
+class MlClientConfig(_Section):
+    """How validators reach the ML service that runs `V_auth`."""
+
+    base_url: str = "http://127.0.0.1:8080"
+    fallback_urls: list[str] = Field(default_factory=list)
+    timeout_secs: float = Field(30.0, gt=0)
+    max_concurrency: int = Field(4, ge=1)
+
+    @field_validator("base_url", "fallback_urls")
+    @classmethod
+    def _http_urls(cls, value: str | list[str]) -> str | list[str]:
+        for url in [value] if isinstance(value, str) else value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"expected an http(s) URL, got {url!r}")
+        return value
+
+
+class MetricsConfig(_Section):
+    """Prometheus `/metrics` exporter."""
+
+    enabled: bool = True
+    listen_addr: ListenAddr = "127.0.0.1:9898"
+
+
+class RpcConfig(_Section):
+    """The node's RPC server (used by the gateway)."""
+
+    listen_addr: ListenAddr = "127.0.0.1:26657"
+
+
+class NodeConfig(_Section):
+    """This node's identity."""
+
+    key_file: Path | None = None
+    """Validator key file; a node without one follows but does not propose."""
+
+
+class ValidatorConfig(_Section):
+    """A member of the proof-of-authority validator set."""
+
+    scheme: SigScheme = SigScheme.ML_DSA_65
+    public_key: HexBytes
+
+    @property
+    def account(self) -> AccountId:
+        """The validator's account id, BLAKE3 of its public key."""
+        return codec.compute_account_id(self.public_key)
+
+    @field_validator("scheme")
+    @classmethod
+    def _signing_scheme(cls, value: SigScheme) -> SigScheme:
+        if value is SigScheme.UNSIGNED:
+            raise ValueError("a validator must have a signing scheme")
+        return value
+
+
+class GenesisAccount(_Section):
+    """An account funded at genesis."""
+
+    account: AccountId
+    balance: int = Field(ge=0, lt=2**64)
+
+
+class GenesisConfig(_Section):
+    """The chain's starting point."""
+
+    timestamp_ms: int = Field(0, ge=0)
+    min_fee: int = Field(0, ge=0, lt=2**64)
+    impersonation: bool = False
+    """Devnet only: accept unsigned transactions for any named account (like Anvil)."""
+    validators: list[ValidatorConfig] = Field(default_factory=list)
+    accounts: list[GenesisAccount] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> GenesisConfig:
+        accounts = [a.account for a in self.accounts]
+        if len(set(accounts)) != len(accounts):
+            raise ValueError("an account is listed twice in genesis.accounts")
+        validators = [v.account for v in self.validators]
+        if len(set(validators)) != len(validators):
+            raise ValueError("a validator is listed twice in genesis.validators")
+        return self
+
+
+class ChainConfig(BaseSettings):
+    """Everything a node needs to know at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED,
+        extra="forbid",
+        frozen=True,
+    )
+
+    chain_id: str = Field("authchain-devnet", min_length=1, max_length=64)
+    consensus: ConsensusConfig = ConsensusConfig()
+    storage: StorageConfig = StorageConfig()
+    ml_client: MlClientConfig = MlClientConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    rpc: RpcConfig = RpcConfig()
+    node: NodeConfig = NodeConfig()
+    genesis: GenesisConfig = GenesisConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword arguments win, then the environment, then the file `load_chain_config` read.
+        file_source = InitSettingsSource(settings_cls, init_kwargs=_FILE_DATA.get() or {})
+        return (init_settings, env_settings, file_source)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; raise `ConfigError` naming the file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def format_validation_error(exc: ValidationError, source: str, env_prefix: str) -> str:
+    """One line per problem: `source: key: message`, naming the env var when it was one."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        env_name = env_prefix + ENV_NESTED.join(str(p) for p in err["loc"]).upper()
+        where = f"environment variable {env_name}" if env_name in os.environ else source
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{where}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_chain_config(path: Path | None = None, **overrides: Any) -> ChainConfig:
+    """Load `path` (TOML), apply `AUTHCHAIN_*` env overrides, validate; or raise ConfigError.
+
+    With no path, defaults and the environment alone. Relative `storage.path` and
+    `node.key_file` are resolved against the working directory, as the CLI documents.
+    """
+    data = read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+
+    token = _FILE_DATA.set(data)
+    try:
+        return ChainConfig(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, ENV_PREFIX)) from exc
+    finally:
+        _FILE_DATA.reset(token)

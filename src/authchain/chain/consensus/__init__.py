@@ -1,0 +1,1 @@
+"""Consensus: block store protocol, engine, proposer, pool, fork choice, validators."""

@@ -1,0 +1,94 @@
+"""The `BlockStore` protocol (seed `consensus::BlockStore`) and the atomic `Commit` it applies.
+
+A store holds every block it was given (side branches included), the canonical height index,
+the tip, the application state (opaque keys and values), per-block undo records for reorgs,
+the transaction pool, and small metadata. `commit` applies one `Commit` atomically: after a
+crash the store holds either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from authchain.chain.types import Block, BlockHash, Height, Transaction, TxHash
+
+
+@dataclass(slots=True)
+class Commit:
+    """Everything one step of the chain writes, applied atomically by `BlockStore.commit`."""
+
+    blocks: list[Block] = field(default_factory=list)
+    """Blocks to store (canonical or not)."""
+    heights: dict[Height, BlockHash | None] = field(default_factory=dict)
+    """Canonical height index changes; None removes a height (reorg to a shorter branch)."""
+    state: dict[bytes, bytes | None] = field(default_factory=dict)
+    """State writes; None deletes the key."""
+    undo: dict[BlockHash, bytes | None] = field(default_factory=dict)
+    """Undo records by block hash; None deletes one."""
+    pool_add: list[Transaction] = field(default_factory=list)
+    pool_remove: set[TxHash] = field(default_factory=set)
+    meta: dict[bytes, bytes | None] = field(default_factory=dict)
+    tip: BlockHash | None = None
+    """New tip, if it changes."""
+
+
+class BlockStore(Protocol):
+    """Persistent (or in-memory) home of blocks, state and pool."""
+
+    def get_block(self, block_hash: BlockHash) -> Block | None:
+        """The block with this hash, or None if the store never saw it."""
+        ...
+
+    def has_block(self, block_hash: BlockHash) -> bool:
+        """Whether the store holds this block."""
+        ...
+
+    def get_block_hash(self, height: Height) -> BlockHash | None:
+        """Hash of the canonical block at `height`."""
+        ...
+
+    def get_block_by_height(self, height: Height) -> Block | None:
+        """The canonical block at `height`."""
+        ...
+
+    def put_block(self, block: Block) -> BlockHash:
+        """Store `block` without changing the tip or the height index."""
+        ...
+
+    def tip(self) -> BlockHash | None:
+        """Hash of the head of the canonical chain; None for an empty store."""
+        ...
+
+    def set_tip(self, block_hash: BlockHash) -> None:
+        """Move the tip to a stored block."""
+        ...
+
+    def get_state(self, key: bytes) -> bytes | None:
+        """One state value."""
+        ...
+
+    def iter_state(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """State entries whose key starts with `prefix`, in key order."""
+        ...
+
+    def get_undo(self, block_hash: BlockHash) -> bytes | None:
+        """The undo record written when `block_hash` was applied."""
+        ...
+
+    def get_meta(self, key: bytes) -> bytes | None:
+        """One metadata value."""
+        ...
+
+    def pool_txs(self) -> Iterator[tuple[TxHash, Transaction]]:
+        """Persisted pool transactions, in hash order."""
+        ...
+
+    def commit(self, commit: Commit) -> None:
+        """Apply `commit` atomically."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release the store."""
+        ...

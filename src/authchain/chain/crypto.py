@@ -1,0 +1,179 @@
+"""Keys and signatures: ML-DSA-65 (default; FIPS 204, the seed's Dilithium intent) and Ed25519.
+
+An account is identified by BLAKE3 of its raw public key. A signed transaction carries its
+`sig_scheme` and `public_key`; `verify_tx` checks that the key hashes to the signer's account and
+that the signature covers `codec.tx_signing_bytes(tx, chain_id)`, so a signature for one chain
+is useless on another.
+
+Key files are JSON `{"scheme", "private_key", "public_key", "account"}` (hex), written with mode
+0600. The private key is the 32-byte seed both schemes generate keys from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self, TypeVar
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
+
+from authchain.chain import codec
+from authchain.chain.errors import SignatureError
+from authchain.chain.types import AccountId, Block, SigScheme, Transaction, get_signer
+
+DEFAULT_SCHEME = SigScheme.ML_DSA_65
+
+_PUBLIC_KEY_LEN = {SigScheme.ML_DSA_65: 1952, SigScheme.ED25519: 32}
+_SIGNATURE_LEN = {SigScheme.ML_DSA_65: 3309, SigScheme.ED25519: 64}
+
+_Tx = TypeVar("_Tx", bound=Transaction)
+_PrivateKey = mldsa.MLDSA65PrivateKey | ed25519.Ed25519PrivateKey
+
+
+def _private_from_seed(scheme: SigScheme, seed: bytes) -> _PrivateKey:
+    if len(seed) != 32:
+        raise SignatureError(f"{scheme} private key seed must be 32 bytes, got {len(seed)}")
+    if scheme is SigScheme.ML_DSA_65:
+        return mldsa.MLDSA65PrivateKey.from_seed_bytes(seed)
+    if scheme is SigScheme.ED25519:
+        return ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+    raise SignatureError(f"cannot make a private key for scheme {scheme!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    """A private key with its scheme, public key and account id."""
+
+    scheme: SigScheme
+    seed: bytes
+    public_key: bytes
+    account: AccountId
+
+    @classmethod
+    def generate(cls, scheme: SigScheme = DEFAULT_SCHEME) -> Self:
+        """A new random key pair."""
+        return cls.from_seed(scheme, os.urandom(32))
+
+    @classmethod
+    def from_seed(cls, scheme: SigScheme, seed: bytes) -> Self:
+        """The key pair determined by a 32-byte seed (deterministic: for dev keys and tests)."""
+        public = _private_from_seed(scheme, seed).public_key().public_bytes_raw()
+        return cls(scheme, seed, public, codec.compute_account_id(public))
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign `message` with this key."""
+        return _private_from_seed(self.scheme, self.seed).sign(message)
+
+
+def verify_signature(
+    scheme: SigScheme, public_key: bytes, message: bytes, signature: bytes
+) -> None:
+    """Raise `SignatureError` unless `signature` by `public_key` over `message` verifies."""
+    expected_key = _PUBLIC_KEY_LEN.get(scheme)
+    if expected_key is None:
+        raise SignatureError(f"unsupported signature scheme {scheme!r}")
+    if len(public_key) != expected_key:
+        raise SignatureError(f"{scheme} public key must be {expected_key} bytes")
+    if len(signature) != _SIGNATURE_LEN[scheme]:
+        raise SignatureError(f"{scheme} signature must be {_SIGNATURE_LEN[scheme]} bytes")
+    try:
+        if scheme is SigScheme.ML_DSA_65:
+            mldsa.MLDSA65PublicKey.from_public_bytes(public_key).verify(signature, message)
+        else:
+            ed25519.Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except InvalidSignature as exc:
+        raise SignatureError("signature does not verify") from exc
+    except ValueError as exc:  # malformed key bytes
+        raise SignatureError(f"malformed {scheme} public key: {exc}") from exc
+
+
+def sign_tx(tx: _Tx, key: KeyPair, chain_id: str) -> _Tx:
+    """`tx` with `sig_scheme`, `public_key` and `signature` set by `key` for `chain_id`."""
+    if get_signer(tx) != key.account:
+        raise SignatureError(f"key for account {key.account} cannot sign for {get_signer(tx)}")
+    with_key = msgspec.structs.replace(
+        tx, sig_scheme=key.scheme, public_key=key.public_key, signature=b""
+    )
+    signature = key.sign(codec.tx_signing_bytes(with_key, chain_id))
+    return msgspec.structs.replace(with_key, signature=signature)
+
+
+def is_unsigned(tx: Transaction) -> bool:
+    """Whether `tx` claims no signature (valid only under devnet impersonation)."""
+    return tx.sig_scheme is SigScheme.UNSIGNED
+
+
+def verify_tx(tx: Transaction, chain_id: str) -> None:
+    """Raise `SignatureError` unless `tx` is properly signed by its signer for `chain_id`."""
+    if is_unsigned(tx):
+        raise SignatureError("transaction is unsigned")
+    if codec.compute_account_id(tx.public_key) != get_signer(tx):
+        raise SignatureError("public key does not hash to the signer's account id")
+    verify_signature(
+        tx.sig_scheme, tx.public_key, codec.tx_signing_bytes(tx, chain_id), tx.signature
+    )
+
+
+def sign_block(block: Block, key: KeyPair, chain_id: str) -> Block:
+    """`block` signed by its proposer's `key`."""
+    if block.header.proposer != key.account:
+        raise SignatureError(
+            f"key for account {key.account} cannot sign for proposer {block.header.proposer}"
+        )
+    block_hash = codec.compute_block_hash(block.header)
+    signature = key.sign(codec.block_signing_bytes(block_hash, chain_id))
+    return msgspec.structs.replace(block, signature=signature)
+
+
+def verify_block_signature(
+    block: Block, scheme: SigScheme, public_key: bytes, chain_id: str
+) -> None:
+    """Raise `SignatureError` unless the proposer's key signed this block for `chain_id`."""
+    if codec.compute_account_id(public_key) != block.header.proposer:
+        raise SignatureError("public key does not hash to the block's proposer")
+    block_hash = codec.compute_block_hash(block.header)
+    verify_signature(
+        scheme, public_key, codec.block_signing_bytes(block_hash, chain_id), block.signature
+    )
+
+
+# --- key files -------------------------------------------------------------------------------
+
+
+def write_key_file(path: Path, key: KeyPair, *, overwrite: bool = False) -> None:
+    """Write `key` to `path`, readable and writable by its owner only (mode 0600)."""
+    body = json.dumps(
+        {
+            "scheme": key.scheme.value,
+            "private_key": key.seed.hex(),
+            "public_key": key.public_key.hex(),
+            "account": key.account.hex(),
+        },
+        indent=2,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists; refusing to overwrite a key") from None
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by umask and ignored if the file existed
+        out.write(body + "\n")
+
+
+def read_key_file(path: Path) -> KeyPair:
+    """Read a key file; raise `SignatureError` if it is malformed or inconsistent."""
+    try:
+        data = json.loads(path.read_text())
+        scheme = SigScheme(data["scheme"])
+        key = KeyPair.from_seed(scheme, bytes.fromhex(data["private_key"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SignatureError(f"cannot read key file {path}: {exc}") from exc
+    if data.get("account") not in (None, key.account.hex()):
+        raise SignatureError(f"key file {path}: account does not match its private key")
+    return key

@@ -1,0 +1,131 @@
+"""Transactions (seed `types/tx.rs`) and the watermark claim they carry.
+
+Every transaction ends with the same three authentication fields: `sig_scheme`, `public_key`
+and `signature`. The signer's account id must equal BLAKE3(public_key); the signature covers
+the transaction's canonical bytes with `signature` emptied, prefixed by a domain tag and the
+chain id (see `authchain.chain.crypto`). `SigScheme.UNSIGNED` (empty key and signature) is valid
+only on chains whose genesis enables devnet impersonation.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from authchain.chain.errors import InvalidField
+from authchain.chain.types.ids import AccountId, Aid, Amount, EvidenceHash, Nonce
+from authchain.chain.types.record import Record
+
+_SCHEME_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+MAX_META_LEN = 256
+
+
+class SigScheme(enum.StrEnum):
+    """Signature scheme of a transaction's signer."""
+
+    ML_DSA_65 = "ml-dsa-65"
+    ED25519 = "ed25519"
+    UNSIGNED = "unsigned"
+
+
+class WmProfile(Record, frozen=True):
+    """Thresholds a model must meet for its watermark claim to hold (DESIGN.md §5)."""
+
+    tau_input: float
+    """Minimum trigger-set accuracy, in [0, 1]."""
+    tau_feat: float
+    """Maximum bit error rate of the feature signature, in [0, 1]."""
+    logit_band_low: float
+    """Lower edge of the accepted logit deviation."""
+    logit_band_high: float
+    """Upper edge of the accepted logit deviation."""
+
+    def validate(self) -> None:
+        for name in ("tau_input", "tau_feat"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidField(name, f"must be in [0, 1], got {getattr(self, name)}")
+        if self.logit_band_low > self.logit_band_high:
+            raise InvalidField(
+                "logit_band_low",
+                f"must be <= logit_band_high ({self.logit_band_low} > {self.logit_band_high})",
+            )
+
+
+class EvidenceRef(Record, frozen=True):
+    """What the owner claims: which scheme, which evidence file, which thresholds."""
+
+    scheme_id: str
+    evidence_hash: EvidenceHash
+    wm_profile: WmProfile
+
+    def validate(self) -> None:
+        if not _SCHEME_ID.fullmatch(self.scheme_id):
+            raise InvalidField(
+                "scheme_id", f"must match {_SCHEME_ID.pattern}, got {self.scheme_id!r:.80}"
+            )
+
+
+class ModelUseMetadata(Record, frozen=True):
+    """What a model was used for (seed `TxUseModel.metadata`)."""
+
+    task: str
+    version: str
+
+    def validate(self) -> None:
+        for name in ("task", "version"):
+            if len(getattr(self, name)) > MAX_META_LEN:
+                raise InvalidField(name, f"longer than {MAX_META_LEN} characters")
+
+
+class TxRegisterModel(Record, frozen=True, tag=1):
+    """Register artefact `aid` as owned by `owner`, with the watermark claim `evidence`."""
+
+    owner: AccountId
+    aid: Aid
+    evidence: EvidenceRef
+    fee: Amount
+    nonce: Nonce
+    sig_scheme: SigScheme = SigScheme.UNSIGNED
+    public_key: bytes = b""
+    signature: bytes = b""
+
+
+class TxUseModel(Record, frozen=True, tag=2):
+    """Record that `caller` used the registered artefact `aid`."""
+
+    caller: AccountId
+    aid: Aid
+    metadata: ModelUseMetadata
+    fee: Amount
+    nonce: Nonce
+    sig_scheme: SigScheme = SigScheme.UNSIGNED
+    public_key: bytes = b""
+    signature: bytes = b""
+
+
+class TxTransfer(Record, frozen=True, tag=3):
+    """Move `amount` from `sender` to `recipient` (the seed's `from` and `to`)."""
+
+    sender: AccountId
+    recipient: AccountId
+    amount: Amount
+    fee: Amount
+    nonce: Nonce
+    sig_scheme: SigScheme = SigScheme.UNSIGNED
+    public_key: bytes = b""
+    signature: bytes = b""
+
+
+Transaction = TxRegisterModel | TxUseModel | TxTransfer
+"""Any transaction; encoded with its type tag (1, 2, 3) as the first array element."""
+
+
+def get_signer(tx: Transaction) -> AccountId:
+    """The account that must authorise `tx` and pays its fee."""
+    match tx:
+        case TxRegisterModel():
+            return tx.owner
+        case TxUseModel():
+            return tx.caller
+        case TxTransfer():
+            return tx.sender
