@@ -30,6 +30,10 @@ class Commit:
     pool_add: list[Transaction] = field(default_factory=list)
     pool_remove: set[TxHash] = field(default_factory=set)
     meta: dict[bytes, bytes | None] = field(default_factory=dict)
+    tx_index: dict[TxHash, bytes | None] = field(default_factory=dict)
+    """Where committed txs are: encode([block_hash, index]); None when a reorg drops one."""
+    rejected: dict[TxHash, bytes] = field(default_factory=dict)
+    """Why dropped txs were dropped (canonical `TxRejection` bytes)."""
     tip: BlockHash | None = None
     """New tip, if it changes."""
 
@@ -79,6 +83,14 @@ class BlockStore(Protocol):
 
     def get_meta(self, key: bytes) -> bytes | None:
         """One metadata value."""
+        ...
+
+    def get_tx_location(self, tx_hash: TxHash) -> tuple[BlockHash, int] | None:
+        """Canonical block and index of a committed tx."""
+        ...
+
+    def get_rejection(self, tx_hash: TxHash) -> bytes | None:
+        """Why a tx was dropped, if it was."""
         ...
 
     def pool_txs(self) -> Iterator[tuple[TxHash, Transaction]]:

@@ -29,6 +29,8 @@ class Column(enum.StrEnum):
     STATE = "state"  # application state, opaque to the store
     UNDO = "undo"  # block hash -> undo record for rolling state back
     POOL = "pool"  # tx hash -> canonical tx bytes
+    TX_INDEX = "tx_index"  # tx hash -> encode([block hash, index]) for canonical txs
+    REJECTED = "rejected"  # tx hash -> encode(TxRejection)
 
 
 Op = tuple[Column, bytes, bytes | None]
@@ -115,6 +117,19 @@ class KvBlockStore:
     def get_meta(self, key: bytes) -> bytes | None:
         return self._kv.get(Column.META, key)
 
+    def get_tx_location(self, tx_hash: TxHash) -> tuple[BlockHash, int] | None:
+        raw = self._kv.get(Column.TX_INDEX, tx_hash)
+        if raw is None:
+            return None
+        try:
+            location: tuple[bytes, int] = codec.decode(raw, tuple[bytes, int])
+            return BlockHash(location[0]), location[1]
+        except (DecodeError, InvalidField) as exc:
+            raise StorageError(f"corrupt tx index entry: {exc}", key=tx_hash) from exc
+
+    def get_rejection(self, tx_hash: TxHash) -> bytes | None:
+        return self._kv.get(Column.REJECTED, tx_hash)
+
     # --- pool -----------------------------------------------------------------------------
 
     def pool_txs(self) -> Iterator[tuple[TxHash, Transaction]]:
@@ -142,6 +157,8 @@ class KvBlockStore:
             ops.append((Column.POOL, codec.compute_tx_hash(tx), codec.encode(tx)))
         ops.extend((Column.POOL, tx_hash, None) for tx_hash in commit.pool_remove)
         ops.extend((Column.META, key, value) for key, value in commit.meta.items())
+        ops.extend((Column.TX_INDEX, key, value) for key, value in commit.tx_index.items())
+        ops.extend((Column.REJECTED, key, value) for key, value in commit.rejected.items())
         if commit.tip is not None:
             if not self.has_block(commit.tip) and all(
                 codec.compute_block_hash(b.header) != commit.tip for b in commit.blocks

@@ -1,0 +1,81 @@
+"""`ChainMetrics` (seed `metrics/prometheus.rs`): the node's Prometheus metrics.
+
+Each node owns a `CollectorRegistry`, so several nodes (or tests) in one process never share
+counters. The seed's names are kept: `consensus_block_validation_seconds`,
+`consensus_ml_auth_seconds`, `consensus_ml_cache_hit_ratio`, and
+`consensus_blocks_rejected_ml` (a counter, so it is exposed as `..._total`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_SECONDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ChainMetrics:
+    """All metrics of one node, registered in its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.block_validation_seconds = Histogram(
+            "consensus_block_validation_seconds",
+            "Time to validate a block (V_base + V_auth)",
+            registry=r,
+            buckets=_SECONDS,
+        )
+        self.ml_auth_seconds = Histogram(
+            "consensus_ml_auth_seconds",
+            "Time spent in V_auth for one block or proposal",
+            registry=r,
+            buckets=_SECONDS,
+        )
+        self.ml_cache_hit_ratio = Gauge(
+            "consensus_ml_cache_hit_ratio",
+            "Share of V_auth lookups answered by the cache",
+            registry=r,
+        )
+        self.blocks_rejected_ml = Counter(
+            "consensus_blocks_rejected_ml",
+            "Blocks rejected because an artefact failed V_auth",
+            registry=r,
+        )
+        self.blocks_rejected = Counter(
+            "consensus_blocks_rejected", "Blocks rejected, by reason", ["reason"], registry=r
+        )
+        self.blocks_retried = Counter(
+            "consensus_blocks_deferred",
+            "Block imports deferred because the ML service was unavailable",
+            registry=r,
+        )
+        self.chain_height = Gauge("chain_height", "Height of the canonical tip", registry=r)
+        self.pool_size = Gauge("txpool_size", "Transactions waiting in the pool", registry=r)
+        self.txs_committed = Counter(
+            "chain_txs_committed", "Transactions committed in canonical blocks", registry=r
+        )
+        self.txs_rejected = Counter(
+            "txpool_txs_rejected",
+            "Transactions dropped or refused, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.verifier_calls = Counter(
+            "ml_verifier_calls",
+            "Calls to the ML verifier, by result (ok / failed / unavailable)",
+            ["result"],
+            registry=r,
+        )
+        self.reorgs = Counter(
+            "consensus_reorgs", "Canonical tip switches to another branch", registry=r
+        )
+        for result in ("ok", "failed", "unavailable"):
+            self.verifier_calls.labels(result=result)
+        self._lookups = 0
+        self._hits = 0
+
+    def record_cache_lookup(self, hit: bool) -> None:
+        """Count one V_auth cache lookup and update the hit ratio."""
+        self._lookups += 1
+        self._hits += hit
+        self.ml_cache_hit_ratio.set(self._hits / self._lookups)

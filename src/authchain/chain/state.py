@@ -1,0 +1,292 @@
+"""The state machine: accounts, nonces, balances and the artefact registry.
+
+State is a flat map of byte keys to canonical record bytes:
+
+    b"acct/" + AccountId -> Account{balance, nonce}
+    b"art/"  + Aid       -> ArtefactMetadata{aid, owner, evidence, registered_at}
+    b"use/"  + Aid       -> ModelUsage{uses, last_used_at}
+
+A block is executed on a `StateView` (an overlay over the committed state); its writes, and the
+previous values they replace (the undo record), become one atomic `Commit`. `state_root`
+commits to the whole map: a Merkle root over BLAKE3(encode([key, value])) in key order.
+
+Transaction rules (also the CheckTx rules, minus what needs a block):
+- signed by its signer for this chain, or unsigned where genesis enables impersonation;
+- `nonce` equals the signer's next nonce; `fee >= min_fee`; the signer can pay fee (+ amount);
+- TxRegisterModel: the Aid was never registered; TxUseModel: the Aid is registered.
+Fees go to the block's proposer.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from authchain.chain import codec, crypto
+from authchain.chain.config import ChainConfig
+from authchain.chain.errors import ChainError, SignatureError
+from authchain.chain.types import (
+    AccountId,
+    Aid,
+    Amount,
+    ArtefactMetadata,
+    Hash256,
+    Height,
+    Nonce,
+    Record,
+    SigScheme,
+    Transaction,
+    TxRegisterModel,
+    TxTransfer,
+    TxUseModel,
+    get_signer,
+)
+
+ACCOUNT_PREFIX = b"acct/"
+ARTEFACT_PREFIX = b"art/"
+USAGE_PREFIX = b"use/"
+
+
+class Account(Record, frozen=True):
+    """An account's balance and the nonce its next transaction must carry."""
+
+    balance: Amount = 0
+    nonce: Nonce = 0
+
+
+class ModelUsage(Record, frozen=True):
+    """How often a registered artefact was used, and when last."""
+
+    uses: int = 0
+    last_used_at: Height = 0
+
+
+class TxReason(enum.StrEnum):
+    """Why a transaction is invalid; stable strings that clients can match on."""
+
+    UNSIGNED_NOT_ALLOWED = "unsigned_not_allowed"
+    BAD_SIGNATURE = "bad_signature"
+    BAD_NONCE = "bad_nonce"
+    FEE_TOO_LOW = "fee_too_low"
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    AID_ALREADY_REGISTERED = "aid_already_registered"
+    AID_NOT_REGISTERED = "aid_not_registered"
+    BALANCE_OVERFLOW = "balance_overflow"
+
+
+class InvalidTx(ChainError):
+    """A transaction breaks a state rule."""
+
+    def __init__(self, reason: TxReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Validator:
+    """A member of the proof-of-authority validator set."""
+
+    account: AccountId
+    scheme: SigScheme
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """The chain's fixed starting point and rules."""
+
+    chain_id: str
+    timestamp_ms: int
+    min_fee: Amount
+    impersonation: bool
+    validators: tuple[Validator, ...]
+    accounts: tuple[tuple[AccountId, Amount], ...]
+
+
+def genesis_from_config(config: ChainConfig) -> Genesis:
+    """The genesis a config describes."""
+    g = config.genesis
+    return Genesis(
+        chain_id=config.chain_id,
+        timestamp_ms=g.timestamp_ms,
+        min_fee=g.min_fee,
+        impersonation=g.impersonation,
+        validators=tuple(Validator(v.account, v.scheme, v.public_key) for v in g.validators),
+        accounts=tuple((a.account, a.balance) for a in g.accounts),
+    )
+
+
+def genesis_state(genesis: Genesis) -> dict[bytes, bytes]:
+    """The state before block 1: funded genesis accounts."""
+    return {
+        ACCOUNT_PREFIX + account: codec.encode(Account(balance=balance))
+        for account, balance in genesis.accounts
+    }
+
+
+@dataclass(slots=True)
+class StateView:
+    """Reads through to `base`; collects writes without touching it."""
+
+    base: Mapping[bytes, bytes]
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.base.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = value
+
+    def undo(self) -> dict[bytes, bytes | None]:
+        """For each written key, the value it had in `base` (None: it did not exist)."""
+        return {key: self.base.get(key) for key in self.writes}
+
+    def child(self) -> StateView:
+        """A view over this one, for trying a tx without keeping its writes on failure."""
+        return StateView(_Overlay(self))
+
+    def absorb(self, child: StateView) -> None:
+        """Keep a child view's writes."""
+        self.writes.update(child.writes)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """The merged state, in key order."""
+        merged = dict(self.base.items())
+        for key, value in self.writes.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        for key in sorted(merged):
+            yield key, merged[key]
+
+
+class _Overlay(Mapping[bytes, bytes]):
+    """A StateView seen as a read-only mapping (what a child view reads through)."""
+
+    def __init__(self, view: StateView) -> None:
+        self._view = view
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self._view.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (key for key, _ in self._view.items())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._view.items())
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def get_account(view: StateView, account: AccountId) -> Account:
+    """An account; a never-seen account has balance 0 and nonce 0."""
+    raw = view.get(ACCOUNT_PREFIX + account)
+    return Account() if raw is None else codec.decode(raw, Account)
+
+
+def get_artefact(view: StateView, aid: Aid) -> ArtefactMetadata | None:
+    """The registration of `aid`, if any."""
+    raw = view.get(ARTEFACT_PREFIX + aid)
+    return None if raw is None else codec.decode(raw, ArtefactMetadata)
+
+
+def get_usage(view: StateView, aid: Aid) -> ModelUsage:
+    """How often `aid` was used."""
+    raw = view.get(USAGE_PREFIX + aid)
+    return ModelUsage() if raw is None else codec.decode(raw, ModelUsage)
+
+
+def compute_state_root(items: Iterable[tuple[bytes, bytes]]) -> Hash256:
+    """Merkle root over the state's entries in key order."""
+    return codec.merkle_root([codec.hash_bytes(codec.encode((k, v))) for k, v in items])
+
+
+# --- checks and transitions ------------------------------------------------------------------
+
+
+def check_tx_auth(tx: Transaction, genesis: Genesis) -> None:
+    """The tx is signed for this chain, or unsigned where impersonation is on."""
+    if crypto.is_unsigned(tx):
+        if tx.public_key or tx.signature:
+            raise InvalidTx(TxReason.BAD_SIGNATURE, "unsigned tx must carry no key or signature")
+        if not genesis.impersonation:
+            raise InvalidTx(
+                TxReason.UNSIGNED_NOT_ALLOWED,
+                "this chain requires signed transactions (sign with `authchain register` "
+                "and a key file)",
+            )
+        return
+    try:
+        crypto.verify_tx(tx, genesis.chain_id)
+    except SignatureError as exc:
+        raise InvalidTx(TxReason.BAD_SIGNATURE, str(exc)) from exc
+
+
+def _spend(tx: Transaction) -> int:
+    return tx.fee + (tx.amount if isinstance(tx, TxTransfer) else 0)
+
+
+def check_tx_state(view: StateView, tx: Transaction, genesis: Genesis) -> None:
+    """Nonce, fee, balance and registry rules against `view`."""
+    signer = get_account(view, get_signer(tx))
+    if tx.nonce != signer.nonce:
+        raise InvalidTx(TxReason.BAD_NONCE, f"expected nonce {signer.nonce}, got {tx.nonce}")
+    if tx.fee < genesis.min_fee:
+        raise InvalidTx(TxReason.FEE_TOO_LOW, f"fee {tx.fee} below minimum {genesis.min_fee}")
+    if signer.balance < _spend(tx):
+        raise InvalidTx(
+            TxReason.INSUFFICIENT_BALANCE, f"balance {signer.balance} < {_spend(tx)} needed"
+        )
+    if isinstance(tx, TxRegisterModel) and get_artefact(view, tx.aid) is not None:
+        raise InvalidTx(TxReason.AID_ALREADY_REGISTERED, f"aid {tx.aid} is already registered")
+    if isinstance(tx, TxUseModel) and get_artefact(view, tx.aid) is None:
+        raise InvalidTx(TxReason.AID_NOT_REGISTERED, f"aid {tx.aid} is not registered")
+
+
+def _credit(view: StateView, account: AccountId, amount: int) -> None:
+    acct = get_account(view, account)
+    if acct.balance + amount >= 2**64:
+        raise InvalidTx(TxReason.BALANCE_OVERFLOW, f"balance of {account} would overflow")
+    view.put(ACCOUNT_PREFIX + account, codec.encode(Account(acct.balance + amount, acct.nonce)))
+
+
+def process_tx(
+    view: StateView, tx: Transaction, genesis: Genesis, height: Height, proposer: AccountId
+) -> None:
+    """Check `tx` against `view` and apply it; on InvalidTx, `view` may hold partial writes."""
+    check_tx_auth(tx, genesis)
+    check_tx_state(view, tx, genesis)
+    signer_id = get_signer(tx)
+    signer = get_account(view, signer_id)
+    view.put(
+        ACCOUNT_PREFIX + signer_id,
+        codec.encode(Account(signer.balance - _spend(tx), signer.nonce + 1)),
+    )
+    _credit(view, proposer, tx.fee)
+    match tx:
+        case TxRegisterModel():
+            meta = ArtefactMetadata(tx.aid, tx.owner, tx.evidence, registered_at=height)
+            view.put(ARTEFACT_PREFIX + tx.aid, codec.encode(meta))
+        case TxUseModel():
+            usage = get_usage(view, tx.aid)
+            view.put(USAGE_PREFIX + tx.aid, codec.encode(ModelUsage(usage.uses + 1, height)))
+        case TxTransfer():
+            _credit(view, tx.recipient, tx.amount)
+
+
+def try_process_tx(
+    view: StateView, tx: Transaction, genesis: Genesis, height: Height, proposer: AccountId
+) -> None:
+    """`process_tx` that leaves `view` untouched when the tx is invalid."""
+    child = view.child()
+    process_tx(child, tx, genesis, height, proposer)
+    view.absorb(child)

@@ -1,0 +1,1 @@
+"""Block validity predicates: `V_base` (cheap, block-local) and `V_auth` (ML authenticity)."""

@@ -1,0 +1,154 @@
+"""`V_base` (seed `validation/base.rs`): every rule a block must meet that needs no ML.
+
+Rules, in order (each raises `InvalidBlock` with its own `BlockReason`):
+links (parent, height, timestamp), proposer (expected by round-robin, and its signature),
+shape (tx count, encoded size, tx_root, empty-block policy, pos_proof), duplicate Aid inside
+the block, then every transaction against the parent state (signature, nonce, fee, balance,
+Aid not yet registered) and finally the resulting `state_root`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from authchain.chain import codec, crypto
+from authchain.chain.config import ConsensusConfig
+from authchain.chain.errors import ChainError, SignatureError
+from authchain.chain.state import (
+    Genesis,
+    InvalidTx,
+    StateView,
+    Validator,
+    compute_state_root,
+    process_tx,
+)
+from authchain.chain.types import Aid, Block, BlockHash, Header, Height, TxRegisterModel
+
+MAX_CLOCK_DRIFT_MS = 15_000
+"""How far in the future a block's timestamp may be, by the validator's clock."""
+
+
+class BlockReason(enum.StrEnum):
+    """Why a block is invalid; stable strings for logs, metrics and clients."""
+
+    BAD_PARENT = "bad_parent"
+    BAD_HEIGHT = "bad_height"
+    BAD_TIMESTAMP = "bad_timestamp"
+    WRONG_PROPOSER = "wrong_proposer"
+    BAD_BLOCK_SIGNATURE = "bad_block_signature"
+    TOO_MANY_TXS = "too_many_txs"
+    TOO_LARGE = "too_large"
+    BAD_TX_ROOT = "bad_tx_root"
+    EMPTY_BLOCK = "empty_block"
+    BAD_POS_PROOF = "bad_pos_proof"
+    DUPLICATE_AID = "duplicate_aid"
+    INVALID_TX = "invalid_tx"
+    BAD_STATE_ROOT = "bad_state_root"
+    TOO_MANY_ARTEFACTS = "too_many_artefacts"
+    ML_AUTH_FAILED = "ml_auth_failed"
+
+
+class InvalidBlock(ChainError):
+    """A block breaks a validity rule."""
+
+    def __init__(self, reason: BlockReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def get_expected_proposer(validators: tuple[Validator, ...], height: Height) -> Validator:
+    """Round-robin proof of authority: validator `height mod n` proposes block `height`."""
+    if not validators:
+        raise InvalidBlock(BlockReason.WRONG_PROPOSER, "genesis has no validators")
+    return validators[height % len(validators)]
+
+
+def validate_header_links(
+    header: Header, parent_hash: BlockHash, parent: Header, now_ms: int
+) -> None:
+    """Parent hash, height and timestamp follow from the parent; not too far in the future."""
+    if header.parent != parent_hash:
+        raise InvalidBlock(BlockReason.BAD_PARENT, f"parent {header.parent} is not {parent_hash}")
+    if header.height != parent.height + 1:
+        raise InvalidBlock(
+            BlockReason.BAD_HEIGHT, f"height {header.height} after parent {parent.height}"
+        )
+    if header.timestamp <= parent.timestamp:
+        raise InvalidBlock(BlockReason.BAD_TIMESTAMP, "timestamp not after the parent's")
+    if header.timestamp > now_ms + MAX_CLOCK_DRIFT_MS:
+        raise InvalidBlock(
+            BlockReason.BAD_TIMESTAMP,
+            f"timestamp {header.timestamp} is more than {MAX_CLOCK_DRIFT_MS} ms ahead",
+        )
+
+
+def validate_proposer(block: Block, genesis: Genesis) -> None:
+    """The expected validator proposed the block and signed it for this chain."""
+    expected = get_expected_proposer(genesis.validators, block.header.height)
+    if block.header.proposer != expected.account:
+        raise InvalidBlock(
+            BlockReason.WRONG_PROPOSER,
+            f"height {block.header.height} belongs to {expected.account.short()}, "
+            f"not {block.header.proposer.short()}",
+        )
+    try:
+        crypto.verify_block_signature(block, expected.scheme, expected.public_key, genesis.chain_id)
+    except SignatureError as exc:
+        raise InvalidBlock(BlockReason.BAD_BLOCK_SIGNATURE, str(exc)) from exc
+
+
+def validate_shape(block: Block, config: ConsensusConfig) -> None:
+    """Counts, size, tx_root, empty-block policy, no proof-of-stake proof under PoA."""
+    if len(block.txs) > config.max_block_txs:
+        raise InvalidBlock(
+            BlockReason.TOO_MANY_TXS, f"{len(block.txs)} txs > {config.max_block_txs}"
+        )
+    size = len(codec.encode(block))
+    if size > config.max_block_size_bytes:
+        raise InvalidBlock(BlockReason.TOO_LARGE, f"{size} bytes > {config.max_block_size_bytes}")
+    if block.header.tx_root != codec.compute_tx_root(block.txs):
+        raise InvalidBlock(BlockReason.BAD_TX_ROOT, "tx_root does not match the transactions")
+    if not block.txs and not config.allow_empty_blocks:
+        raise InvalidBlock(BlockReason.EMPTY_BLOCK, "empty blocks are not allowed")
+    if block.header.pos_proof:
+        raise InvalidBlock(BlockReason.BAD_POS_PROOF, "proof-of-authority blocks carry no proof")
+
+
+def validate_unique_aids(block: Block) -> None:
+    """No Aid is registered twice inside one block."""
+    seen: set[Aid] = set()
+    for i, tx in enumerate(block.txs):
+        if isinstance(tx, TxRegisterModel):
+            if tx.aid in seen:
+                raise InvalidBlock(BlockReason.DUPLICATE_AID, f"tx {i} registers {tx.aid} again")
+            seen.add(tx.aid)
+
+
+def execute_block(view: StateView, block: Block, genesis: Genesis) -> None:
+    """Apply every tx to `view`; an invalid tx makes the block invalid."""
+    for i, tx in enumerate(block.txs):
+        try:
+            process_tx(view, tx, genesis, block.header.height, block.header.proposer)
+        except InvalidTx as exc:
+            raise InvalidBlock(BlockReason.INVALID_TX, f"tx {i}: {exc}") from exc
+
+
+def validate_block(
+    view: StateView,
+    block: Block,
+    parent_hash: BlockHash,
+    parent: Header,
+    genesis: Genesis,
+    config: ConsensusConfig,
+    now_ms: int,
+) -> None:
+    """V_base: raise InvalidBlock, or leave the block's writes in `view`."""
+    validate_header_links(block.header, parent_hash, parent, now_ms)
+    validate_proposer(block, genesis)
+    validate_shape(block, config)
+    validate_unique_aids(block)
+    execute_block(view, block, genesis)
+    root = compute_state_root(view.items())
+    if block.header.state_root != root:
+        raise InvalidBlock(BlockReason.BAD_STATE_ROOT, f"state_root is not {root}")

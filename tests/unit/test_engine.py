@@ -1,0 +1,329 @@
+"""ConsensusEngine with an in-process verifier double (unit level only)."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import pytest
+
+from authchain.chain import codec, crypto
+from authchain.chain.config import ConsensusConfig
+from authchain.chain.consensus.engine import ConsensusEngine, ImportStatus
+from authchain.chain.consensus.pool import PoolRejected
+from authchain.chain.metrics.prometheus import ChainMetrics
+from authchain.chain.state import (
+    Genesis,
+    InvalidTx,
+    StateView,
+    Validator,
+    compute_state_root,
+    get_account,
+    get_artefact,
+    try_process_tx,
+)
+from authchain.chain.storage import MemBlockStore
+from authchain.chain.types import (
+    Aid,
+    Block,
+    EvidenceHash,
+    EvidenceRef,
+    Header,
+    SigScheme,
+    Transaction,
+    TxRegisterModel,
+    TxTransfer,
+    WmProfile,
+)
+from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable, MlValidity, Verdict
+
+CHAIN = "authchain-unit"
+VALIDATOR = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x01" * 32)
+OWNER = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x02" * 32)
+PROFILE = WmProfile(0.9, 0.2, -0.05, 0.05)
+T0 = 1_700_000_000_000
+
+
+@dataclass
+class FakeVerifier:
+    """Answers from a table; `down` simulates an unreachable ML service."""
+
+    failing: set[Aid] = field(default_factory=set)
+    down: bool = False
+    calls: int = 0
+
+    async def verify(self, claim: ArtefactClaim) -> Verdict:
+        self.calls += 1
+        if self.down:
+            raise MlUnavailable("connection refused")
+        if claim.aid in self.failing:
+            return Verdict(ok=False, reason="watermark_not_found", trigger_acc=0.1)
+        return Verdict(ok=True, trigger_acc=1.0, feat_dist=0.0, logit_stat=0.0)
+
+
+def make_genesis(impersonation: bool = True) -> Genesis:
+    return Genesis(
+        chain_id=CHAIN,
+        timestamp_ms=T0,
+        min_fee=0,
+        impersonation=impersonation,
+        validators=(Validator(VALIDATOR.account, VALIDATOR.scheme, VALIDATOR.public_key),),
+        accounts=((OWNER.account, 1_000),),
+    )
+
+
+def make_engine(
+    verifier: FakeVerifier | None = None,
+    store: MemBlockStore | None = None,
+    cap: int = 2,
+    impersonation: bool = True,
+) -> ConsensusEngine:
+    metrics = ChainMetrics()
+    ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=cap, metrics=metrics)
+    config = ConsensusConfig(max_pool_txs=5)
+    return ConsensusEngine(
+        store or MemBlockStore(), make_genesis(impersonation), config, ml, metrics=metrics
+    )
+
+
+def aid(n: int) -> Aid:
+    return Aid(bytes([n]) * 32)
+
+
+def register(n: int, nonce: int, signed: bool = True) -> TxRegisterModel:
+    evidence = EvidenceRef("multi_factor_v1", EvidenceHash(bytes([n + 100]) * 32), PROFILE)
+    tx = TxRegisterModel(OWNER.account, aid(n), evidence, fee=0, nonce=nonce)
+    return crypto.sign_tx(tx, OWNER, CHAIN) if signed else tx
+
+
+def build_block(engine: ConsensusEngine, txs: list[Transaction], now: int) -> Block:
+    """A correctly linked, signed block with a correct state root, whatever its txs."""
+    view = StateView(engine.view().base)
+    height = engine.height + 1
+    for tx in txs:
+        # the block may be meant to be invalid; its state root does not matter then
+        with contextlib.suppress(InvalidTx):
+            try_process_tx(view, tx, engine.genesis, height, VALIDATOR.account)
+    header = Header(
+        parent=engine.tip,
+        height=height,
+        timestamp=now,
+        proposer=VALIDATOR.account,
+        tx_root=codec.compute_tx_root(txs),
+        state_root=compute_state_root(view.items()),
+    )
+    return crypto.sign_block(Block(header, tuple(txs)), VALIDATOR, CHAIN)
+
+
+def metric(engine: ConsensusEngine, name: str, **labels: str) -> float:
+    assert engine.metrics is not None
+    value = engine.metrics.registry.get_sample_value(name, labels or None)
+    return value or 0.0
+
+
+async def test_watermarked_registration_is_committed() -> None:
+    engine = make_engine()
+    tx_hash = engine.submit_tx(register(1, 0))
+    result = await engine.propose_block(VALIDATOR, T0 + 5_000)
+    assert result is not None and result.status is ImportStatus.ACCEPTED
+    assert engine.height == 1
+    meta = get_artefact(engine.view(), aid(1))
+    assert meta is not None and meta.owner == OWNER.account and meta.registered_at == 1
+    assert tx_hash not in engine.pool
+    assert engine.store.get_tx_location(tx_hash) == (engine.tip, 0)
+    assert get_account(engine.view(), OWNER.account).nonce == 1
+
+
+async def test_block_with_failing_artefact_is_rejected_and_counted() -> None:
+    verifier = FakeVerifier(failing={aid(1)})
+    engine = make_engine(verifier)
+    block = build_block(engine, [register(1, 0)], T0 + 5_000)
+    result = await engine.import_block(block, T0 + 5_000)
+    assert result.status is ImportStatus.INVALID
+    assert result.reason is not None and "ml_auth_failed" in result.reason
+    assert engine.height == 0
+    assert metric(engine, "consensus_blocks_rejected_ml_total") == 1
+    again = await engine.import_block(block, T0 + 6_000)
+    assert again.status is ImportStatus.INVALID
+    assert verifier.calls == 1  # remembered as invalid, and the verdict is cached anyway
+
+
+async def test_proposer_drops_failing_registration_and_records_why() -> None:
+    engine = make_engine(FakeVerifier(failing={aid(1)}))
+    bad = engine.submit_tx(register(1, 0))
+    good = engine.submit_tx(register(2, 1))
+    result = await engine.propose_block(VALIDATOR, T0 + 5_000)
+    assert result is not None and result.status is ImportStatus.ACCEPTED
+    # the good registration had nonce 1 and the failed one nonce 0: it waits for nonce 0
+    assert bad not in engine.pool
+    rejection = engine.get_rejection(bad)
+    assert rejection is not None and rejection.reason == "watermark_not_found"
+    assert good in engine.pool
+    assert get_artefact(engine.view(), aid(1)) is None
+
+
+async def test_artefact_cap_is_enforced() -> None:
+    engine = make_engine(cap=2)
+    block = build_block(engine, [register(1, 0), register(2, 1), register(3, 2)], T0 + 5_000)
+    result = await engine.import_block(block, T0 + 5_000)
+    assert result.status is ImportStatus.INVALID
+    assert result.reason is not None and "too_many_artefacts" in result.reason
+
+
+async def test_proposer_respects_the_cap() -> None:
+    engine = make_engine(cap=2)
+    for n in range(3):
+        engine.submit_tx(register(n + 1, n))
+    await engine.propose_block(VALIDATOR, T0 + 5_000)
+    assert len(engine.store.get_block(engine.tip).txs) == 2  # type: ignore[union-attr]
+    await engine.propose_block(VALIDATOR, T0 + 10_000)
+    assert get_artefact(engine.view(), aid(3)) is not None
+
+
+async def test_duplicate_aid_inside_a_block_is_rejected() -> None:
+    engine = make_engine()
+    first = register(1, 0)
+    second = crypto.sign_tx(
+        TxRegisterModel(OWNER.account, aid(1), first.evidence, fee=0, nonce=1), OWNER, CHAIN
+    )
+    result = await engine.import_block(build_block(engine, [first, second], T0 + 1), T0 + 1)
+    assert result.status is ImportStatus.INVALID
+    assert result.reason is not None and "duplicate_aid" in result.reason
+
+
+async def test_already_registered_aid_is_rejected() -> None:
+    engine = make_engine()
+    engine.submit_tx(register(1, 0))
+    await engine.propose_block(VALIDATOR, T0 + 5_000)
+    again = crypto.sign_tx(
+        TxRegisterModel(OWNER.account, aid(1), register(1, 0).evidence, fee=0, nonce=1),
+        OWNER,
+        CHAIN,
+    )
+    with pytest.raises(InvalidTx, match="aid_already_registered"):
+        engine.submit_tx(again)
+    result = await engine.import_block(build_block(engine, [again], T0 + 10_000), T0 + 10_000)
+    assert result.status is ImportStatus.INVALID
+    assert result.reason is not None and "aid_already_registered" in result.reason
+
+
+async def test_ml_unavailable_defers_block_then_accepts() -> None:
+    verifier = FakeVerifier(down=True)
+    engine = make_engine(verifier)
+    block = build_block(engine, [register(1, 0)], T0 + 5_000)
+    result = await engine.import_block(block, T0 + 5_000)
+    assert result.status is ImportStatus.DEFERRED
+    assert engine.height == 0
+    assert metric(engine, "consensus_blocks_rejected_ml_total") == 0
+    assert metric(engine, "ml_verifier_calls_total", result="unavailable") == 1
+    verifier.down = False
+    result = await engine.import_block(block, T0 + 6_000)
+    assert result.status is ImportStatus.ACCEPTED
+    assert engine.height == 1
+
+
+async def test_proposer_leaves_registration_pooled_while_ml_is_down() -> None:
+    verifier = FakeVerifier(down=True)
+    engine = make_engine(verifier)
+    transfer = crypto.sign_tx(TxTransfer(OWNER.account, VALIDATOR.account, 5, 0, 1), OWNER, CHAIN)
+    reg = engine.submit_tx(register(1, 0))
+    engine.submit_tx(transfer)
+    result = await engine.propose_block(VALIDATOR, T0 + 5_000)
+    assert result is not None and result.status is ImportStatus.ACCEPTED
+    assert engine.store.get_block(engine.tip).txs == ()  # type: ignore[union-attr]
+    assert reg in engine.pool and engine.get_rejection(reg) is None
+    verifier.down = False
+    await engine.propose_block(VALIDATOR, T0 + 10_000)
+    assert get_artefact(engine.view(), aid(1)) is not None
+    assert get_account(engine.view(), VALIDATOR.account).balance == 5
+
+
+async def test_reorg_to_longer_branch_equals_applying_only_that_branch() -> None:
+    a = make_engine()
+    b = make_engine()
+    # chain A: two blocks registering aid 1 and transferring 10
+    a.submit_tx(register(1, 0))
+    await a.propose_block(VALIDATOR, T0 + 1_000)
+    a.submit_tx(
+        crypto.sign_tx(TxTransfer(OWNER.account, VALIDATOR.account, 10, 0, 1), OWNER, CHAIN)
+    )
+    await a.propose_block(VALIDATOR, T0 + 2_000)
+    # chain B: three blocks registering aid 2 and 3 and transferring 7
+    b_blocks = []
+    branch_txs: list[Transaction] = [
+        register(2, 0),
+        register(3, 1),
+        crypto.sign_tx(TxTransfer(OWNER.account, VALIDATOR.account, 7, 0, 2), OWNER, CHAIN),
+    ]
+    for i, tx in enumerate(branch_txs):
+        b.submit_tx(tx)
+        await b.propose_block(VALIDATOR, T0 + 1_500 + i * 1_000)
+        b_blocks.append(b.store.get_block(b.tip))
+    statuses = [(await a.import_block(blk, T0 + 10_000)).status for blk in b_blocks if blk]
+    assert statuses == [ImportStatus.SIDE, ImportStatus.SIDE, ImportStatus.ACCEPTED]
+    assert a.tip == b.tip
+    assert sorted(a.view().items()) == sorted(b.view().items())
+    assert dict(a.store.iter_state()) == dict(b.store.iter_state())
+    assert get_artefact(a.view(), aid(1)) is None
+    # the dropped branch's txs went back to the pool; the aid-1 registration can be re-proposed
+    assert len(a.pool) == 2
+    assert metric(a, "consensus_reorgs_total") == 1
+
+
+async def test_orphan_and_known_blocks() -> None:
+    engine = make_engine()
+    engine.submit_tx(register(1, 0))
+    result = await engine.propose_block(VALIDATOR, T0 + 1_000)
+    assert result is not None
+    block = engine.store.get_block(result.block_hash)
+    assert block is not None
+    assert (await engine.import_block(block, T0 + 2_000)).status is ImportStatus.KNOWN
+    other = make_engine()
+    orphan_parent = build_block(other, [], T0 + 1)
+    await other.import_block(orphan_parent, T0 + 1)
+    orphan = build_block(other, [], T0 + 2)
+    assert (await engine.import_block(orphan, T0 + 3)).status is ImportStatus.ORPHAN
+
+
+async def test_pool_checks() -> None:
+    engine = make_engine(impersonation=False)
+    with pytest.raises(InvalidTx, match="unsigned_not_allowed"):
+        engine.submit_tx(register(1, 0, signed=False))
+    tx = register(1, 0)
+    engine.submit_tx(tx)
+    with pytest.raises(PoolRejected, match="duplicate"):
+        engine.submit_tx(tx)
+    with pytest.raises(PoolRejected, match="aid_pending"):
+        engine.submit_tx(
+            crypto.sign_tx(
+                TxRegisterModel(OWNER.account, aid(1), tx.evidence, fee=0, nonce=1), OWNER, CHAIN
+            )
+        )
+    with pytest.raises(PoolRejected, match="nonce_taken"):
+        engine.submit_tx(register(2, 0))
+    for n in range(2, 6):
+        engine.submit_tx(register(n, n - 1))
+    with pytest.raises(PoolRejected, match="pool_full"):
+        engine.submit_tx(register(9, 5))
+    forged = crypto.sign_tx(register(7, 9, signed=False), OWNER, CHAIN + "-other")
+    engine.pool.forget([codec.compute_tx_hash(tx)])
+    with pytest.raises(InvalidTx, match="bad_signature"):
+        engine.submit_tx(forged)
+
+
+async def test_pool_survives_a_new_engine_on_the_same_store() -> None:
+    store = MemBlockStore()
+    engine = make_engine(store=store)
+    tx_hash = engine.submit_tx(register(1, 0))
+    again = make_engine(store=store)
+    assert tx_hash in again.pool
+    assert again.tip == engine.tip
+
+
+async def test_store_of_another_chain_is_refused() -> None:
+    from authchain.chain.errors import StorageError
+
+    store = MemBlockStore()
+    make_engine(store=store, impersonation=True)
+    with pytest.raises(StorageError, match="another chain"):
+        make_engine(store=store, impersonation=False)

@@ -1,0 +1,134 @@
+"""V_base: one test_invalid_* per rule, each feeding validate_block a block that breaks it."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from authchain.chain import codec, crypto
+from authchain.chain.config import ConsensusConfig
+from authchain.chain.state import StateView
+from authchain.chain.types import Block, BlockHash, SigScheme, TxTransfer
+from authchain.chain.validation.base import (
+    MAX_CLOCK_DRIFT_MS,
+    BlockReason,
+    InvalidBlock,
+    validate_block,
+)
+from tests.unit.test_engine import CHAIN, OWNER, T0, VALIDATOR, build_block, make_engine, register
+
+NOW = T0 + 5_000
+
+
+def _check(block: Block, config: ConsensusConfig | None = None) -> None:
+    engine = make_engine()
+    validate_block(
+        StateView(engine.view().base),
+        block,
+        engine.tip,
+        engine.tip_header,
+        engine.genesis,
+        config or engine.config,
+        NOW,
+    )
+
+
+def _expect(reason: BlockReason, block: Block, config: ConsensusConfig | None = None) -> None:
+    with pytest.raises(InvalidBlock) as info:
+        _check(block, config)
+    assert info.value.reason is reason
+
+
+def _resign(block: Block, **header_changes: object) -> Block:
+    header = msgspec.structs.replace(block.header, **header_changes)
+    return crypto.sign_block(Block(header, block.txs), VALIDATOR, CHAIN)
+
+
+def _good(txs: list[TxTransfer] | None = None) -> Block:
+    return build_block(make_engine(), list(txs or []), NOW)
+
+
+def test_valid_block_passes() -> None:
+    _check(_good())
+    _check(build_block(make_engine(), [register(1, 0)], NOW))
+
+
+def test_invalid_parent() -> None:
+    _expect(BlockReason.BAD_PARENT, _resign(_good(), parent=BlockHash(b"\x09" * 32)))
+
+
+def test_invalid_height() -> None:
+    _expect(BlockReason.BAD_HEIGHT, _resign(_good(), height=2))
+
+
+def test_invalid_timestamp_not_after_parent() -> None:
+    _expect(BlockReason.BAD_TIMESTAMP, _resign(_good(), timestamp=T0))
+
+
+def test_invalid_timestamp_in_the_future() -> None:
+    _expect(BlockReason.BAD_TIMESTAMP, _resign(_good(), timestamp=NOW + MAX_CLOCK_DRIFT_MS + 1))
+
+
+def test_invalid_proposer() -> None:
+    intruder = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x07" * 32)
+    block = _good()
+    header = msgspec.structs.replace(block.header, proposer=intruder.account)
+    _expect(BlockReason.WRONG_PROPOSER, crypto.sign_block(Block(header), intruder, CHAIN))
+
+
+def test_invalid_block_signature() -> None:
+    block = _good()
+    _expect(BlockReason.BAD_BLOCK_SIGNATURE, msgspec.structs.replace(block, signature=b"\x00" * 64))
+    other_chain = crypto.sign_block(block, VALIDATOR, CHAIN + "-x")
+    _expect(BlockReason.BAD_BLOCK_SIGNATURE, other_chain)
+
+
+def test_invalid_too_many_txs() -> None:
+    block = build_block(make_engine(), [register(1, 0), register(2, 1)], NOW)
+    _expect(BlockReason.TOO_MANY_TXS, block, ConsensusConfig(max_block_txs=1))
+
+
+def test_invalid_too_large() -> None:
+    block = build_block(make_engine(), [register(n, n) for n in range(1, 10)], NOW)
+    assert len(codec.encode(block)) > 1024
+    _expect(BlockReason.TOO_LARGE, block, ConsensusConfig(max_block_size_bytes=1024))
+
+
+def test_invalid_tx_root() -> None:
+    block = build_block(make_engine(), [register(1, 0)], NOW)
+    _expect(BlockReason.BAD_TX_ROOT, _resign(block, tx_root=codec.compute_tx_root([])))
+
+
+def test_invalid_empty_block() -> None:
+    _expect(BlockReason.EMPTY_BLOCK, _good(), ConsensusConfig(allow_empty_blocks=False))
+
+
+def test_invalid_pos_proof() -> None:
+    _expect(BlockReason.BAD_POS_PROOF, _resign(_good(), pos_proof=b"stake"))
+
+
+def test_invalid_duplicate_aid() -> None:
+    first = register(1, 0)
+    second = crypto.sign_tx(msgspec.structs.replace(first, nonce=1, signature=b""), OWNER, CHAIN)
+    _expect(BlockReason.DUPLICATE_AID, build_block(make_engine(), [first, second], NOW))
+
+
+def test_invalid_tx_bad_nonce() -> None:
+    _expect(BlockReason.INVALID_TX, build_block(make_engine(), [register(1, 5)], NOW))
+
+
+def test_invalid_tx_bad_signature() -> None:
+    tx = msgspec.structs.replace(register(1, 0), fee=1)  # signature no longer covers it
+    with pytest.raises(InvalidBlock, match="bad_signature"):
+        _check(build_block(make_engine(), [tx], NOW))
+
+
+def test_invalid_tx_insufficient_balance() -> None:
+    tx = crypto.sign_tx(TxTransfer(OWNER.account, VALIDATOR.account, 10**6, 0, 0), OWNER, CHAIN)
+    with pytest.raises(InvalidBlock, match="insufficient_balance"):
+        _check(build_block(make_engine(), [tx], NOW))
+
+
+def test_invalid_state_root() -> None:
+    block = build_block(make_engine(), [register(1, 0)], NOW)
+    _expect(BlockReason.BAD_STATE_ROOT, _resign(block, state_root=codec.hash_bytes(b"x")))
