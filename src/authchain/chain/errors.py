@@ -2,6 +2,10 @@
 
     ChainError
      ├── InvalidField       a value breaks a type's rule; `.field` names it (also a ValueError)
+     ├── Rejected           a refusal with a stable `.reason` code and a human `.detail`:
+     │    ├── InvalidTx       (state.py)  a tx breaks a state rule
+     │    ├── PoolRejected    (consensus/pool.py)  the pool refused a tx
+     │    └── InvalidBlock    (validation/base.py)  a block breaks a validity rule
      ├── DecodeError        bytes are not the canonical encoding of the expected type
      ├── SignatureError     a signature is missing, malformed, or does not verify
      ├── StorageError       the store failed, or a record is corrupt; `.key` names the record
@@ -25,6 +29,15 @@ class InvalidField(ChainError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class Rejected(ChainError):
+    """A refusal with a stable reason code (a StrEnum member) and a human detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class DecodeError(ChainError):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from authchain.chain import codec, crypto
 from authchain.chain.config import ChainConfig
-from authchain.chain.errors import ChainError, SignatureError
+from authchain.chain.errors import Rejected, SignatureError
 from authchain.chain.types import (
     AccountId,
     Aid,
@@ -75,13 +75,10 @@ class TxReason(enum.StrEnum):
     BALANCE_OVERFLOW = "balance_overflow"
 
 
-class InvalidTx(ChainError):
+class InvalidTx(Rejected):
     """A transaction breaks a state rule."""
 
-    def __init__(self, reason: TxReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    reason: TxReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.fork_choice import ForkChoice, LongestChainForkChoice
 from authchain.chain.consensus.pool import TxPool
 from authchain.chain.consensus.store import BlockStore, Commit
-from authchain.chain.errors import StorageError
+from authchain.chain.errors import Rejected, StorageError
 from authchain.chain.metrics.prometheus import ChainMetrics
 from authchain.chain.state import (
     Genesis,
@@ -189,9 +189,9 @@ class ConsensusEngine:
         """Admit `tx` to the pool; raises InvalidTx or PoolRejected with the reason."""
         try:
             tx_hash = self.pool.add(self.view(), tx)
-        except Exception as exc:
+        except Rejected as exc:
             if self.metrics:
-                self.metrics.txs_rejected.labels(reason=str(getattr(exc, "reason", "error"))).inc()
+                self.metrics.txs_rejected.labels(reason=exc.reason).inc()
             raise
         self._update_gauges()
         return tx_hash

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from authchain.chain import codec
 from authchain.chain.consensus.store import BlockStore, Commit
-from authchain.chain.errors import ChainError
+from authchain.chain.errors import Rejected
 from authchain.chain.state import (
     Genesis,
     InvalidTx,
@@ -45,13 +45,10 @@ class PoolReason(enum.StrEnum):
     AID_PENDING = "aid_pending"
 
 
-class PoolRejected(ChainError):
+class PoolRejected(Rejected):
     """The pool refused a transaction."""
 
-    def __init__(self, reason: PoolReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    reason: PoolReason
 
 
 class TxPool:

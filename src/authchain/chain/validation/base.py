@@ -13,7 +13,7 @@ import enum
 
 from authchain.chain import codec, crypto
 from authchain.chain.config import ConsensusConfig
-from authchain.chain.errors import ChainError, SignatureError
+from authchain.chain.errors import Rejected, SignatureError
 from authchain.chain.state import (
     Genesis,
     InvalidTx,
@@ -48,13 +48,10 @@ class BlockReason(enum.StrEnum):
     ML_AUTH_FAILED = "ml_auth_failed"
 
 
-class InvalidBlock(ChainError):
+class InvalidBlock(Rejected):
     """A block breaks a validity rule."""
 
-    def __init__(self, reason: BlockReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+    reason: BlockReason
 
 
 def get_expected_proposer(validators: tuple[Validator, ...], height: Height) -> Validator:
