@@ -232,10 +232,20 @@ def _spend(tx: Transaction) -> int:
     return tx.fee + (tx.amount if isinstance(tx, TxTransfer) else 0)
 
 
-def check_tx_state(view: StateView, tx: Transaction, genesis: Genesis) -> None:
-    """Nonce, fee, balance and registry rules against `view`."""
+def check_tx_state(
+    view: StateView, tx: Transaction, genesis: Genesis, *, future_nonce_ok: bool = False
+) -> None:
+    """Nonce, fee, balance and registry rules against `view`.
+
+    With `future_nonce_ok` (pool admission) a nonce above the account's next one is accepted:
+    the tx waits in the pool for the ones before it.
+    """
     signer = get_account(view, get_signer(tx))
-    if tx.nonce != signer.nonce:
+    if tx.nonce < signer.nonce:
+        raise InvalidTx(
+            TxReason.BAD_NONCE, f"nonce {tx.nonce} already used (next is {signer.nonce})"
+        )
+    if tx.nonce > signer.nonce and not future_nonce_ok:
         raise InvalidTx(TxReason.BAD_NONCE, f"expected nonce {signer.nonce}, got {tx.nonce}")
     if tx.fee < genesis.min_fee:
         raise InvalidTx(TxReason.FEE_TOO_LOW, f"fee {tx.fee} below minimum {genesis.min_fee}")

@@ -16,12 +16,10 @@ from authchain.chain.consensus.store import BlockStore, Commit
 from authchain.chain.errors import Rejected
 from authchain.chain.state import (
     Genesis,
-    InvalidTx,
     StateView,
-    TxReason,
     check_tx_auth,
+    check_tx_state,
     get_account,
-    get_artefact,
 )
 from authchain.chain.types import (
     AccountId,
@@ -30,8 +28,6 @@ from authchain.chain.types import (
     Transaction,
     TxHash,
     TxRegisterModel,
-    TxTransfer,
-    TxUseModel,
     get_signer,
 )
 
@@ -78,36 +74,16 @@ class TxPool:
         if len(self._txs) >= self.max_size:
             raise PoolRejected(PoolReason.POOL_FULL, f"pool holds {self.max_size} txs; retry later")
         check_tx_auth(tx, self._genesis)
+        check_tx_state(view, tx, self._genesis, future_nonce_ok=True)
         signer = get_signer(tx)
-        account = get_account(view, signer)
-        if tx.nonce < account.nonce:
-            raise InvalidTx(
-                TxReason.BAD_NONCE, f"nonce {tx.nonce} already used (next is {account.nonce})"
-            )
         if any(get_signer(p) == signer and p.nonce == tx.nonce for p in self._txs.values()):
             raise PoolRejected(
                 PoolReason.NONCE_TAKEN, f"a pending tx of {signer} already uses nonce {tx.nonce}"
             )
-        if tx.fee < self._genesis.min_fee:
-            raise InvalidTx(
-                TxReason.FEE_TOO_LOW, f"fee {tx.fee} below minimum {self._genesis.min_fee}"
+        if isinstance(tx, TxRegisterModel) and tx.aid in self.pending_aids():
+            raise PoolRejected(
+                PoolReason.AID_PENDING, f"a registration of {tx.aid} is already pending"
             )
-        spend = tx.fee + (tx.amount if isinstance(tx, TxTransfer) else 0)
-        if account.balance < spend:
-            raise InvalidTx(
-                TxReason.INSUFFICIENT_BALANCE, f"balance {account.balance} < {spend} needed"
-            )
-        if isinstance(tx, TxRegisterModel):
-            if get_artefact(view, tx.aid) is not None:
-                raise InvalidTx(
-                    TxReason.AID_ALREADY_REGISTERED, f"aid {tx.aid} is already registered"
-                )
-            if tx.aid in self.pending_aids():
-                raise PoolRejected(
-                    PoolReason.AID_PENDING, f"a registration of {tx.aid} is already pending"
-                )
-        if isinstance(tx, TxUseModel) and get_artefact(view, tx.aid) is None:
-            raise InvalidTx(TxReason.AID_NOT_REGISTERED, f"aid {tx.aid} is not registered")
         return tx_hash
 
     def add(self, view: StateView, tx: Transaction) -> TxHash:
