@@ -2,20 +2,25 @@
 
     authchain keys new [--scheme ml-dsa-65|ed25519] [--out PATH]   create an account key file
     authchain keys show PATH                                        print a key file's account
+    authchain node [--config configs/devnet.toml]                   run a chain node
 
-Later commands (node, gateway, ml-service, devnet, demo, model, register, status) join this app.
+Later commands (gateway, ml-service, devnet, demo, model, register, status) join this app.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from authchain import __version__
+from authchain.chain.config import DEFAULT_CONFIG, load_chain_config
 from authchain.chain.crypto import DEFAULT_SCHEME, KeyPair, read_key_file, write_key_file
-from authchain.chain.errors import ChainError
+from authchain.chain.errors import ChainError, ConfigError, StorageError
 from authchain.chain.types import SigScheme
 
 app = typer.Typer(
@@ -85,3 +90,46 @@ def keys_show(path: Path = typer.Argument(..., help="Key file to read.")) -> Non
         raise typer.Exit(1) from None
     out.print(f"scheme:  {key.scheme.value}")
     out.print(f"account: {key.account.hex()}")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def setup_logging(level: str) -> None:
+    """Timestamped log lines on stderr."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _check_log_level(value: str) -> str:
+    if value.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}")
+    return value.lower()
+
+
+@app.command("node")
+def node(
+    config: Path = typer.Option(
+        DEFAULT_CONFIG, "--config", "-c", help="Chain config (TOML); AUTHCHAIN_* env overrides."
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", callback=_check_log_level, help="debug | info | warning | error"
+    ),
+) -> None:
+    """Run a chain node: RocksDB store, block producer, RPC server and /metrics.
+
+    Paths in the config (storage.path, node.key_file) are relative to the working directory.
+    Stop it with Ctrl-C or SIGTERM; a killed node restarts from its stored tip.
+    """
+    from authchain.chain.node import run_node
+
+    setup_logging(log_level)
+    try:
+        asyncio.run(run_node(load_chain_config(config)))
+    except (ConfigError, StorageError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None

@@ -130,6 +130,7 @@ async def test_watermarked_registration_is_committed() -> None:
     meta = get_artefact(engine.view(), aid(1))
     assert meta is not None and meta.owner == OWNER.account and meta.registered_at == 1
     assert tx_hash not in engine.pool
+    assert metric(engine, "txpool_size") == len(engine.pool) == 0
     assert engine.store.get_tx_location(tx_hash) == (engine.tip, 0)
     assert get_account(engine.view(), OWNER.account).nonce == 1
 

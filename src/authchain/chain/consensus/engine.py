@@ -348,7 +348,6 @@ class ConsensusEngine:
             ),
             block,
         )
-        self.pool.forget(tx_hashes)
         if self.metrics:
             self.metrics.txs_committed.inc(len(block.txs))
         log.info("block %d %s: %d txs", block.header.height, block_hash.short(), len(block.txs))
@@ -417,8 +416,6 @@ class ConsensusEngine:
             ),
             block,
         )
-        self.pool.restore(back_to_pool)
-        self.pool.forget(new_txs)
         if self.metrics:
             self.metrics.reorgs.inc()
             self.metrics.txs_committed.inc(len(new_txs))
@@ -431,6 +428,8 @@ class ConsensusEngine:
     def _commit(self, view: StateView, commit: Commit, tip_block: Block) -> None:
         commit.state = dict(view.writes)
         self.store.commit(commit)
+        self.pool.restore(commit.pool_add)
+        self.pool.forget(commit.pool_remove)
         for key, value in view.writes.items():
             if value is None:
                 self._state.pop(key, None)

@@ -1,0 +1,5 @@
+"""Clients for the ML service that runs `V_auth`."""
+
+from authchain.chain.ml_client.http import HttpMlVerifier
+
+__all__ = ["HttpMlVerifier"]

@@ -1,0 +1,223 @@
+"""The node's RPC server (DESIGN.md §6): what the gateway, CLI and later peers call.
+
+    GET  /health                   {"status": "ok"}
+    GET  /status                   NodeStatus: chain id, height, tip, pool size, validators
+    POST /txs                      {"tx": hex of canonical bytes} -> 202 accepted | 4xx reason
+    GET  /txs/{tx_hash}            TxStatus: queued | committed (+ Merkle proof) | rejected
+    GET  /blocks/latest            BlockPublic
+    GET  /blocks/{height_or_hash}  BlockPublic
+    GET  /artefacts/{aid}          ArtefactPublic
+    GET  /accounts/{account}       AccountPublic (balance, nonce, next_nonce)
+
+Errors are `ErrorBody{detail, reason, field}`: 422 for malformed input (naming the field),
+400 for a tx CheckTx refuses (reason = the `TxReason`/`PoolReason`), 404 for unknown ids,
+503 when the pool is full. Handlers run in the node's event loop, between engine steps, so
+they see a consistent tip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from authchain import __version__
+from authchain.chain import codec
+from authchain.chain.config import ChainConfig
+from authchain.chain.consensus.engine import ConsensusEngine, compute_genesis_block
+from authchain.chain.consensus.pool import PoolReason
+from authchain.chain.errors import DecodeError, InvalidField, Rejected
+from authchain.chain.schemas import (
+    MAX_TX_BYTES,
+    AccountPublic,
+    ArtefactPublic,
+    BlockPublic,
+    NodeStatus,
+    SubmitTx,
+    SubmitTxAccepted,
+    TxStatus,
+    artefact_to_public,
+    block_to_public,
+    tx_to_json,
+)
+from authchain.chain.state import get_account, get_artefact, get_usage
+from authchain.chain.types import AccountId, Aid, Block, BlockHash, Transaction, TxHash
+from authchain.web import ERROR_RESPONSES, ApiError, BodyLimit, install_error_handlers
+
+
+@dataclass(frozen=True, slots=True)
+class RpcContext:
+    """What the RPC handlers read: the engine, the config, and this node's validator id."""
+
+    engine: ConsensusEngine
+    config: ChainConfig
+    validator: AccountId | None = None
+
+
+def get_context(request: Request) -> RpcContext:
+    context: RpcContext = request.app.state.rpc
+    return context
+
+
+ContextDep = Annotated[RpcContext, Depends(get_context)]
+
+
+def decode_submitted_tx(hex_text: str) -> Transaction:
+    """A submitted tx's canonical bytes, decoded; ApiError(422) naming what is wrong."""
+    data = bytes.fromhex(hex_text.lower().removeprefix("0x"))
+    try:
+        tx: Transaction = codec.decode(data, Transaction)
+    except InvalidField as exc:
+        raise ApiError(
+            422, "invalid_tx", f"tx.{exc.field}: {exc.message}", f"tx.{exc.field}"
+        ) from exc
+    except DecodeError as exc:
+        raise ApiError(422, "invalid_tx", f"tx: {exc}", "tx") from exc
+    return tx
+
+
+# --- routes -------------------------------------------------------------------------------
+
+node_router = APIRouter(tags=["node"])
+txs_router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONSES)
+blocks_router = APIRouter(prefix="/blocks", tags=["blocks"], responses=ERROR_RESPONSES)
+state_router = APIRouter(tags=["state"], responses=ERROR_RESPONSES)
+
+
+@node_router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the node's event loop answers."""
+    return {"status": "ok"}
+
+
+@node_router.get("/status")
+async def status(ctx: ContextDep) -> NodeStatus:
+    """Where this node's chain stands."""
+    engine = ctx.engine
+    genesis = engine.genesis
+    return NodeStatus(
+        version=__version__,
+        chain_id=genesis.chain_id,
+        genesis_hash=codec.compute_block_hash(compute_genesis_block(genesis).header),
+        height=engine.height,
+        tip=engine.tip,
+        tip_timestamp_ms=engine.tip_header.timestamp,
+        pool_size=len(engine.pool),
+        min_fee=genesis.min_fee,
+        impersonation=genesis.impersonation,
+        validators=[v.account for v in genesis.validators],
+        validator=ctx.validator,
+        block_time_secs=ctx.config.consensus.block_time_secs,
+    )
+
+
+@txs_router.post("", status_code=202)
+async def submit_tx(body: SubmitTx, ctx: ContextDep) -> SubmitTxAccepted:
+    """CheckTx a signed transaction; if it passes it is pooled (and persisted)."""
+    tx = decode_submitted_tx(body.tx)
+    try:
+        tx_hash = ctx.engine.submit_tx(tx)
+    except Rejected as exc:
+        code = 503 if exc.reason == PoolReason.POOL_FULL else 400
+        raise ApiError(code, str(exc.reason), exc.detail) from exc
+    return SubmitTxAccepted(tx_hash=tx_hash)
+
+
+@txs_router.get("/{tx_hash}")
+async def get_tx(tx_hash: TxHash, ctx: ContextDep) -> TxStatus:
+    """Committed (with a Merkle inclusion proof against the block's tx_root), queued or
+    rejected (with the reason it was dropped)."""
+    engine = ctx.engine
+    location = engine.store.get_tx_location(tx_hash)
+    if location is not None:
+        block_hash, index = location
+        block = engine.store.get_block(block_hash)
+        if block is not None:
+            leaves = [codec.compute_tx_hash(tx) for tx in block.txs]
+            return TxStatus(
+                tx_hash=tx_hash,
+                status="committed",
+                tx=tx_to_json(block.txs[index]),
+                height=block.header.height,
+                block_hash=block_hash,
+                index=index,
+                tx_count=len(leaves),
+                tx_root=block.header.tx_root,
+                proof=codec.merkle_proof(leaves, index),
+            )
+    pending = engine.pool.get(tx_hash)
+    if pending is not None:
+        return TxStatus(tx_hash=tx_hash, status="queued", tx=tx_to_json(pending))
+    rejection = engine.get_rejection(tx_hash)
+    if rejection is not None:
+        return TxStatus(
+            tx_hash=tx_hash, status="rejected", reason=rejection.reason, detail=rejection.detail
+        )
+    raise ApiError(404, "unknown_tx", f"no transaction {tx_hash} is pending, committed or rejected")
+
+
+def _block_or_404(block: Block | None, what: str) -> BlockPublic:
+    if block is None:
+        raise ApiError(404, "unknown_block", f"no block {what}")
+    return block_to_public(block)
+
+
+@blocks_router.get("/latest")
+async def latest_block(ctx: ContextDep) -> BlockPublic:
+    """The canonical tip."""
+    return _block_or_404(ctx.engine.store.get_block(ctx.engine.tip), "at the tip")
+
+
+@blocks_router.get("/{ref}")
+async def get_block(ref: str, ctx: ContextDep) -> BlockPublic:
+    """A canonical block by height (decimal), or any stored block by hash (64 hex)."""
+    store = ctx.engine.store
+    if ref.isdigit() and len(ref) <= 20:
+        return _block_or_404(store.get_block_by_height(int(ref)), f"at height {ref}")
+    try:
+        block_hash = BlockHash.from_hex(ref, field="ref")
+    except InvalidField as exc:
+        raise ApiError(
+            422, "invalid_request", "ref: expected a height or a 64-hex block hash", "ref"
+        ) from exc
+    return _block_or_404(store.get_block(block_hash), str(block_hash))
+
+
+@state_router.get("/artefacts/{aid}", tags=["state"])
+async def get_artefact_route(aid: Aid, ctx: ContextDep) -> ArtefactPublic:
+    """A registered artefact: owner, watermark claim, registration height, use count."""
+    view = ctx.engine.view()
+    meta = get_artefact(view, aid)
+    if meta is None:
+        raise ApiError(404, "unknown_artefact", f"artefact {aid} is not registered")
+    usage = get_usage(view, aid)
+    return artefact_to_public(meta, usage.uses, usage.last_used_at)
+
+
+@state_router.get("/accounts/{account}", tags=["state"])
+async def get_account_route(account: AccountId, ctx: ContextDep) -> AccountPublic:
+    """Balance and nonces of any account (an unknown account has balance 0, nonce 0)."""
+    view = ctx.engine.view()
+    state = get_account(view, account)
+    return AccountPublic(
+        account=account,
+        balance=state.balance,
+        nonce=state.nonce,
+        next_nonce=ctx.engine.pool.next_nonce(view, account),
+    )
+
+
+def create_rpc_app(context: RpcContext) -> FastAPI:
+    """The RPC ASGI app for one node."""
+    app = FastAPI(
+        title="authchain node RPC",
+        version=__version__,
+        description="Submit transactions and read the chain of one authchain node.",
+    )
+    app.state.rpc = context
+    install_error_handlers(app)
+    for router in (node_router, txs_router, blocks_router, state_router):
+        app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=2 * MAX_TX_BYTES + 1024)
+    return app

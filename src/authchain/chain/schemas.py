@@ -1,0 +1,191 @@
+"""JSON views of chain data, shared by the node RPC and the gateway (DESIGN.md §6).
+
+Canonical bytes stay the protocol (`codec`); these are the readable views that HTTP APIs
+return. Hashes and byte strings are lower-case hex. A transaction's JSON carries its `type`
+(`register_model`, `use_model`, `transfer`) and `hash`. Signed transactions travel as the hex
+of their canonical bytes (`SubmitTx.tx`), so what was signed is exactly what arrives.
+
+This module imports only types and codec, so the gateway may use it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from authchain.chain import codec
+from authchain.chain.types import (
+    AccountId,
+    Aid,
+    ArtefactMetadata,
+    Block,
+    BlockHash,
+    Hash256,
+    Record,
+    Transaction,
+    TxHash,
+    TxRegisterModel,
+    TxTransfer,
+    TxUseModel,
+)
+
+TX_TYPES: dict[type, str] = {
+    TxRegisterModel: "register_model",
+    TxUseModel: "use_model",
+    TxTransfer: "transfer",
+}
+MAX_TX_BYTES = 64 * 1024
+"""Largest accepted encoded transaction (an ML-DSA-65 signature and key are about 5 KiB)."""
+
+
+def to_json(value: Any) -> Any:
+    """A Record (and what it holds) as JSON-ready builtins: dicts by field name, hex bytes."""
+    if isinstance(value, Record):
+        return {f: to_json(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, bytes | Hash256):
+        return value.hex()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [to_json(v) for v in value]
+    return value
+
+
+def tx_to_json(tx: Transaction) -> dict[str, Any]:
+    """A transaction with its type and hash first."""
+    fields: dict[str, Any] = to_json(tx)
+    return {"type": TX_TYPES[type(tx)], "hash": str(codec.compute_tx_hash(tx)), **fields}
+
+
+def encode_tx_hex(tx: Transaction) -> str:
+    """What `SubmitTx.tx` carries: the hex of the tx's canonical bytes."""
+    return codec.encode(tx).hex()
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubmitTx(_Schema):
+    """A signed transaction to submit."""
+
+    tx: str = Field(
+        min_length=2,
+        max_length=2 * MAX_TX_BYTES,
+        pattern=r"^(0x)?([0-9a-fA-F]{2})+$",
+        description="hex of the transaction's canonical bytes (see docs/protocol.md)",
+    )
+
+
+class SubmitTxAccepted(_Schema):
+    """CheckTx passed: the tx is pooled and persisted."""
+
+    status: Literal["accepted"] = "accepted"
+    tx_hash: TxHash
+
+
+class TxStatus(_Schema):
+    """Where a transaction is: pending, committed (with an inclusion proof) or dropped."""
+
+    tx_hash: TxHash
+    status: Literal["queued", "committed", "rejected"]
+    tx: dict[str, Any] | None = None
+    height: int | None = None
+    block_hash: BlockHash | None = None
+    index: int | None = Field(None, description="position of the tx in its block")
+    tx_count: int | None = Field(None, description="number of txs in the block (Merkle leaves)")
+    tx_root: Hash256 | None = None
+    proof: list[Hash256] | None = Field(
+        None, description="RFC 6962 audit path from the tx hash to tx_root (BLAKE3)"
+    )
+    reason: str | None = None
+    detail: str | None = None
+
+
+def verify_tx_status_proof(status: TxStatus) -> bool:
+    """Whether a committed status's Merkle proof puts its tx under its `tx_root`."""
+    if status.status != "committed" or status.proof is None or status.tx_root is None:
+        return False
+    if status.index is None or status.tx_count is None:
+        return False
+    return codec.verify_merkle_proof(
+        status.tx_hash, status.index, status.tx_count, status.proof, status.tx_root
+    )
+
+
+class BlockPublic(_Schema):
+    """A block: its hash, header fields and transactions."""
+
+    hash: BlockHash
+    height: int
+    header: dict[str, Any]
+    txs: list[dict[str, Any]]
+    signature: str
+    size_bytes: int
+
+
+def block_to_public(block: Block) -> BlockPublic:
+    """The JSON view of `block`."""
+    return BlockPublic(
+        hash=codec.compute_block_hash(block.header),
+        height=block.header.height,
+        header=to_json(block.header),
+        txs=[tx_to_json(tx) for tx in block.txs],
+        signature=block.signature.hex(),
+        size_bytes=len(codec.encode(block)),
+    )
+
+
+class AccountPublic(_Schema):
+    """An account's state, and the nonce its next transaction should carry."""
+
+    account: AccountId
+    balance: int
+    nonce: int = Field(description="nonce of the next tx to be committed")
+    next_nonce: int = Field(description="nonce for a new tx, counting pending ones")
+
+
+class ArtefactPublic(_Schema):
+    """A registered artefact (seed `ArtefactMetadata`) and its use count."""
+
+    aid: Aid
+    owner: AccountId
+    scheme_id: str
+    evidence_hash: Hash256
+    wm_profile: dict[str, float]
+    registered_at: int
+    uses: int
+    last_used_at: int | None
+
+
+def artefact_to_public(meta: ArtefactMetadata, uses: int, last_used_at: int) -> ArtefactPublic:
+    """The JSON view of a registered artefact."""
+    return ArtefactPublic(
+        aid=meta.aid,
+        owner=meta.owner,
+        scheme_id=meta.evidence.scheme_id,
+        evidence_hash=meta.evidence.evidence_hash,
+        wm_profile=to_json(meta.evidence.wm_profile),
+        registered_at=meta.registered_at,
+        uses=uses,
+        last_used_at=last_used_at if uses else None,
+    )
+
+
+class NodeStatus(_Schema):
+    """What a node is and where its chain stands."""
+
+    version: str
+    chain_id: str
+    genesis_hash: BlockHash
+    height: int
+    tip: BlockHash
+    tip_timestamp_ms: int
+    pool_size: int
+    min_fee: int
+    impersonation: bool
+    validators: list[AccountId]
+    validator: AccountId | None = Field(None, description="this node's key, if it proposes")
+    block_time_secs: float

@@ -1,0 +1,173 @@
+"""HTTP plumbing shared by the node RPC, the gateway and the ML service.
+
+- `ApiError` and `install_error_handlers`: every error a client can cause becomes a 4xx whose
+  JSON body is `ErrorBody{detail, reason, field}`; request validation errors name the field
+  (`wm_profile.tau_input`), never a traceback.
+- `BodyLimit`: refuses a request body over a size limit with 413 before the app reads it.
+- `serve`: runs uvicorn servers inside the caller's event loop without letting uvicorn take
+  over SIGINT/SIGTERM, so a process can run several servers and shut them down together.
+
+This module imports nothing from `chain`, `gateway` or `ml_service`; all three may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message, a stable reason code, and the field at fault if any."""
+
+    detail: str
+    reason: str
+    field: str | None = None
+
+
+class ApiError(Exception):
+    """An error to answer with `status` and an `ErrorBody`."""
+
+    def __init__(self, status: int, reason: str, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.field = field
+
+    def response(self) -> JSONResponse:
+        body = ErrorBody(detail=self.detail, reason=self.reason, field=self.field)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=self.status)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    413: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+}
+"""`responses=` for routes, so the OpenAPI docs show the error shape."""
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    # ("body", "wm_profile", "tau_input") -> "wm_profile.tau_input"; ("path", "aid") -> "aid"
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "path", "query") else loc
+    return ".".join(str(p) for p in parts) or "body"
+
+
+def describe_validation_error(errors: Sequence[Any]) -> tuple[str, str]:
+    """(first field, message naming every bad field) for pydantic/FastAPI errors."""
+    fields, messages = [], []
+    for e in errors:
+        field = _field_of(e.get("loc", ()))
+        message = e.get("msg", "invalid").removeprefix("Value error, ")
+        fields.append(field)
+        messages.append(f"{field}: {message}")
+    return (fields[0] if fields else "body"), "; ".join(messages)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer ApiError, validation errors and HTTP errors with `ErrorBody`."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        field, message = describe_validation_error(exc.errors())
+        return ApiError(422, "invalid_request", message, field).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return ApiError(exc.status_code, reason, str(exc.detail)).response()
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `max_bytes` (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_big = ApiError(
+            413, "body_too_large", f"request body is larger than {self.max_bytes} bytes"
+        ).response()
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await too_big(scope, receive, send)
+                return
+        seen = 0
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except _BodyTooLarge:
+            if not started:
+                await too_big(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(listen_addr: str) -> socket.socket:
+    """A listening-ready TCP socket bound to `host:port` (port 0: the OS picks)."""
+    host, _, port = listen_addr.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {listen_addr}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def make_server(app: ASGIApp, *, log_level: str = "warning") -> Server:
+    """A uvicorn `Server` for `app` without access logs (the app logs what matters)."""
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, lifespan="off", server_header=False
+    )
+    return Server(config)

@@ -1,0 +1,155 @@
+"""Real authchain processes for integration and end-to-end tests.
+
+`ChainFixture` writes a node config for a fresh chain in a temp dir (its own validator and
+account keys, free loopback ports); `Proc` runs `python -m authchain ...` with its output in
+a log file, waits for it to answer, and stops it with the signal a test asks for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from authchain.chain import crypto
+from authchain.chain.types import SigScheme
+from tests.servers import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Proc:
+    """One running `authchain` subcommand."""
+
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        env = {**os.environ, **self.env}
+        env.pop("COVERAGE_PROCESS_START", None)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "authchain", *self.args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+        )
+        return self
+
+    def wait_http(self, url: str, timeout: float = 60.0) -> None:
+        """Wait until GET `url` answers 200; fail with the log if the process dies first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.args[0]} exited {self.process.returncode}:\n{self.log()}"
+                )
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{url} did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send `sig` and wait for the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+            raise AssertionError(f"{self.args[0]} ignored signal {sig}:\n{self.log()}") from None
+        finally:
+            self._log.close()
+        return code
+
+
+@dataclass
+class ChainFixture:
+    """A fresh single-validator chain's config, keys and ports under `root`."""
+
+    root: Path
+    chain_id: str = "authchain-itest"
+    block_time_secs: float = 0.3
+    impersonation: bool = False
+    ml_url: str | None = None
+    validator: crypto.KeyPair = field(
+        default_factory=lambda: crypto.KeyPair.generate(SigScheme.ED25519)
+    )
+    account: crypto.KeyPair = field(default_factory=lambda: crypto.KeyPair.generate())
+    rpc_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.rpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def write_config(self) -> Path:
+        key_path = self.root / "validator.key"
+        if not key_path.exists():
+            crypto.write_key_file(key_path, self.validator)
+        ml_url = self.ml_url or f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        path = self.root / "node.toml"
+        path.write_text(
+            f'''chain_id = "{self.chain_id}"
+[consensus]
+block_time_secs = {self.block_time_secs}
+max_artefacts_per_block = 4
+[storage]
+path = "{self.root / "chain-db"}"
+[ml_client]
+base_url = "{ml_url}"
+timeout_secs = {self.extra.get("ml_timeout_secs", 30)}
+[metrics]
+listen_addr = "127.0.0.1:{self.metrics_port}"
+[rpc]
+listen_addr = "127.0.0.1:{self.rpc_port}"
+[node]
+key_file = "{key_path}"
+[genesis]
+timestamp_ms = 0
+impersonation = {str(self.impersonation).lower()}
+[[genesis.validators]]
+scheme = "{self.validator.scheme.value}"
+public_key = "{self.validator.public_key.hex()}"
+[[genesis.accounts]]
+account = "{self.account.account}"
+balance = 1000000
+'''
+        )
+        return path
+
+    def node(self) -> Proc:
+        """A node process for this chain (not started)."""
+        return Proc(
+            ["node", "--config", str(self.write_config()), "--log-level", "debug"],
+            self.root / "node.log",
+        )
+
+    def start_node(self) -> Proc:
+        proc = self.node().start()
+        proc.wait_http(f"{self.rpc_url}/health")
+        return proc
