@@ -3,8 +3,10 @@
     authchain keys new [--scheme ml-dsa-65|ed25519] [--out PATH]   create an account key file
     authchain keys show PATH                                        print a key file's account
     authchain node [--config configs/devnet.toml]                   run a chain node
+    authchain ml-service [--config configs/ml-service.toml]         run the ML verifier
+    authchain model train|evidence|verify                           watermarked models
 
-Later commands (gateway, ml-service, devnet, demo, model, register, status) join this app.
+The ML commands import torch lazily, so the chain commands run without it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from authchain import __version__
 from authchain.chain.config import DEFAULT_CONFIG, load_chain_config
 from authchain.chain.crypto import DEFAULT_SCHEME, KeyPair, read_key_file, write_key_file
 from authchain.chain.errors import ChainError, ConfigError, StorageError
-from authchain.chain.types import SigScheme
+from authchain.chain.types import AccountId, SigScheme
 
 app = typer.Typer(
     name="authchain",
@@ -131,5 +133,150 @@ def node(
     try:
         asyncio.run(run_node(load_chain_config(config)))
     except (ConfigError, StorageError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+# --- the ML side: `authchain model ...` and `authchain ml-service` (torch loads only here) ---
+
+model_app = typer.Typer(
+    help="Train watermarked models, make evidence, verify locally.", no_args_is_help=True
+)
+app.add_typer(model_app, name="model")
+
+
+def _owner_bytes(key_file: Path | None, owner: str | None) -> bytes:
+    if (key_file is None) == (owner is None):
+        err.print("[red]error:[/] give exactly one of --key (a key file) or --owner (account hex)")
+        raise typer.Exit(2)
+    if key_file is not None:
+        try:
+            return bytes(read_key_file(key_file).account)
+        except ChainError as exc:
+            err.print(f"[red]error:[/] --key: {exc}")
+            raise typer.Exit(1) from None
+    try:
+        return bytes(AccountId.from_hex(owner or "", field="--owner"))
+    except ChainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+_KEY_OPT = typer.Option(None, "--key", "-k", help="Owner's key file (its account owns the model).")
+_OWNER_OPT = typer.Option(None, "--owner", help="Owner account id (64 hex), instead of --key.")
+
+
+@model_app.command("train")
+def model_train(
+    out: Path = typer.Option(Path("data/train/model"), "--out", "-o", help="Output directory."),
+    key_file: Path | None = _KEY_OPT,
+    owner: str | None = _OWNER_OPT,
+    tiny: bool = typer.Option(False, "--tiny", help="A tiny SmallResNet (seconds, for tests)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Default 6 (3 with --from)."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    watermark: bool = typer.Option(
+        True, "--watermark/--no-watermark", help="Embed the watermark (default) or not."
+    ),
+    base: Path | None = typer.Option(
+        None, "--from", help="Fine-tune this existing artefact instead of training from scratch."
+    ),
+    triggers: int = typer.Option(100, "--triggers", min=1, help="Trigger inputs (K)."),
+    bits: int = typer.Option(64, "--bits", min=1, help="Signature bits (n)."),
+    probes: int = typer.Option(32, "--probes", min=1, help="Logit probe inputs (P)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a SmallResNet on scikit-learn's digits while embedding the watermark.
+
+    Writes OUT/model.safetensors and OUT/evidence.json and prints the aid, evidence hash and
+    a recommended wm_profile. The watermark key is bound to the owner's account.
+    """
+    from authchain.ml_service.cli import MlServiceError, print_result, train_command
+    from authchain.ml_service.watermark.embed import EmbedSpec
+
+    owner_id = _owner_bytes(key_file, owner)
+    spec = EmbedSpec(trigger_count=triggers, signature_bits=bits, probe_count=probes)
+    try:
+        result = train_command(
+            owner_id, out, tiny=tiny, epochs=epochs, seed=seed, watermark=watermark,
+            base=base, spec=spec,
+        )  # fmt: skip
+    except MlServiceError as exc:
+        err.print(f"[red]error:[/] --from {base}: {exc.reason}: {exc.detail}")
+        raise typer.Exit(1) from None
+    print_result(result, as_json)
+
+
+@model_app.command("evidence")
+def model_evidence(
+    artefact: Path = typer.Argument(..., help="An existing artefact (.safetensors or .pt)."),
+    out: Path = typer.Option(Path("data/train/evidence"), "--out", "-o", help="Output directory."),
+    key_file: Path | None = _KEY_OPT,
+    owner: str | None = _OWNER_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Make evidence for an existing model under the owner's key, without embedding anything.
+
+    Honest evidence for a model that was never watermarked: it fails verification.
+    """
+    from authchain.ml_service.cli import MlServiceError, evidence_command, print_result
+    from authchain.ml_service.watermark.embed import EmbedSpec
+
+    try:
+        result = evidence_command(artefact, _owner_bytes(key_file, owner), out, EmbedSpec())
+    except MlServiceError as exc:
+        err.print(f"[red]error:[/] {artefact}: {exc.reason}: {exc.detail}")
+        raise typer.Exit(1) from None
+    print_result(result, as_json)
+
+
+@model_app.command("verify")
+def model_verify(
+    artefact: Path = typer.Argument(..., help="Artefact file."),
+    evidence: Path = typer.Argument(..., help="Evidence file."),
+    owner: str | None = typer.Option(None, "--owner", help="Owner the evidence must be bound to."),
+    tau_input: float = typer.Option(0.9, min=0.0, max=1.0),
+    tau_feat: float = typer.Option(0.2, min=0.0, max=1.0),
+    band_low: float = typer.Option(-0.05, "--logit-band-low"),
+    band_high: float = typer.Option(0.05, "--logit-band-high"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Verify a model against evidence locally, with the service's algorithm."""
+    from authchain.ml_service.cli import MlServiceError, print_result, verify_command
+    from authchain.ml_service.watermark.verify import Thresholds
+
+    try:
+        result = verify_command(
+            artefact, evidence, owner, Thresholds(tau_input, tau_feat, band_low, band_high)
+        )
+    except (MlServiceError, OSError) as exc:
+        reason = getattr(exc, "reason", "unreadable")
+        err.print(f"[red]error:[/] {reason}: {getattr(exc, 'detail', exc)}")
+        raise typer.Exit(1) from None
+    print_result(result, as_json)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command("ml-service")
+def ml_service(
+    config: Path | None = typer.Option(
+        Path("configs/ml-service.toml"), "--config", "-c", help="ML service config (TOML)."
+    ),
+    listen: str | None = typer.Option(
+        None,
+        "--listen",
+        help="host:port instead of listen_addr (0.0.0.0:8080: all interfaces).",
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", callback=_check_log_level, help="debug | info | warning | error"
+    ),
+) -> None:
+    """Run the ML verification service (POST /verify, artefact and evidence uploads, /metrics)."""
+    from authchain.ml_service.cli import run_service
+
+    setup_logging(log_level)
+    try:
+        run_service(config if config is not None and config.exists() else None, listen, log_level)
+    except (ConfigError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

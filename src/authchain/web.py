@@ -21,7 +21,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -140,6 +141,15 @@ class BodyLimit:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+def add_metrics_route(app: FastAPI, registry: CollectorRegistry, path: str = "/metrics") -> None:
+    """Serve `registry` in the Prometheus text format at exactly `path` (no redirect)."""
+
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route(path, metrics, methods=["GET"], include_in_schema=False)
 
 
 class Server(uvicorn.Server):

@@ -17,9 +17,6 @@ start-up with a `ConfigError` naming the key and where it came from (file or var
 
 from __future__ import annotations
 
-import os
-import tomllib
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,26 +26,22 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import SettingsConfigDict
 
 from authchain.chain import codec
-from authchain.chain.errors import ConfigError
 from authchain.chain.types import AccountId, SigScheme
+from authchain.settings import (
+    ENV_NESTED,
+    ListenAddr,
+    TomlSettings,
+    load_settings,
+)
 
 ENV_PREFIX = "AUTHCHAIN_"
-ENV_NESTED = "__"
 DEFAULT_CONFIG = Path("configs/devnet.toml")
-
-_FILE_DATA: ContextVar[dict[str, Any] | None] = ContextVar("authchain_config_file", default=None)
 
 
 def _parse_hex_bytes(value: Any) -> Any:
@@ -63,17 +56,6 @@ def _parse_hex_bytes(value: Any) -> Any:
 HexBytes = Annotated[
     bytes, BeforeValidator(_parse_hex_bytes), PlainSerializer(lambda v: v.hex(), return_type=str)
 ]
-
-
-def check_listen_addr(value: str) -> str:
-    """`host:port` with a port in 0..65535 (0 lets the OS choose)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return value
-
-
-ListenAddr = Annotated[str, BeforeValidator(check_listen_addr)]
 
 
 class _Section(BaseModel):
@@ -182,7 +164,7 @@ class GenesisConfig(_Section):
         return self
 
 
-class ChainConfig(BaseSettings):
+class ChainConfig(TomlSettings):
     """Everything a node needs to know at start-up."""
 
     model_config = SettingsConfigDict(
@@ -201,44 +183,6 @@ class ChainConfig(BaseSettings):
     node: NodeConfig = NodeConfig()
     genesis: GenesisConfig = GenesisConfig()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Keyword arguments win, then the environment, then the file `load_chain_config` read.
-        file_source = InitSettingsSource(settings_cls, init_kwargs=_FILE_DATA.get() or {})
-        return (init_settings, env_settings, file_source)
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file; raise `ConfigError` naming the file."""
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-
-
-def format_validation_error(exc: ValidationError, source: str, env_prefix: str) -> str:
-    """One line per problem: `source: key: message`, naming the env var when it was one."""
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        env_name = env_prefix + ENV_NESTED.join(str(p) for p in err["loc"]).upper()
-        where = f"environment variable {env_name}" if env_name in os.environ else source
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{where}: {key}: {message}")
-    return "\n".join(lines)
-
 
 def load_chain_config(path: Path | None = None, **overrides: Any) -> ChainConfig:
     """Load `path` (TOML), apply `AUTHCHAIN_*` env overrides, validate; or raise ConfigError.
@@ -246,13 +190,4 @@ def load_chain_config(path: Path | None = None, **overrides: Any) -> ChainConfig
     With no path, defaults and the environment alone. Relative `storage.path` and
     `node.key_file` are resolved against the working directory, as the CLI documents.
     """
-    data = read_toml(path) if path is not None else {}
-    source = str(path) if path is not None else "defaults"
-
-    token = _FILE_DATA.set(data)
-    try:
-        return ChainConfig(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, ENV_PREFIX)) from exc
-    finally:
-        _FILE_DATA.reset(token)
+    return load_settings(ChainConfig, path, **overrides)

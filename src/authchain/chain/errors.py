@@ -8,14 +8,28 @@
      │    └── InvalidBlock    (validation/base.py)  a block breaks a validity rule
      ├── DecodeError        bytes are not the canonical encoding of the expected type
      ├── SignatureError     a signature is missing, malformed, or does not verify
-     ├── StorageError       the store failed, or a record is corrupt; `.key` names the record
-     └── ConfigError        a config file or environment override is wrong; names key and source
+     └── StorageError       the store failed, or a record is corrupt; `.key` names the record
+
+`ConfigError` (a config file or environment override is wrong) lives in `authchain.settings`,
+shared with the gateway and ML service, and is re-exported here.
 
 Errors from libraries (msgspec, RocksDB, cryptography, pydantic) are converted into these at the
 boundary with `raise ... from exc`, so callers handle one hierarchy.
 """
 
 from __future__ import annotations
+
+from authchain.settings import ConfigError
+
+__all__ = [
+    "ChainError",
+    "ConfigError",
+    "DecodeError",
+    "InvalidField",
+    "Rejected",
+    "SignatureError",
+    "StorageError",
+]
 
 
 class ChainError(Exception):
@@ -55,7 +69,3 @@ class StorageError(ChainError):
         where = f" (key {key.hex()})" if key is not None else ""
         super().__init__(f"{message}{where}")
         self.key = key
-
-
-class ConfigError(ChainError):
-    """A configuration file or environment override is invalid."""

@@ -1,0 +1,176 @@
+"""Model artefacts: safetensors with architecture metadata, or weights-only `.pt` state dicts.
+
+A safetensors artefact's metadata names what to build:
+
+    authchain.arch          "small_resnet"
+    authchain.config        JSON of the architecture's config, e.g. {"num_classes": 10, ...}
+    authchain.input_shape   JSON list, e.g. [3, 32, 32]
+
+A `.pt` artefact is read only with `torch.load(weights_only=True)`, which refuses any pickle
+that would build an object other than tensors and plain containers, so a malicious file is
+never executed. It holds either `{"arch", "config", "state_dict"}` or a bare state dict of a
+default-config `small_resnet`. Nothing here ever unpickles.
+
+Every failure is an `ArtefactError` with a stable reason: `corrupt_artefact`,
+`unsafe_artefact`, `unknown_architecture`, `bad_config`, `shape_mismatch`.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from authchain.ml_service.errors import ArchitectureError, ArtefactError
+from authchain.ml_service.models import (
+    Architecture,
+    build_model,
+    get_architecture,
+)
+
+META_ARCH = "authchain.arch"
+META_CONFIG = "authchain.config"
+META_INPUT_SHAPE = "authchain.input_shape"
+DEFAULT_ARCH = "small_resnet"
+FORMATS = ("safetensors", "pt")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model rebuilt from an artefact, in eval mode."""
+
+    model: nn.Module
+    arch: Architecture
+    config: Any
+
+
+def encode_artefact(model: nn.Module, arch: Architecture, config: Any) -> bytes:
+    """The safetensors bytes of `model`, with its architecture in the metadata."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {
+        META_ARCH: arch.name,
+        META_CONFIG: json.dumps(arch.config_to_json(config), sort_keys=True),
+        META_INPUT_SHAPE: json.dumps(list(arch.input_shape)),
+    }
+    return save_safetensors(tensors, metadata=metadata)
+
+
+def sniff_format(head: bytes) -> str:
+    """`pt` for a zip (torch.save) or a raw pickle, else `safetensors`."""
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return "pt"
+    return "safetensors"
+
+
+def load_artefact(path: Path) -> LoadedModel:
+    """Rebuild the model stored at `path` (`.safetensors` or `.pt`)."""
+    if path.suffix == ".pt":
+        arch_name, config, tensors = _read_pt(path)
+    else:
+        arch_name, config, tensors = _read_safetensors(path)
+    try:
+        model, arch = build_model(arch_name, config)
+    except ArchitectureError as exc:
+        raise ArtefactError(exc.reason, exc.detail) from exc
+    _load_weights(model, tensors)
+    model.eval()
+    return LoadedModel(model, arch, arch.parse_config(config))
+
+
+def _read_safetensors(path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ArtefactError("corrupt_artefact", f"not a readable safetensors file: {exc}") from exc
+    if META_ARCH not in meta:
+        raise ArtefactError(
+            "unknown_architecture", f"safetensors metadata has no {META_ARCH!r} entry"
+        )
+    try:
+        config = json.loads(meta.get(META_CONFIG, "{}"))
+        input_shape = json.loads(meta.get(META_INPUT_SHAPE, "null"))
+    except json.JSONDecodeError as exc:
+        raise ArtefactError("bad_config", f"artefact metadata is not JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ArtefactError("bad_config", f"{META_CONFIG} must be a JSON object")
+    arch = meta[META_ARCH]
+    _check_input_shape(arch, input_shape)
+    return arch, config, tensors
+
+
+def _check_input_shape(arch_name: str, input_shape: Any) -> None:
+    try:
+        expected = list(get_architecture(arch_name).input_shape)
+    except ArchitectureError as exc:
+        raise ArtefactError(exc.reason, exc.detail) from exc
+    if input_shape is not None and input_shape != expected:
+        raise ArtefactError(
+            "shape_mismatch", f"input shape {input_shape} does not fit {arch_name} ({expected})"
+        )
+
+
+def _read_pt(path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refused to build an object: the file tried to run code or load a class
+        first = str(exc).splitlines()[0] if str(exc) else "refused"
+        raise ArtefactError(
+            "unsafe_artefact", f"refused by the weights-only loader: {first:.200}"
+        ) from exc
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError) as exc:
+        raise ArtefactError("corrupt_artefact", f"not a readable .pt file: {exc!s:.200}") from exc
+    if not isinstance(obj, dict):
+        raise ArtefactError("corrupt_artefact", f".pt must hold a dict, got {type(obj).__name__}")
+    if "state_dict" in obj:
+        arch = obj.get("arch", DEFAULT_ARCH)
+        config = obj.get("config", {})
+        tensors = obj["state_dict"]
+        if not isinstance(arch, str) or not isinstance(config, dict):
+            raise ArtefactError("bad_config", ".pt 'arch' must be a string, 'config' a dict")
+    else:
+        arch, config, tensors = DEFAULT_ARCH, {}, obj
+    if not isinstance(tensors, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()
+    ):
+        raise ArtefactError("corrupt_artefact", ".pt state dict must map names to tensors")
+    return arch, config, tensors
+
+
+def _load_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise ArtefactError(
+            "shape_mismatch",
+            f"tensors do not match the architecture: {what} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected)",
+        )
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise ArtefactError(
+                "shape_mismatch",
+                f"tensor {name} has shape {list(tensor.shape)}, "
+                f"the architecture needs {list(expected[name].shape)}",
+            )
+        if tensor.dtype != expected[name].dtype and not (
+            tensor.is_floating_point() and expected[name].is_floating_point()
+        ):
+            raise ArtefactError(
+                "shape_mismatch",
+                f"tensor {name} has dtype {tensor.dtype}, not {expected[name].dtype}",
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ArtefactError("corrupt_artefact", f"tensor {name} holds NaN or infinity")
+    model.load_state_dict(tensors, strict=True)

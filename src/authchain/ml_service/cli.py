@@ -1,0 +1,200 @@
+"""`authchain model ...` and `authchain ml-service`: the ML side of the command line.
+
+Imported lazily by `authchain.cli`, so the chain commands never load torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import blake3
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from authchain.ml_service.artefact import encode_artefact, load_artefact
+from authchain.ml_service.data import load_digits_split
+from authchain.ml_service.errors import MlServiceError
+from authchain.ml_service.models import SmallResNet, SmallResNetConfig, get_architecture
+from authchain.ml_service.train import TrainConfig, evaluate_accuracy, train
+from authchain.ml_service.watermark.embed import (
+    EmbedSpec,
+    make_evidence,
+    new_key_material,
+    recommend_profile,
+)
+from authchain.ml_service.watermark.evidence import KeyMaterial, parse_evidence
+from authchain.ml_service.watermark.verify import Thresholds, compute_stats, judge
+
+err = Console(stderr=True)
+
+ARTEFACT_NAME = "model.safetensors"
+EVIDENCE_NAME = "evidence.json"
+
+
+def train_command(
+    owner: bytes,
+    out_dir: Path,
+    *,
+    tiny: bool,
+    epochs: int | None,
+    seed: int,
+    watermark: bool,
+    base: Path | None,
+    spec: EmbedSpec,
+    key_seed: bytes | None = None,
+) -> dict[str, Any]:
+    """Train (or fine-tune `base`), embed the watermark, write artefact + evidence."""
+    arch = get_architecture("small_resnet")
+    if base is not None:
+        loaded = load_artefact(base)
+        model, arch, config = loaded.model, loaded.arch, loaded.config
+        default_epochs = 3
+    else:
+        config = SmallResNetConfig.tiny() if tiny else SmallResNetConfig()
+        torch.manual_seed(seed)
+        model = SmallResNet(config)
+        default_epochs = 6
+    train_data, test_data = load_digits_split()
+    key = new_key_material(owner, arch, config.num_classes, spec, key_seed)
+    cfg = TrainConfig(
+        epochs=epochs or default_epochs, seed=seed, lr=1e-3 if base is not None else 3e-3
+    )
+    what = "watermarking" if watermark else "training (no watermark)"
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(what, total=None, info="")
+
+        def on_step(step: int, total: int, parts: dict[str, float]) -> None:
+            info = " ".join(f"{k}={v:.3f}" for k, v in parts.items())
+            progress.update(task, completed=step, total=total, info=info)
+
+        train(model, train_data, cfg, key=key if watermark else None, spec=spec, on_step=on_step)
+    return write_outputs(
+        model, arch, config, key, spec, out_dir, test_acc=evaluate_accuracy(model, test_data)
+    )
+
+
+def write_outputs(
+    model: torch.nn.Module,
+    arch: Any,
+    config: Any,
+    key: KeyMaterial,
+    spec: EmbedSpec,
+    out_dir: Path,
+    test_acc: float | None = None,
+) -> dict[str, Any]:
+    """Write artefact and evidence to `out_dir`; return their ids and the model's statistics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artefact = encode_artefact(model, arch, config)
+    evidence = make_evidence(model, key, arch, spec)
+    evidence_bytes = evidence.to_bytes()
+    (out_dir / ARTEFACT_NAME).write_bytes(artefact)
+    (out_dir / EVIDENCE_NAME).write_bytes(evidence_bytes)
+    stats = compute_stats(model, evidence)
+    return {
+        "aid": blake3.blake3(artefact).hexdigest(),
+        "evidence_hash": blake3.blake3(evidence_bytes).hexdigest(),
+        "owner": key.owner.hex(),
+        "scheme_id": evidence.scheme_id,
+        "artefact": str(out_dir / ARTEFACT_NAME),
+        "evidence": str(out_dir / EVIDENCE_NAME),
+        "wm_profile": asdict(recommend_profile(stats)),
+        "stats": asdict(stats),
+        "test_accuracy": test_acc,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def evidence_command(
+    artefact: Path, owner: bytes, out_dir: Path, spec: EmbedSpec
+) -> dict[str, Any]:
+    """Evidence for an existing model under `owner`'s fresh key (no embedding)."""
+    loaded = load_artefact(artefact)
+    key = new_key_material(owner, loaded.arch, loaded.config.num_classes, spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = artefact.read_bytes()
+    target = out_dir / ARTEFACT_NAME
+    if target.resolve() != artefact.resolve():
+        target.write_bytes(data)
+    return write_outputs(loaded.model, loaded.arch, loaded.config, key, spec, out_dir)
+
+
+def verify_command(
+    artefact: Path, evidence_path: Path, owner: str | None, profile: Thresholds
+) -> dict[str, Any]:
+    """Verify locally, as the service would (without its hash-by-id lookup)."""
+    loaded = load_artefact(artefact)
+    evidence = parse_evidence(evidence_path.read_bytes())
+    if owner is not None and evidence.owner != owner:
+        return {"ok": False, "reason": "owner_mismatch"}
+    stats = compute_stats(loaded.model, evidence)
+    reason = judge(stats, profile)
+    return {"ok": reason is None, "reason": reason, **asdict(stats)}
+
+
+def print_result(result: dict[str, Any], as_json: bool) -> None:
+    """JSON on stdout for scripts, or a short readable summary."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out = Console()
+    for key in ("aid", "evidence_hash", "owner", "artefact", "evidence"):
+        if key in result:
+            out.print(f"{key + ':':15}{result[key]}")
+    if "wm_profile" in result:
+        out.print(f"{'wm_profile:':15}{json.dumps(result['wm_profile'])}")
+    stats = result.get("stats", result)
+    line = ", ".join(
+        f"{k}={stats[k]:.4g}"
+        for k in ("trigger_acc", "feat_dist", "logit_stat", "p_value")
+        if k in stats
+    )
+    out.print(f"{'stats:':15}{line}")
+    if result.get("test_accuracy") is not None:
+        out.print(f"{'test accuracy:':15}{result['test_accuracy']:.4f}")
+    if "ok" in result:
+        out.print(f"{'ok:':15}{result['ok']}  {result.get('reason') or ''}")
+
+
+def run_service(config: Path | None, listen: str | None, log_level: str) -> None:
+    """Run the ML service with uvicorn until Ctrl-C."""
+    import uvicorn
+
+    from authchain.ml_service.config import load_ml_settings
+    from authchain.ml_service.main import create_app
+    from authchain.settings import check_listen_addr
+
+    settings = load_ml_settings(config)
+    if listen is not None:
+        settings = settings.model_copy(update={"listen_addr": check_listen_addr(listen)})
+    host, _, port = settings.listen_addr.rpartition(":")
+    app = create_app(settings)
+    logging.getLogger(__name__).info(
+        "ML service on http://%s (models %s, evidence %s, device %s)",
+        settings.listen_addr, settings.model_root, settings.evidence_root,
+        app.state.service.verifier.device,
+    )  # fmt: skip
+    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level=log_level, access_log=False)
+
+
+__all__ = [
+    "MlServiceError",
+    "evidence_command",
+    "print_result",
+    "run_service",
+    "train_command",
+    "verify_command",
+]

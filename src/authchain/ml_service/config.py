@@ -1,0 +1,50 @@
+"""`MlServiceSettings` (seed `config.py`): `configs/ml-service.toml` + `ML_SERVICE_*` env.
+
+The seed's `ML_SERVICE_MODEL_ROOT` still sets where artefacts live.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from authchain.settings import ListenAddr, TomlSettings, load_settings
+
+DEFAULT_CONFIG = Path("configs/ml-service.toml")
+
+
+class MlServiceSettings(TomlSettings):
+    """Everything the ML service reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ML_SERVICE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    listen_addr: ListenAddr = "127.0.0.1:8080"
+    model_root: Path = Path("data/models")
+    """Artefacts: <model_root>/<aid>.safetensors or .pt (env ML_SERVICE_MODEL_ROOT)."""
+    evidence_root: Path = Path("data/evidence")
+    """Evidence files: <evidence_root>/<evidence_hash>.json."""
+    max_artefact_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_evidence_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    """Where verification runs; `auto` picks CUDA when torch sees a GPU."""
+    torch_threads: int = Field(0, ge=0, le=256)
+    """CPU threads for torch; 0 keeps torch's default."""
+    model_cache_size: int = Field(8, ge=0)
+    stats_cache_size: int = Field(4096, ge=0)
+
+
+def load_ml_settings(path: Path | None = None) -> MlServiceSettings:
+    """Settings from `path` and the environment; ConfigError naming a bad key."""
+    return load_settings(MlServiceSettings, path)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> MlServiceSettings:
+    """The settings of `uvicorn authchain.ml_service.main:app` (file if present, then env)."""
+    return load_ml_settings(DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)

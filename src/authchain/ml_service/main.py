@@ -1,0 +1,193 @@
+"""The ML service's FastAPI app (seed `main.py`).
+
+    GET  /health                          {"status": "ok"}
+    POST /verify                          VerifyRequest -> VerifyResponse (always 200 when the
+                                          request is well-formed; ok=false carries a reason)
+    PUT  /artefacts/{aid}                 raw artefact bytes; stored only if BLAKE3 == aid
+    GET  /artefacts/{aid}                 whether it is stored (404 if not)
+    PUT  /evidence/{evidence_hash}        raw evidence bytes; stored only if BLAKE3 matches
+    GET  /evidence/{evidence_hash}        whether it is stored (404 if not)
+    GET  /metrics                         Prometheus text format
+
+Malformed input is a 422 naming the field; an upload over its limit is a 413; a hash that does
+not match is a 400. Verification runs in a worker thread so the event loop keeps answering.
+`uvicorn authchain.ml_service.main:app` works as in the seed; `authchain ml-service` is the
+usual way to start it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import torch
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.status import HTTP_201_CREATED
+
+from authchain import __version__
+from authchain.ml_service.config import MlServiceSettings, get_settings
+from authchain.ml_service.registry import FilesystemStore, UploadError
+from authchain.ml_service.schemas import (
+    HealthResponse,
+    HexId,
+    StoredFile,
+    VerifyRequest,
+    VerifyResponse,
+)
+from authchain.ml_service.verifier import Verifier
+from authchain.web import ERROR_RESPONSES, ApiError, add_metrics_route, install_error_handlers
+
+log = logging.getLogger(__name__)
+
+
+class ServiceMetrics:
+    """The service's Prometheus metrics, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.verify_requests = Counter(
+            "ml_verify_requests",
+            "Verification requests, by result (ok / failed)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.verify_seconds = Histogram(
+            "ml_verify_seconds",
+            "Time to answer a verification request",
+            registry=self.registry,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.uploads = Counter(
+            "ml_uploads",
+            "Uploads, by kind and result",
+            ["kind", "result"],
+            registry=self.registry,
+        )
+
+
+class Service:
+    """What the handlers use: settings, store, verifier, metrics."""
+
+    def __init__(self, settings: MlServiceSettings) -> None:
+        self.settings = settings
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        self.store = FilesystemStore(settings.model_root, settings.evidence_root)
+        self.verifier = Verifier(
+            self.store,
+            device=settings.device,
+            model_cache_size=settings.model_cache_size,
+            stats_cache_size=settings.stats_cache_size,
+        )
+        self.metrics = ServiceMetrics()
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+
+@router.get("/health", tags=["service"])
+async def health() -> HealthResponse:
+    """Liveness."""
+    return HealthResponse()
+
+
+@router.post("/verify", tags=["verification"])
+async def verify(body: VerifyRequest, service: ServiceDep) -> VerifyResponse:
+    """Check that the artefact `aid` carries the watermark its evidence describes."""
+    started = time.perf_counter()
+    response = await run_in_threadpool(service.verifier.verify, body)
+    service.metrics.verify_seconds.observe(time.perf_counter() - started)
+    service.metrics.verify_requests.labels(result="ok" if response.ok else "failed").inc()
+    return response
+
+
+async def _store(
+    service: Service, request: Request, kind: str, file_id: str, limit: int
+) -> StoredFile:
+    put = service.store.put_artefact if kind == "artefact" else service.store.put_evidence
+    try:
+        result = await put(file_id, request.stream(), limit)
+    except UploadError as exc:
+        service.metrics.uploads.labels(kind=kind, result=exc.reason).inc()
+        field = ("aid" if kind == "artefact" else "evidence_hash") if exc.status == 400 else None
+        raise ApiError(exc.status, exc.reason, exc.detail, field) from exc
+    service.metrics.uploads.labels(kind=kind, result="stored").inc()
+    log.info("stored %s %s (%s, %d bytes)", kind, file_id[:12], result.format, result.size_bytes)
+    return StoredFile(
+        id=file_id,
+        kind=kind,
+        format=result.format,
+        size_bytes=result.size_bytes,
+        created=result.created,
+    )
+
+
+def _describe(kind: str, file_id: str, path: Path | None) -> StoredFile:
+    if path is None:
+        raise ApiError(404, f"{kind}_not_found", f"no {kind} {file_id} is stored")
+    return StoredFile(
+        id=file_id,
+        kind=kind,
+        format=path.suffix.lstrip("."),
+        size_bytes=path.stat().st_size,
+        created=False,
+    )
+
+
+@router.put("/artefacts/{aid}", status_code=HTTP_201_CREATED, tags=["files"])
+async def put_artefact(aid: HexId, request: Request, service: ServiceDep) -> StoredFile:
+    """Upload a model artefact (safetensors or .pt); kept only if BLAKE3(bytes) == aid."""
+    return await _store(service, request, "artefact", aid, service.settings.max_artefact_bytes)
+
+
+@router.get("/artefacts/{aid}", tags=["files"])
+async def get_artefact(aid: HexId, service: ServiceDep) -> StoredFile:
+    """Whether an artefact is stored, and its format and size."""
+    return _describe("artefact", aid, service.store.find_artefact(aid))
+
+
+@router.put("/evidence/{evidence_hash}", status_code=HTTP_201_CREATED, tags=["files"])
+async def put_evidence(evidence_hash: HexId, request: Request, service: ServiceDep) -> StoredFile:
+    """Upload an evidence file; kept only if BLAKE3(bytes) == evidence_hash."""
+    return await _store(
+        service, request, "evidence", evidence_hash, service.settings.max_evidence_bytes
+    )
+
+
+@router.get("/evidence/{evidence_hash}", tags=["files"])
+async def get_evidence(evidence_hash: HexId, service: ServiceDep) -> StoredFile:
+    """Whether an evidence file is stored."""
+    return _describe("evidence", evidence_hash, service.store.find_evidence(evidence_hash))
+
+
+def create_app(settings: MlServiceSettings | None = None) -> FastAPI:
+    """The ML service app for `settings` (default: `configs/ml-service.toml` + env)."""
+    service = Service(settings or get_settings())
+    app = FastAPI(
+        title="authchain ML service",
+        version=__version__,
+        description="Watermark verification (multi_factor_v1) for authchain validators.",
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(router)
+    add_metrics_route(app, service.metrics.registry)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn authchain.ml_service.main:app` (the seed's command) builds the app on first use.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

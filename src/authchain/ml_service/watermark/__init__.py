@@ -1,0 +1,1 @@
+"""Watermark schemes: `multi_factor_v1` evidence, embedding and verification."""

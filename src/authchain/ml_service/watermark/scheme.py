@@ -1,0 +1,54 @@
+"""Watermark schemes by `scheme_id` (a registry, like the architecture registry).
+
+A scheme turns evidence bytes into `Evidence` and a (model, evidence) pair into factor
+statistics. `multi_factor_v1` is the only one today; a new scheme registers itself here and
+every validator that runs this service version understands it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from torch import nn
+
+from authchain.ml_service.watermark import verify
+from authchain.ml_service.watermark.evidence import SCHEME_ID, Evidence, parse_evidence
+
+
+class WatermarkScheme(Protocol):
+    """What the verifier needs from a scheme."""
+
+    scheme_id: str
+
+    def parse_evidence(self, data: bytes) -> Evidence:
+        """Evidence from file bytes; raise an error with `.reason` and `.detail`."""
+        ...
+
+    def compute_stats(
+        self, model: nn.Module, input_shape: tuple[int, ...], evidence: Evidence, device: str
+    ) -> verify.FactorStats:
+        """The factor statistics; raise an error with `.reason` if they cannot be computed."""
+        ...
+
+
+class MultiFactorV1:
+    """Backdoor triggers + Uchida weight signature + logit commitment (DESIGN.md §5)."""
+
+    scheme_id = SCHEME_ID
+
+    def parse_evidence(self, data: bytes) -> Evidence:
+        return parse_evidence(data)
+
+    def compute_stats(
+        self, model: nn.Module, input_shape: tuple[int, ...], evidence: Evidence, device: str
+    ) -> verify.FactorStats:
+        verify.check_model_fits(model, input_shape, evidence)
+        return verify.compute_stats(model, evidence, device)
+
+
+SCHEMES: dict[str, WatermarkScheme] = {SCHEME_ID: MultiFactorV1()}
+
+
+def get_scheme(scheme_id: str) -> WatermarkScheme | None:
+    """The registered scheme, or None."""
+    return SCHEMES.get(scheme_id)

@@ -1,0 +1,336 @@
+"""multi_factor_v1 verification with tiny models trained in this session (no HTTP here)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+import torch
+from safetensors.torch import save as save_safetensors
+
+from authchain.ml_service.artefact import load_artefact, sniff_format
+from authchain.ml_service.models import SmallResNetConfig, get_architecture
+from authchain.ml_service.registry import FilesystemStore
+from authchain.ml_service.schemas import VerifyRequest
+from authchain.ml_service.verifier import Verifier
+from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial, parse_evidence
+from authchain.ml_service.watermark.verify import (
+    FactorStats,
+    compute_binomial_tail,
+    compute_stats,
+)
+from tests.ml_models import OTHER, SEED_PROFILE, TrainedModel
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FilesystemStore:
+    return FilesystemStore(tmp_path / "models", tmp_path / "evidence")
+
+
+def put(
+    store: FilesystemStore, artefact: bytes, evidence: bytes, ext: str = "safetensors"
+) -> tuple[str, str]:
+    aid = blake3.blake3(artefact).hexdigest()
+    ev = blake3.blake3(evidence).hexdigest()
+    (store.model_root / f"{aid}.{ext}").write_bytes(artefact)
+    (store.evidence_root / f"{ev}.json").write_bytes(evidence)
+    return aid, ev
+
+
+def request(aid: str, ev: str, owner: str | None = None, **profile: float) -> VerifyRequest:
+    return VerifyRequest.model_validate(
+        {
+            "aid": aid,
+            "scheme_id": "multi_factor_v1",
+            "evidence_hash": ev,
+            "wm_profile": {**SEED_PROFILE, **profile},
+            "owner": owner,
+        }
+    )
+
+
+def check(store: FilesystemStore, req: VerifyRequest, **kwargs: Any) -> Any:
+    return Verifier(store, **kwargs).check(req)
+
+
+def test_watermarked_model_passes_the_seed_profile(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    assert (aid, ev) == (watermarked.aid, watermarked.evidence_hash)
+    outcome = check(store, request(aid, ev, watermarked.owner))
+    assert outcome.ok, outcome
+    assert outcome.stats.trigger_acc >= 0.9 and outcome.stats.feat_dist <= 0.2
+    assert outcome.stats.logit_stat == 0.0 and outcome.stats.p_value < 1e-50
+
+
+def test_unwatermarked_model_fails_against_its_owners_evidence(
+    store: FilesystemStore, clean: TrainedModel
+) -> None:
+    aid, ev = put(store, clean.artefact_bytes, clean.evidence_bytes)
+    outcome = check(store, request(aid, ev, clean.owner))
+    assert not outcome.ok
+    assert outcome.reason == "trigger_acc_below_tau_input;feat_dist_above_tau_feat"
+    assert outcome.stats.trigger_acc < 0.4 and outcome.stats.feat_dist > 0.3
+    assert outcome.stats.p_value > 1e-6  # what chance alone gives
+    assert outcome.stats.logit_stat == 0.0  # the logit factor alone proves nothing
+
+
+def test_evidence_retargeted_to_another_owner_fails(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    evidence = parse_evidence(watermarked.evidence_bytes)
+    forged = evidence.model_copy(update={"owner": OTHER.hex()}).to_bytes()
+    aid, ev = put(store, watermarked.artefact_bytes, forged)
+    outcome = check(store, request(aid, ev, OTHER.hex()))
+    assert not outcome.ok
+    assert "trigger_acc_below_tau_input" in outcome.reason
+    assert "feat_dist_above_tau_feat" in outcome.reason
+
+
+def test_evidence_of_another_owner_is_refused(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    outcome = check(store, request(aid, ev, OTHER.hex()))
+    assert not outcome.ok and outcome.reason == "owner_mismatch"
+
+
+def test_one_byte_change_to_the_artefact_fails_the_hash_check(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    data = bytearray(watermarked.artefact_bytes)
+    data[-1] ^= 0x01
+    (store.model_root / f"{aid}.safetensors").write_bytes(bytes(data))
+    outcome = check(store, request(aid, ev))
+    assert not outcome.ok and outcome.reason == "artefact_hash_mismatch"
+
+
+def test_one_byte_change_to_the_evidence_fails_the_hash_check(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    (store.evidence_root / f"{ev}.json").write_bytes(watermarked.evidence_bytes + b" ")
+    outcome = check(store, request(aid, ev))
+    assert not outcome.ok and outcome.reason == "evidence_hash_mismatch"
+
+
+def test_verification_is_deterministic_across_calls_and_thread_counts(
+    store: FilesystemStore, watermarked: TrainedModel, clean: TrainedModel
+) -> None:
+    threads = torch.get_num_threads()
+    try:
+        for model in (watermarked, clean):
+            aid, ev = put(store, model.artefact_bytes, model.evidence_bytes)
+            seen: list[FactorStats] = []
+            for n in (1, 2, 1, 2):
+                torch.set_num_threads(n)
+                outcome = check(store, request(aid, ev), model_cache_size=0, stats_cache_size=0)
+                seen.append(outcome.stats)
+            assert all(s == seen[0] for s in seen), seen
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_key_material_is_fixed_by_owner_and_seed() -> None:
+    def key(owner: bytes, seed: bytes) -> KeyMaterial:
+        return KeyMaterial(owner, seed, (3, 32, 32), 10, 16, 8, 4)
+
+    a, b = key(b"\x01" * 32, b"\x02" * 32), key(b"\x01" * 32, b"\x02" * 32)
+    assert torch.equal(a.trigger_inputs(), b.trigger_inputs())
+    assert torch.equal(a.trigger_labels(), b.trigger_labels())
+    assert torch.equal(a.projection(5), b.projection(5))
+    other = key(b"\x03" * 32, b"\x02" * 32)
+    assert not torch.equal(a.trigger_inputs(), other.trigger_inputs())
+    assert not torch.equal(a.signature(), other.signature()) or not torch.equal(
+        a.trigger_labels(), other.trigger_labels()
+    )
+    # golden values: the derivation must never drift between versions (consensus depends on it)
+    assert a.trigger_labels()[:8].tolist() == GOLDEN_LABELS
+    assert a.signature().tolist() == GOLDEN_BITS
+
+
+GOLDEN_LABELS = [3, 3, 1, 4, 7, 0, 7, 3]
+GOLDEN_BITS = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+
+
+def test_binomial_tail() -> None:
+    assert compute_binomial_tail(0, 10, 0.1) == 1.0
+    assert compute_binomial_tail(10, 10, 0.5) == pytest.approx(1 / 1024)
+    assert compute_binomial_tail(1, 1, 0.1) == pytest.approx(0.1)
+    assert compute_binomial_tail(2, 3, 0.5) == pytest.approx(0.5)
+
+
+class _Payload:
+    """Unpickling this would create a file: the proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("container", ["torch_zip", "raw_pickle"])
+def test_pickle_payload_pt_is_refused_without_running(
+    store: FilesystemStore, watermarked: TrainedModel, tmp_path: Path, container: str
+) -> None:
+    marker = tmp_path / "pwned"
+    if container == "torch_zip":
+        buffer = io.BytesIO()
+        torch.save({"state_dict": _Payload(marker)}, buffer)
+        data = buffer.getvalue()
+    else:
+        data = pickle.dumps(_Payload(marker), protocol=2)
+    assert sniff_format(data) == "pt"
+    aid, ev = put(store, data, watermarked.evidence_bytes, ext="pt")
+    outcome = check(store, request(aid, ev))
+    assert not outcome.ok and outcome.reason == "unsafe_artefact", outcome
+    assert not marker.exists()
+
+
+def test_pt_state_dict_is_accepted(store: FilesystemStore, watermarked: TrainedModel) -> None:
+    loaded = load_artefact(watermarked.artefact)
+    buffer = io.BytesIO()
+    torch.save(
+        {"arch": "small_resnet", "config": {"stem_width": 8, "widths": [16, 32, 32]},
+         "state_dict": loaded.model.state_dict()},
+        buffer,
+    )  # fmt: skip
+    aid, ev = put(store, buffer.getvalue(), watermarked.evidence_bytes, ext="pt")
+    outcome = check(store, request(aid, ev))
+    assert outcome.ok, outcome
+
+
+def _safetensors(tensors: dict[str, torch.Tensor], **meta: str) -> bytes:
+    return save_safetensors(tensors, metadata=meta or None)
+
+
+def _bad_artefacts(good: bytes) -> dict[str, tuple[bytes, str, str]]:
+    tiny = load_artefact_bytes(good)
+    state = {k: v.contiguous() for k, v in tiny.items()}
+    config = json.dumps({"stem_width": 8, "widths": [16, 32, 32]})
+    full = json.dumps({})  # default config: far wider than these tensors
+    return {
+        "truncated": (good[: len(good) // 2], "safetensors", "corrupt_artefact"),
+        "random": (os.urandom(4096), "safetensors", "corrupt_artefact"),
+        "no_arch": (_safetensors(state), "safetensors", "unknown_architecture"),
+        "unknown_arch": (
+            _safetensors(state, **{"authchain.arch": "vit_h14", "authchain.config": config}),
+            "safetensors",
+            "unknown_architecture",
+        ),
+        "wrong_shapes": (
+            _safetensors(state, **{"authchain.arch": "small_resnet", "authchain.config": full}),
+            "safetensors",
+            "shape_mismatch",
+        ),
+        "bad_config": (
+            _safetensors(state, **{"authchain.arch": "small_resnet", "authchain.config": "{"}),
+            "safetensors",
+            "bad_config",
+        ),
+        "missing_tensor": (
+            _safetensors(
+                {k: v for k, v in state.items() if k != "fc.bias"},
+                **{"authchain.arch": "small_resnet", "authchain.config": config},
+            ),
+            "safetensors",
+            "shape_mismatch",
+        ),
+        "truncated_pt": (b"PK\x03\x04" + b"\x00" * 50, "pt", "corrupt_artefact"),
+    }
+
+
+def load_artefact_bytes(data: bytes) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load
+
+    return load(data)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["truncated", "random", "no_arch", "unknown_arch", "wrong_shapes", "bad_config",
+     "missing_tensor", "truncated_pt"],
+)  # fmt: skip
+def test_bad_artefacts_get_a_specific_reason(
+    store: FilesystemStore, watermarked: TrainedModel, case: str
+) -> None:
+    data, ext, reason = _bad_artefacts(watermarked.artefact_bytes)[case]
+    aid, ev = put(store, data, watermarked.evidence_bytes, ext=ext)
+    outcome = check(store, request(aid, ev))
+    assert not outcome.ok and outcome.reason == reason, outcome
+
+
+def test_evidence_for_another_architecture_is_a_mismatch(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    evidence = parse_evidence(watermarked.evidence_bytes)
+    other_layer = evidence.model_copy(update={"feature_layer": "nope.weight"}).to_bytes()
+    aid, ev = put(store, watermarked.artefact_bytes, other_layer)
+    outcome = check(store, request(aid, ev))
+    assert not outcome.ok and outcome.reason == "evidence_model_mismatch"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d.update(owner="xyz"), "owner"),
+        (lambda d: d.update(reference_logits=[[0.0]]), "evidence"),
+        (lambda d: d.update(trigger_count=0), "trigger_count"),
+        (lambda d: d.pop("key_seed"), "key_seed"),
+    ],
+)
+def test_corrupt_evidence_is_refused(
+    store: FilesystemStore, watermarked: TrainedModel, mutate: Any, field: str
+) -> None:
+    data = json.loads(watermarked.evidence_bytes)
+    mutate(data)
+    aid, ev = put(store, watermarked.artefact_bytes, json.dumps(data).encode())
+    outcome = check(store, request(aid, ev))
+    assert not outcome.ok and outcome.reason == "corrupt_evidence"
+    assert field in outcome.detail
+    for junk in (b"", b"{", b"\xff\xfe"):
+        aid, ev = put(store, watermarked.artefact_bytes, junk)
+        assert check(store, request(aid, ev)).reason == "corrupt_evidence"
+
+
+def test_missing_files_and_unknown_scheme(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    assert check(store, request("bb" * 32, ev)).reason == "artefact_not_found"
+    assert check(store, request(aid, "cc" * 32)).reason == "evidence_not_found"
+    unknown = request(aid, ev).model_copy(update={"scheme_id": "rot13_v0"})
+    assert check(store, unknown).reason == "unknown_scheme"
+
+
+def test_thresholds_are_applied_to_cached_statistics(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    verifier = Verifier(store)
+    first = verifier.check(request(aid, ev))
+    strict = verifier.check(request(aid, ev, logit_band_low=0.01, logit_band_high=0.02))
+    assert first.ok and not first.cached
+    assert strict.cached and not strict.ok and strict.reason == "logit_stat_outside_band"
+
+
+def test_evidence_round_trips_exactly(watermarked: TrainedModel) -> None:
+    evidence = parse_evidence(watermarked.evidence_bytes)
+    assert evidence.to_bytes() == watermarked.evidence_bytes
+    assert isinstance(evidence, Evidence)
+    model = load_artefact(watermarked.artefact).model
+    assert compute_stats(model, evidence).logit_stat == 0.0
+
+
+def test_tiny_config_fits_registry() -> None:
+    arch = get_architecture("small_resnet")
+    assert arch.parse_config({"stem_width": 8, "widths": [16, 32, 32]}) == SmallResNetConfig.tiny()
