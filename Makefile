@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -24,6 +24,9 @@ test: lint typecheck
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/verify.py $(BENCH_ARGS)
 
 demo:
 	@echo "make demo needs the ML service, node RPC and gateway (issues #3-#5), not built yet." >&2

@@ -95,13 +95,17 @@ def write_outputs(
     spec: EmbedSpec,
     out_dir: Path,
     test_acc: float | None = None,
+    artefact: bytes | None = None,
+    artefact_name: str = ARTEFACT_NAME,
 ) -> dict[str, Any]:
-    """Write artefact and evidence to `out_dir`; return their ids and the model's statistics."""
+    """Write artefact (encoded from `model` unless given) and evidence to `out_dir`; return
+    their ids and the model's statistics."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    artefact = encode_artefact(model, arch, config)
+    if artefact is None:
+        artefact = encode_artefact(model, arch, config)
     evidence = make_evidence(model, key, arch, spec)
     evidence_bytes = evidence.to_bytes()
-    (out_dir / ARTEFACT_NAME).write_bytes(artefact)
+    (out_dir / artefact_name).write_bytes(artefact)
     (out_dir / EVIDENCE_NAME).write_bytes(evidence_bytes)
     stats = compute_stats(model, evidence)
     return {
@@ -109,7 +113,7 @@ def write_outputs(
         "evidence_hash": blake3.blake3(evidence_bytes).hexdigest(),
         "owner": key.owner.hex(),
         "scheme_id": evidence.scheme_id,
-        "artefact": str(out_dir / ARTEFACT_NAME),
+        "artefact": str(out_dir / artefact_name),
         "evidence": str(out_dir / EVIDENCE_NAME),
         "wm_profile": asdict(recommend_profile(stats)),
         "stats": asdict(stats),
@@ -124,12 +128,10 @@ def evidence_command(
     """Evidence for an existing model under `owner`'s fresh key (no embedding)."""
     loaded = load_artefact(artefact)
     key = new_key_material(owner, loaded.arch, loaded.config.num_classes, spec)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = artefact.read_bytes()
-    target = out_dir / ARTEFACT_NAME
-    if target.resolve() != artefact.resolve():
-        target.write_bytes(data)
-    return write_outputs(loaded.model, loaded.arch, loaded.config, key, spec, out_dir)
+    return write_outputs(
+        loaded.model, loaded.arch, loaded.config, key, spec, out_dir,
+        artefact=artefact.read_bytes(), artefact_name=f"model{artefact.suffix}",
+    )  # fmt: skip
 
 
 def verify_command(

@@ -1,0 +1,62 @@
+"""`authchain model ...` and `authchain ml-service` on the command line."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from authchain.cli import app
+from tests.ml_models import TrainedModel
+
+runner = CliRunner()
+
+
+def test_model_verify_passes_a_watermarked_model(watermarked: TrainedModel) -> None:
+    args = ["model", "verify", str(watermarked.artefact), str(watermarked.evidence), "--json"]
+    result = runner.invoke(app, [*args, "--owner", watermarked.owner])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["trigger_acc"] >= 0.9
+
+
+def test_model_verify_fails_a_clean_model(clean: TrainedModel) -> None:
+    result = runner.invoke(app, ["model", "verify", str(clean.artefact), str(clean.evidence)])
+    assert result.exit_code == 1
+    assert "trigger_acc_below_tau_input" in result.stdout
+
+
+def test_model_verify_reports_unreadable_files_without_traceback(
+    watermarked: TrainedModel, tmp_path: Path
+) -> None:
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"a": 1}, protocol=2) + b"junk")
+    result = runner.invoke(app, ["model", "verify", str(evil), str(watermarked.evidence)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    missing = runner.invoke(app, ["model", "verify", str(tmp_path / "nope"), "x"])
+    assert missing.exit_code == 1 and "error" in missing.output
+
+
+def test_model_evidence_for_an_existing_model(clean: TrainedModel, tmp_path: Path) -> None:
+    args = ["model", "evidence", str(clean.artefact), "--owner", "dd" * 32]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "ev"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["aid"] == clean.aid and report["owner"] == "dd" * 32
+    assert report["stats"]["trigger_acc"] < 0.5  # honest evidence for an unwatermarked model
+
+
+def test_model_train_needs_exactly_one_owner(tmp_path: Path) -> None:
+    both = runner.invoke(app, ["model", "train", "--owner", "aa" * 32, "--key", "k", "--tiny"])
+    assert both.exit_code == 2 and "exactly one" in both.output
+    bad = runner.invoke(app, ["model", "train", "--owner", "xyz", "--tiny"])
+    assert bad.exit_code == 2 and "--owner" in bad.output
+
+
+def test_help_lists_the_ml_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert "ml-service" in result.output and "model" in result.output
+    train_help = runner.invoke(app, ["model", "train", "--help"])
+    assert "--tiny" in train_help.output and "--from" in train_help.output
