@@ -172,7 +172,7 @@ def model_train(
     key_file: Path | None = _KEY_OPT,
     owner: str | None = _OWNER_OPT,
     tiny: bool = typer.Option(False, "--tiny", help="A tiny SmallResNet (seconds, for tests)."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Default 6 (3 with --from)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Default 6 (5 with --from)."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
     watermark: bool = typer.Option(
         True, "--watermark/--no-watermark", help="Embed the watermark (default) or not."

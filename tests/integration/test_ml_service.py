@@ -244,3 +244,29 @@ async def test_upload_errors(
     assert empty.status_code == 400 and empty.json()["reason"] == "empty_upload"
     leftovers = [*tmp_path.glob("models/*"), *tmp_path.glob("evidence/*")]
     assert leftovers == []  # refused uploads leave no file, temporary or not
+
+
+def test_ml_service_command_serves_and_honours_model_root(
+    tmp_path: Path, watermarked: TrainedModel
+) -> None:
+    from tests.procs import Proc
+    from tests.servers import free_port
+
+    port = free_port()
+    env = {
+        "ML_SERVICE_MODEL_ROOT": str(tmp_path / "seed-models"),
+        "ML_SERVICE_EVIDENCE_ROOT": str(tmp_path / "evidence"),
+    }
+    proc = Proc(
+        ["ml-service", "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+        tmp_path / "ml.log",
+        env=env,
+    ).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        proc.wait_http(f"{url}/health")
+        r = httpx.put(f"{url}/artefacts/{watermarked.aid}", content=watermarked.artefact_bytes)
+        assert r.status_code == 201
+        assert (tmp_path / "seed-models" / f"{watermarked.aid}.safetensors").exists()
+    finally:
+        assert proc.stop() == 0

@@ -60,3 +60,22 @@ def test_help_lists_the_ml_commands() -> None:
     assert "ml-service" in result.output and "model" in result.output
     train_help = runner.invoke(app, ["model", "train", "--help"])
     assert "--tiny" in train_help.output and "--from" in train_help.output
+
+
+def test_fine_tuning_embeds_a_watermark_into_an_existing_model(
+    clean: TrainedModel, tmp_path: Path
+) -> None:
+    from authchain.ml_service.cli import train_command, verify_command
+    from authchain.ml_service.watermark.embed import EmbedSpec
+    from authchain.ml_service.watermark.verify import Thresholds
+
+    result = train_command(
+        b"\x0f" * 32, tmp_path, tiny=True, epochs=None, seed=0, watermark=True,
+        base=clean.artefact, spec=EmbedSpec(),
+    )  # fmt: skip
+    assert result["aid"] != clean.aid
+    report = verify_command(
+        Path(result["artefact"]), Path(result["evidence"]), "0f" * 32,
+        Thresholds(0.9, 0.2, -0.05, 0.05),
+    )  # fmt: skip
+    assert report["ok"], report

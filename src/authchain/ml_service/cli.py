@@ -53,7 +53,7 @@ def train_command(
     if base is not None:
         loaded = load_artefact(base)
         model, arch, config = loaded.model, loaded.arch, loaded.config
-        default_epochs = 3
+        default_epochs = 5
     else:
         config = SmallResNetConfig.tiny() if tiny else SmallResNetConfig()
         torch.manual_seed(seed)
@@ -62,7 +62,7 @@ def train_command(
     train_data, test_data = load_digits_split()
     key = new_key_material(owner, arch, config.num_classes, spec, key_seed)
     cfg = TrainConfig(
-        epochs=epochs or default_epochs, seed=seed, lr=1e-3 if base is not None else 3e-3
+        epochs=epochs or default_epochs, seed=seed, lr=2e-3 if base is not None else 3e-3
     )
     what = "watermarking" if watermark else "training (no watermark)"
     with Progress(
@@ -172,24 +172,37 @@ def print_result(result: dict[str, Any], as_json: bool) -> None:
 
 
 def run_service(config: Path | None, listen: str | None, log_level: str) -> None:
-    """Run the ML service with uvicorn until Ctrl-C."""
-    import uvicorn
+    """Run the ML service until SIGINT/SIGTERM, then exit cleanly (status 0)."""
+    import asyncio
+    import signal
 
     from authchain.ml_service.config import load_ml_settings
     from authchain.ml_service.main import create_app
     from authchain.settings import check_listen_addr
+    from authchain.web import bind, make_server
 
     settings = load_ml_settings(config)
     if listen is not None:
         settings = settings.model_copy(update={"listen_addr": check_listen_addr(listen)})
-    host, _, port = settings.listen_addr.rpartition(":")
     app = create_app(settings)
+    sock = bind(settings.listen_addr)
+    server = make_server(app, log_level=log_level)
     logging.getLogger(__name__).info(
         "ML service on http://%s (models %s, evidence %s, device %s)",
         settings.listen_addr, settings.model_root, settings.evidence_root,
         app.state.service.verifier.device,
     )  # fmt: skip
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), log_level=log_level, access_log=False)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+        await server.serve(sockets=[sock])
+
+    try:
+        asyncio.run(serve())
+    finally:
+        sock.close()
 
 
 __all__ = [
