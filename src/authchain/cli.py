@@ -105,6 +105,7 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
         force=True,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
 
 
 def _check_log_level(value: str) -> str:
@@ -277,6 +278,44 @@ def ml_service(
     setup_logging(log_level)
     try:
         run_service(config if config is not None and config.exists() else None, listen, log_level)
+    except (ConfigError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+# --- the gateway --------------------------------------------------------------------------
+
+
+@app.command("gateway")
+def gateway(
+    config: Path = typer.Option(
+        Path("configs/api.toml"), "--config", "-c", help="Gateway config (TOML)."
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", callback=_check_log_level, help="debug | info | warning | error"
+    ),
+) -> None:
+    """Run the public API gateway (seed routes + txs, blocks, models, accounts) and /metrics."""
+    from prometheus_client import make_asgi_app
+
+    from authchain.gateway.app import create_app
+    from authchain.gateway.config import load_api_settings
+    from authchain.web import serve_until_signalled
+
+    setup_logging(log_level)
+    log = logging.getLogger("authchain.gateway")
+    try:
+        settings = load_api_settings(config if config.exists() else None)
+        app_ = create_app(settings)
+        metrics_app = make_asgi_app(registry=app_.state.metrics.registry)
+        log.info("metrics exporter listening on http://%s/metrics", settings.metrics_listen_addr)
+        log.info("API gateway listening on http://%s", settings.listen_addr)
+        log.info("nodes: %s", ", ".join(settings.node_urls))
+        asyncio.run(
+            serve_until_signalled(
+                [(app_, settings.listen_addr), (metrics_app, settings.metrics_listen_addr)]
+            )
+        )
     except (ConfigError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

@@ -124,7 +124,7 @@ async def submit_tx(body: SubmitTx, ctx: ContextDep) -> SubmitTxAccepted:
     return SubmitTxAccepted(tx_hash=tx_hash)
 
 
-@txs_router.get("/{tx_hash}")
+@txs_router.get("/{tx_hash}", response_model_exclude_none=True)
 async def get_tx(tx_hash: TxHash, ctx: ContextDep) -> TxStatus:
     """Committed (with a Merkle inclusion proof against the block's tx_root), queued or
     rejected (with the reason it was dropped)."""

@@ -174,35 +174,23 @@ def print_result(result: dict[str, Any], as_json: bool) -> None:
 def run_service(config: Path | None, listen: str | None, log_level: str) -> None:
     """Run the ML service until SIGINT/SIGTERM, then exit cleanly (status 0)."""
     import asyncio
-    import signal
 
     from authchain.ml_service.config import load_ml_settings
     from authchain.ml_service.main import create_app
     from authchain.settings import check_listen_addr
-    from authchain.web import bind, make_server
+    from authchain.web import serve_until_signalled
 
     settings = load_ml_settings(config)
     if listen is not None:
         settings = settings.model_copy(update={"listen_addr": check_listen_addr(listen)})
     app = create_app(settings)
-    sock = bind(settings.listen_addr)
-    server = make_server(app, log_level=log_level)
     logging.getLogger(__name__).info(
         "ML service on http://%s (models %s, evidence %s, device %s)",
         settings.listen_addr, settings.model_root, settings.evidence_root,
         app.state.service.verifier.device,
     )  # fmt: skip
 
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, setattr, server, "should_exit", True)
-        await server.serve(sockets=[sock])
-
-    try:
-        asyncio.run(serve())
-    finally:
-        sock.close()
+    asyncio.run(serve_until_signalled([(app, settings.listen_addr)], log_level))
 
 
 __all__ = [

@@ -497,5 +497,8 @@ def _nonce_in(view: StateView, tx: Transaction) -> int:
 
 
 def _verdict_text(v: Verdict) -> str:
-    parts = [f"{name}={getattr(v, name)}" for name in ("trigger_acc", "feat_dist", "logit_stat")]
-    return f"V_auth failed ({v.reason or 'no reason'}; " + ", ".join(parts) + ")"
+    names = ("trigger_acc", "feat_dist", "logit_stat", "p_value")
+    parts = [f"{n}={getattr(v, n):.6g}" for n in names if getattr(v, n) is not None]
+    return f"V_auth failed: {v.reason or 'no reason given'}" + (
+        f" ({', '.join(parts)})" if parts else ""
+    )

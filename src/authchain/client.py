@@ -1,0 +1,148 @@
+"""Clients for scripts and the CLI: the gateway API and the ML service's uploads.
+
+    gw = GatewayClient("http://127.0.0.1:8081")
+    tx_hash = gw.register_signed(key, aid, evidence_hash, profile)
+    status = gw.wait_for_tx(tx_hash)            # committed (with proof) or rejected
+    ml = MlServiceClient("http://127.0.0.1:8080")
+    ml.upload_artefact(path); ml.upload_evidence(path)
+
+Errors come back as `ClientError` carrying the server's `ErrorBody` (status, reason, detail).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import blake3
+import httpx
+
+from authchain.chain import crypto
+from authchain.chain.schemas import TxStatus, encode_tx_hex, verify_tx_status_proof
+from authchain.chain.types import (
+    AccountId,
+    Aid,
+    EvidenceHash,
+    EvidenceRef,
+    Transaction,
+    TxRegisterModel,
+    WmProfile,
+)
+
+
+class ClientError(Exception):
+    """An HTTP error answer, or no answer at all (status 0)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(f"{status} {reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise ClientError(0, "unreachable", f"{client.base_url}{path}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text[:200]}
+    if response.is_success:
+        return body
+    raise ClientError(
+        response.status_code, str(body.get("reason", "http_error")), str(body.get("detail"))
+    )
+
+
+class GatewayClient:
+    """The gateway's API (the node RPC answers the same read paths)."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = _call(self.http, "GET", "/status")
+        return result
+
+    def account(self, account: AccountId) -> dict[str, Any]:
+        result: dict[str, Any] = _call(self.http, "GET", f"/accounts/{account}")
+        return result
+
+    def submit(self, tx: Transaction) -> str:
+        """Submit a (signed) tx; its hash."""
+        answer = _call(self.http, "POST", "/txs", json={"tx": encode_tx_hex(tx)})
+        return str(answer["tx_hash"])
+
+    def register_signed(
+        self,
+        key: crypto.KeyPair,
+        aid: Aid,
+        evidence_hash: EvidenceHash,
+        profile: WmProfile,
+        scheme_id: str = "multi_factor_v1",
+    ) -> str:
+        """Build, sign and submit a TxRegisterModel for `key`'s account; the tx hash."""
+        status = self.status()
+        nonce = self.account(key.account)["next_nonce"]
+        tx = TxRegisterModel(
+            key.account, aid, EvidenceRef(scheme_id, evidence_hash, profile),
+            fee=status["min_fee"], nonce=nonce,
+        )  # fmt: skip
+        return self.submit(crypto.sign_tx(tx, key, status["chain_id"]))
+
+    def register_unsigned(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The seed's `POST /models/register` (devnet impersonation only)."""
+        result: dict[str, Any] = _call(self.http, "POST", "/models/register", json=body)
+        return result
+
+    def tx(self, tx_hash: str) -> TxStatus:
+        return TxStatus.model_validate(_call(self.http, "GET", f"/txs/{tx_hash}"))
+
+    def wait_for_tx(self, tx_hash: str, timeout: float = 120.0) -> TxStatus:
+        """Poll until the tx is committed or rejected; ClientError(408) on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.tx(tx_hash)
+            if status.status != "queued":
+                if status.status == "committed" and not verify_tx_status_proof(status):
+                    raise ClientError(0, "bad_proof", f"Merkle proof of {tx_hash} does not verify")
+                return status
+            if time.monotonic() > deadline:
+                raise ClientError(408, "timeout", f"{tx_hash} still queued after {timeout}s")
+            time.sleep(0.25)
+
+    def block(self, ref: str | int = "latest") -> dict[str, Any]:
+        result: dict[str, Any] = _call(self.http, "GET", f"/blocks/{ref}")
+        return result
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class MlServiceClient:
+    """Uploads and direct verification against an ML service."""
+
+    def __init__(self, url: str, timeout: float = 120.0) -> None:
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+
+    def upload_artefact(self, path: Path) -> str:
+        data = path.read_bytes()
+        aid = blake3.blake3(data).hexdigest()
+        _call(self.http, "PUT", f"/artefacts/{aid}", content=data)
+        return aid
+
+    def upload_evidence(self, path: Path) -> str:
+        data = path.read_bytes()
+        evidence_hash = blake3.blake3(data).hexdigest()
+        _call(self.http, "PUT", f"/evidence/{evidence_hash}", content=data)
+        return evidence_hash
+
+    def verify(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = _call(self.http, "POST", "/verify", json=body)
+        return result
+
+    def close(self) -> None:
+        self.http.close()

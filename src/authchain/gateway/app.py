@@ -1,0 +1,58 @@
+"""The gateway's FastAPI app (seed `api-gateway/src/main.rs`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from starlette.routing import Match
+
+from authchain import __version__
+from authchain.gateway.config import ApiSettings, get_settings
+from authchain.gateway.metrics import GatewayMetrics
+from authchain.gateway.node_client import HttpNodeClient, NodeClient
+from authchain.gateway.routes import ROUTERS
+from authchain.web import BodyLimit, add_metrics_route, install_error_handlers
+
+
+def create_app(settings: ApiSettings | None = None, node: NodeClient | None = None) -> FastAPI:
+    """The gateway for `settings`, talking to `node` (default: HttpNodeClient(node_urls))."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="authchain gateway",
+        version=__version__,
+        description="Public API of an authchain network: register models, follow transactions, "
+        "read blocks, models and accounts.",
+    )
+    app.state.settings = settings
+    app.state.node = node or HttpNodeClient(
+        settings.node_urls, timeout_secs=settings.node_timeout_secs
+    )
+    app.state.metrics = metrics = GatewayMetrics()
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    add_metrics_route(app, metrics.registry)
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        route = _route_of(app, request)
+        started = time.perf_counter()
+        response = await call_next(request)
+        metrics.requests.labels(route=route, status=str(response.status_code)).inc()
+        metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+        return response
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _route_of(app: FastAPI, request: Request) -> str:
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return getattr(route, "path", "other")
+    return "unmatched"

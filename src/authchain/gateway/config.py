@@ -1,0 +1,48 @@
+"""`ApiSettings` (seed `api-gateway/src/config.rs`): `configs/api.toml` + `AUTHCHAIN_API_*` env."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from authchain.settings import ListenAddr, TomlSettings, load_settings
+
+DEFAULT_CONFIG = Path("configs/api.toml")
+
+
+class ApiSettings(TomlSettings):
+    """Everything the gateway reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTHCHAIN_API_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    listen_addr: ListenAddr = "127.0.0.1:8081"
+    metrics_listen_addr: ListenAddr = "127.0.0.1:9899"
+    node_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:26657"], min_length=1)
+    """Node RPC URLs, tried in order (failover)."""
+    node_timeout_secs: float = Field(10.0, gt=0)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    """Largest accepted request body (413 above it)."""
+
+    @field_validator("node_urls")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"expected an http(s) URL, got {url!r}")
+        return [url.rstrip("/") for url in value]
+
+
+def load_api_settings(path: Path | None = None) -> ApiSettings:
+    """Settings from `path` and the environment; ConfigError naming a bad key."""
+    return load_settings(ApiSettings, path)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> ApiSettings:
+    """The default settings (file if present, then env); tests override the app's instead."""
+    return load_api_settings(DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)

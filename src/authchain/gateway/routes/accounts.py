@@ -1,0 +1,25 @@
+"""`GET /accounts/{account}` and `GET /status` (the node's status, through the gateway)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from authchain.chain.schemas import AccountPublic, NodeStatus
+from authchain.chain.types import AccountId
+from authchain.gateway.deps import NodeDep
+from authchain.gateway.routes.common import relay
+from authchain.web import ERROR_RESPONSES
+
+router = APIRouter(tags=["state"], responses=ERROR_RESPONSES)
+
+
+@router.get("/accounts/{account}")
+async def get_account(account: AccountId, node: NodeDep) -> AccountPublic:
+    """Balance, nonce and next nonce of an account."""
+    return await relay(node, AccountPublic, "GET", f"/accounts/{account}")
+
+
+@router.get("/status")
+async def get_status(node: NodeDep) -> NodeStatus:
+    """The node's chain: id, height, tip, pool size, impersonation."""
+    return await relay(node, NodeStatus, "GET", "/status")

@@ -1,0 +1,126 @@
+"""`POST /models/register` (seed) and `GET /models/{aid}`.
+
+The seed's register body carries no signature. The gateway turns it into an unsigned
+`TxRegisterModel` only when the chain's genesis enables devnet impersonation; it fills in the
+owner's next nonce and the chain's minimum fee. Elsewhere the answer is 401 with how to sign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from authchain.chain.schemas import ArtefactPublic, encode_tx_hex
+from authchain.chain.types import (
+    AccountId,
+    Aid,
+    EvidenceHash,
+    EvidenceRef,
+    TxRegisterModel,
+    WmProfile,
+)
+from authchain.gateway.deps import MetricsDep, NodeDep
+from authchain.gateway.routes.common import call_node, relay
+from authchain.web import ERROR_RESPONSES, ApiError
+
+router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
+
+SIGN_HINT = (
+    "this chain does not accept unsigned transactions (genesis.impersonation is off): sign the "
+    "registration with `authchain register --key KEYFILE ...`, which posts it to /txs"
+)
+NONCE_RETRIES = 3
+_owner_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+class WmProfileBody(BaseModel):
+    """Seed `WmProfile`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tau_input: float = Field(ge=0.0, le=1.0)
+    tau_feat: float = Field(ge=0.0, le=1.0)
+    logit_band_low: float
+    logit_band_high: float
+
+    @field_validator("logit_band_low", "logit_band_high")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WmProfileBody:
+        if self.logit_band_low > self.logit_band_high:
+            raise ValueError("logit_band_low must be <= logit_band_high")
+        return self
+
+
+class RegisterModelRequest(BaseModel):
+    """The seed's `POST /models/register` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner_account_hex: AccountId
+    aid_hex: Aid
+    scheme_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    evidence_hash_hex: EvidenceHash
+    wm_profile: WmProfileBody
+
+
+class RegisterQueued(BaseModel):
+    """The seed's answer, plus the tx hash to follow at `GET /txs/{tx_hash}`."""
+
+    status: Literal["queued"] = "queued"
+    aid: Aid
+    tx_hash: str
+
+
+@router.post("/register", status_code=202)
+async def register_model(
+    body: RegisterModelRequest, node: NodeDep, metrics: MetricsDep
+) -> RegisterQueued:
+    """Queue an unsigned registration (devnet impersonation only)."""
+    status = await call_node(node, "GET", "/status")
+    if not status.get("impersonation"):
+        metrics.registrations.labels(result="signature_required").inc()
+        raise ApiError(401, "signature_required", SIGN_HINT)
+    p = body.wm_profile
+    evidence = EvidenceRef(
+        body.scheme_id,
+        body.evidence_hash_hex,
+        WmProfile(p.tau_input, p.tau_feat, p.logit_band_low, p.logit_band_high),
+    )
+    owner = str(body.owner_account_hex)
+    async with _owner_locks[owner]:  # one nonce at a time per owner in this gateway
+        for attempt in range(NONCE_RETRIES):
+            account = await call_node(node, "GET", f"/accounts/{owner}")
+            tx = TxRegisterModel(
+                body.owner_account_hex,
+                body.aid_hex,
+                evidence,
+                fee=int(status.get("min_fee", 0)),
+                nonce=int(account["next_nonce"]),
+            )
+            try:
+                answer = await call_node(node, "POST", "/txs", {"tx": encode_tx_hex(tx)})
+            except ApiError as exc:
+                if exc.reason == "nonce_taken" and attempt + 1 < NONCE_RETRIES:
+                    continue  # another gateway used that nonce: take the next one
+                metrics.registrations.labels(result=exc.reason).inc()
+                raise
+            metrics.registrations.labels(result="queued").inc()
+            return RegisterQueued(aid=body.aid_hex, tx_hash=answer["tx_hash"])
+    raise ApiError(409, "nonce_taken", "could not find a free nonce; retry")
+
+
+@router.get("/{aid}")
+async def get_model(aid: Aid, node: NodeDep) -> ArtefactPublic:
+    """A registered model: owner, watermark claim, registration height, uses."""
+    return await relay(node, ArtefactPublic, "GET", f"/artefacts/{aid}")

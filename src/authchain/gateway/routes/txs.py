@@ -1,0 +1,25 @@
+"""`POST /txs` (signed transactions) and `GET /txs/{tx_hash}` (status with Merkle proof)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from authchain.chain.schemas import SubmitTx, SubmitTxAccepted, TxStatus
+from authchain.chain.types import TxHash
+from authchain.gateway.deps import NodeDep
+from authchain.gateway.routes.common import relay
+from authchain.web import ERROR_RESPONSES
+
+router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONSES)
+
+
+@router.post("", status_code=202)
+async def submit_tx(body: SubmitTx, node: NodeDep) -> SubmitTxAccepted:
+    """Submit a signed transaction (hex of its canonical bytes; `authchain register` makes one)."""
+    return await relay(node, SubmitTxAccepted, "POST", "/txs", body.model_dump())
+
+
+@router.get("/{tx_hash}", response_model_exclude_none=True)
+async def get_tx(tx_hash: TxHash, node: NodeDep) -> TxStatus:
+    """queued, committed (height, block, RFC 6962 inclusion proof) or rejected (reason)."""
+    return await relay(node, TxStatus, "GET", f"/txs/{tx_hash}")
