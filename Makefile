@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo devnet test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,11 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/verify.py $(BENCH_ARGS)
 
-demo:
-	@echo "make demo needs the ML service, node RPC and gateway (issues #3-#5), not built yet." >&2
-	@echo "Today: 'make test', and 'authchain keys new'. See README.md, 'What works today'." >&2
-	@exit 2
+demo: $(STAMP)
+	$(BIN)/authchain demo $(DEMO_ARGS)
+
+devnet: $(STAMP)
+	$(BIN)/authchain devnet
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

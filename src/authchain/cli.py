@@ -5,6 +5,9 @@
     authchain node [--config configs/devnet.toml]                   run a chain node
     authchain ml-service [--config configs/ml-service.toml]         run the ML verifier
     authchain model train|evidence|verify                           watermarked models
+    authchain gateway [--config configs/api.toml]                   run the public API
+    authchain register --key K --model DIR [--upload ML_URL]        register a model (signed)
+    authchain status | devnet | demo                                use a local devnet
 
 The ML commands import torch lazily, so the chain commands run without it.
 """
@@ -319,3 +322,141 @@ def gateway(
     except (ConfigError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+
+
+# --- using a running chain ------------------------------------------------------------------
+
+_GATEWAY_OPT = typer.Option("http://127.0.0.1:8081", "--gateway", help="Gateway (or node RPC) URL.")
+
+
+@app.command("register")
+def register(
+    key_file: Path = typer.Option(..., "--key", "-k", help="Owner's key file (signs the tx)."),
+    model_dir: Path | None = typer.Option(
+        None, "--model", "-m", help="Directory with model.safetensors and evidence.json."
+    ),
+    aid: str | None = typer.Option(None, "--aid", help="Artefact id (instead of --model)."),
+    evidence_hash: str | None = typer.Option(None, "--evidence-hash", help="Evidence hash."),
+    upload: str | None = typer.Option(
+        None, "--upload", help="ML service URL to upload --model's files to first."
+    ),
+    scheme_id: str = typer.Option("multi_factor_v1", "--scheme"),
+    tau_input: float = typer.Option(0.9, min=0.0, max=1.0),
+    tau_feat: float = typer.Option(0.2, min=0.0, max=1.0),
+    band_low: float = typer.Option(-0.05, "--logit-band-low"),
+    band_high: float = typer.Option(0.05, "--logit-band-high"),
+    gateway_url: str = _GATEWAY_OPT,
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for commit or rejection."),
+) -> None:
+    """Register a model with a signed transaction, and follow it into a block."""
+    from authchain.chain.types import Aid, EvidenceHash, WmProfile
+    from authchain.client import ClientError, GatewayClient, MlServiceClient
+
+    key = _read_key(key_file)
+    try:
+        if model_dir is not None:
+            artefact, evidence = model_dir / "model.safetensors", model_dir / "evidence.json"
+            if upload is not None:
+                ml = MlServiceClient(upload)
+                aid, evidence_hash = ml.upload_artefact(artefact), ml.upload_evidence(evidence)
+            else:
+                import blake3
+
+                aid = blake3.blake3(artefact.read_bytes()).hexdigest()
+                evidence_hash = blake3.blake3(evidence.read_bytes()).hexdigest()
+        if aid is None or evidence_hash is None:
+            err.print("[red]error:[/] give --model DIR, or both --aid and --evidence-hash")
+            raise typer.Exit(2)
+        profile = WmProfile(tau_input, tau_feat, band_low, band_high)
+        gw = GatewayClient(gateway_url)
+        tx_hash = gw.register_signed(
+            key, Aid.from_hex(aid, field="--aid"),
+            EvidenceHash.from_hex(evidence_hash, field="--evidence-hash"), profile, scheme_id,
+        )  # fmt: skip
+        out.print(f"tx_hash: {tx_hash}\naid:     {aid}")
+        if wait:
+            status = gw.wait_for_tx(tx_hash)
+            detail = f"height {status.height}" if status.status == "committed" else status.reason
+            out.print(f"status:  {status.status} ({detail})")
+            if status.status != "committed":
+                raise typer.Exit(1)
+    except (ClientError, ChainError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _read_key(path: Path) -> KeyPair:
+    try:
+        return read_key_file(path)
+    except ChainError as exc:
+        err.print(f"[red]error:[/] --key: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command("status")
+def status(gateway_url: str = _GATEWAY_OPT) -> None:
+    """Print the chain's status (height, tip, pool, validators) as JSON."""
+    import json
+
+    from authchain.client import ClientError, GatewayClient
+
+    try:
+        out.print_json(json.dumps(GatewayClient(gateway_url).status()))
+    except ClientError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command("devnet")
+def devnet(
+    data_dir: Path = typer.Option(Path("data/devnet"), "--data-dir", help="Where it all lives."),
+    block_time: float = typer.Option(2.0, "--block-time", min=0.05, help="Seconds per block."),
+) -> None:
+    """Start the ML service, a node and the gateway on the seed ports; Ctrl-C stops them."""
+    import signal
+    import threading
+
+    from authchain.devnet import Devnet, DevnetError
+
+    net = Devnet(data_dir, block_time_secs=block_time)
+    try:
+        net.start()
+    except DevnetError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        net.stop()
+        raise typer.Exit(1) from None
+    out.print(
+        f"devnet running (data and logs in {data_dir}):\n"
+        f"  gateway     {net.gateway_url}   (docs {net.gateway_url}/docs)\n"
+        f"  node RPC    {net.rpc_url}\n  node metrics {net.node_metrics_url}\n"
+        f"  ML service  {net.ml_url}\nCtrl-C stops it."
+    )
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    while not stopped.wait(1.0):
+        dead = [n for n, p in net.processes.items() if p.popen.poll() is not None]
+        if dead:
+            err.print(f"[red]error:[/] {', '.join(dead)} exited; see {data_dir}/logs")
+            break
+    codes = net.stop()
+    out.print(f"stopped: {codes}")
+
+
+@app.command("demo")
+def demo(
+    data_dir: Path = typer.Option(Path("data/demo"), "--data-dir", help="Wiped and reused."),
+    tiny: bool = typer.Option(False, "--tiny", help="A tiny model instead of the full one."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs."),
+) -> None:
+    """The end-to-end scenario: train, register, reject a clean model and a forgery."""
+    from authchain.demo import run_demo
+    from authchain.devnet import DevnetError
+
+    setup_logging("warning")
+    try:
+        code = run_demo(data_dir, tiny=tiny, epochs=epochs)
+    except DevnetError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
