@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks expts
+	$(BIN)/ruff format --check src tests benchmarks expts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,17 +22,16 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
+from authchain.ml_service.artefact import load_artefact
+from authchain.ml_service.cli import train_command
+from authchain.ml_service.registry import FilesystemStore
+from authchain.ml_service.schemas import VerifyRequest
+from authchain.ml_service.verifier import Verifier
+from authchain.ml_service.watermark.embed import EmbedSpec
+from authchain.ml_service.watermark.evidence import KeyMaterial, parse_evidence
+from authchain.ml_service.watermark.verify import compute_stats
 
-from authchain.ml_service.artefact import load_artefact  # noqa: E402
-from authchain.ml_service.cli import train_command  # noqa: E402
-from authchain.ml_service.registry import FilesystemStore  # noqa: E402
-from authchain.ml_service.schemas import VerifyRequest  # noqa: E402
-from authchain.ml_service.verifier import Verifier  # noqa: E402
-from authchain.ml_service.watermark.embed import EmbedSpec  # noqa: E402
-from authchain.ml_service.watermark.evidence import KeyMaterial, parse_evidence  # noqa: E402
-from authchain.ml_service.watermark.verify import compute_stats  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
