@@ -82,6 +82,8 @@ def describe_validation_error(errors: Sequence[Any]) -> tuple[str, str]:
     for e in errors:
         field = _field_of(e.get("loc", ()))
         message = e.get("msg", "invalid").removeprefix("Value error, ")
+        last = field.rpartition(".")[2]
+        message = message.removeprefix(f"{last}: ")  # InvalidField already names the field
         fields.append(field)
         messages.append(f"{field}: {message}")
     return (fields[0] if fields else "body"), "; ".join(messages)
