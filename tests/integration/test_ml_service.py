@@ -270,3 +270,34 @@ def test_ml_service_command_serves_and_honours_model_root(
         assert (tmp_path / "seed-models" / f"{watermarked.aid}.safetensors").exists()
     finally:
         assert proc.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "case", ["unknown_arch", "wrong_shapes", "no_arch", "truncated_pt", "pickle_payload"]
+)
+async def test_bad_artefacts_get_their_reason_over_http(
+    service: httpx.AsyncClient, watermarked: TrainedModel, tmp_path: Path, case: str
+) -> None:
+    import os
+    import pickle
+
+    import blake3
+
+    from tests.unit.test_watermark import _bad_artefacts
+
+    marker = tmp_path / "pwned"
+    if case == "pickle_payload":
+
+        class Payload:
+            def __reduce__(self) -> tuple[Any, ...]:
+                return (os.system, (f"touch {marker}",))
+
+        data, reason = pickle.dumps(Payload(), protocol=2), "unsafe_artefact"
+    else:
+        data, _, reason = _bad_artefacts(watermarked.artefact_bytes)[case]
+    aid = blake3.blake3(data).hexdigest()
+    assert (await service.put(f"/artefacts/{aid}", content=data)).status_code == 201
+    await upload(service, watermarked)
+    answer = (await service.post("/verify", json=verify_body(watermarked, aid=aid))).json()
+    assert answer["ok"] is False and answer["reason"] == reason, answer
+    assert not marker.exists()

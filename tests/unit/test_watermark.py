@@ -334,3 +334,10 @@ def test_evidence_round_trips_exactly(watermarked: TrainedModel) -> None:
 def test_tiny_config_fits_registry() -> None:
     arch = get_architecture("small_resnet")
     assert arch.parse_config({"stem_width": 8, "widths": [16, 32, 32]}) == SmallResNetConfig.tiny()
+
+
+def test_sniff_format_reads_the_safetensors_header() -> None:
+    # a header length whose first byte is 0x80 must not look like a pickle
+    assert sniff_format((0x80).to_bytes(8, "little") + b'{"a":1}') == "safetensors"
+    assert sniff_format(b"PK\x03\x04rest") == "pt"
+    assert sniff_format(pickle.dumps({"a": 1}, protocol=2)) == "pt"

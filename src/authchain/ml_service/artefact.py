@@ -63,7 +63,10 @@ def encode_artefact(model: nn.Module, arch: Architecture, config: Any) -> bytes:
 
 
 def sniff_format(head: bytes) -> str:
-    """`pt` for a zip (torch.save) or a raw pickle, else `safetensors`."""
+    """`safetensors` if the file opens with a u64 header length then `{`; `pt` for a zip
+    (torch.save) or a raw pickle; anything else is called safetensors and fails to load."""
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         return "pt"
     return "safetensors"
