@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import socket
 import statistics
 import tempfile
 import time
@@ -36,13 +35,6 @@ PROFILES = [
     ("loose", WmProfile(0.5, 0.4, -0.5, 0.5)),
     ("impossible_band", WmProfile(0.9, 0.2, 0.01, 0.02)),  # logit_stat is 0: must fail
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def summary(values: list[float]) -> str:
@@ -162,7 +154,7 @@ def main() -> None:
         run(args.gateway, args.ml, args.node_metrics, args.out, args.models, args.blocks)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        ports = DevnetPorts(*(free_port() for _ in range(5)))
+        ports = DevnetPorts.free()
         with Devnet(Path(tmp), ports=ports, block_time_secs=1.0, repo=REPO) as net:
             run(
                 net.gateway_url, net.ml_url, net.node_metrics_url, args.out, args.models,

@@ -1,85 +1,25 @@
 """Real authchain processes for integration and end-to-end tests.
 
 `ChainFixture` writes a node config for a fresh chain in a temp dir (its own validator and
-account keys, free loopback ports); `Proc` runs `python -m authchain ...` with its output in
-a log file, waits for it to answer, and stops it with the signal a test asks for.
+account keys, free loopback ports). `Proc` (the devnet's `Process`) runs `python -m authchain
+...` with its output in a log file, waits for it to answer, and stops it with a signal.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from authchain.chain import crypto
 from authchain.chain.types import SigScheme
-from tests.servers import free_port
+from authchain.devnet import Process, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@dataclass
-class Proc:
-    """One running `authchain` subcommand."""
-
-    args: list[str]
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        env = {**os.environ, **self.env}
-        env.pop("COVERAGE_PROCESS_START", None)
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "authchain", *self.args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-        )
-        return self
-
-    def wait_http(self, url: str, timeout: float = 60.0) -> None:
-        """Wait until GET `url` answers 200; fail with the log if the process dies first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(
-                    f"{self.args[0]} exited {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{url} did not answer within {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        """Send `sig` and wait for the exit code."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-            raise AssertionError(f"{self.args[0]} ignored signal {sig}:\n{self.log()}") from None
-        finally:
-            self._log.close()
-        return code
+Proc = Process
+"""Real `authchain` processes in tests are the devnet's `Process`."""
 
 
 @dataclass
@@ -147,6 +87,7 @@ balance = 1000000
         return Proc(
             ["node", "--config", str(self.write_config()), "--log-level", "debug"],
             self.root / "node.log",
+            cwd=REPO,
         )
 
     def start_node(self) -> Proc:

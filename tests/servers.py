@@ -8,15 +8,10 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+from authchain.devnet import free_port
 from authchain.web import make_server
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["free_port", "serve_app"]
 
 
 @contextlib.asynccontextmanager

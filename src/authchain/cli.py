@@ -435,7 +435,7 @@ def devnet(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     while not stopped.wait(1.0):
-        dead = [n for n, p in net.processes.items() if p.popen.poll() is not None]
+        dead = [n for n, p in net.processes.items() if not p.running]
         if dead:
             err.print(f"[red]error:[/] {', '.join(dead)} exited; see {data_dir}/logs")
             break

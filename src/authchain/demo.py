@@ -10,13 +10,11 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 from typing import Any
 
 import httpx
-import torch
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
@@ -25,7 +23,7 @@ from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet
-from authchain.ml_service.artefact import load_artefact
+from authchain.ml_service.artefact import encode_pt_artefact, load_artefact
 from authchain.ml_service.cli import evidence_command, train_command
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import parse_evidence
@@ -119,14 +117,8 @@ def _scenario(net: Devnet, root: Path, *, tiny: bool, epochs: int | None) -> int
     out.rule("4. a forged ownership claim")
     thief = crypto.KeyPair.generate(SigScheme.ED25519)
     loaded = load_artefact(Path(model["artefact"]))
-    buffer = io.BytesIO()
-    torch.save(
-        {"arch": loaded.arch.name, "config": loaded.arch.config_to_json(loaded.config),
-         "state_dict": loaded.model.state_dict()},
-        buffer,
-    )  # fmt: skip
     stolen = root / "stolen.pt"
-    stolen.write_bytes(buffer.getvalue())
+    stolen.write_bytes(encode_pt_artefact(loaded.model, loaded.arch, loaded.config))
     evidence = parse_evidence(Path(model["evidence"]).read_bytes())
     forged = root / "forged-evidence.json"
     forged.write_bytes(evidence.model_copy(update={"owner": thief.account.hex()}).to_bytes())

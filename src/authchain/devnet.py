@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,14 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,11 @@ class DevnetPorts:
     node_metrics: int = 9898
     node_rpc: int = 26657
 
+    @classmethod
+    def free(cls) -> DevnetPorts:
+        """Ports nothing listens on right now (tests, experiments)."""
+        return cls(*(free_port() for _ in range(5)))
+
 
 class DevnetError(Exception):
     """A devnet process failed to start or died."""
@@ -39,10 +53,66 @@ class DevnetError(Exception):
 
 @dataclass
 class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
+    """One `python -m authchain <args>` subprocess, its output in `log_path`."""
+
+    args: list[str]
     log_path: Path
-    log_file: IO[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = field(default_factory=Path.cwd)
+    popen: subprocess.Popen[bytes] | None = None
+    _log_file: IO[bytes] | None = None
+
+    def start(self) -> Process:
+        self._log_file = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "authchain", *self.args],
+            cwd=self.cwd,
+            env={**os.environ, **self.env},
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def wait_http(self, url: str, timeout: float = 60.0) -> None:
+        """Wait until GET `url` answers 200; DevnetError (with the log) if it dies first."""
+        assert self.popen is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise DevnetError(
+                    f"{self.args[0]} exited with {self.popen.returncode}:\n{self.tail()}"
+                )
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise DevnetError(f"{self.args[0]} did not answer {url} in {timeout}s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send `sig` (SIGKILL after `timeout`) and return the exit code."""
+        assert self.popen is not None, "start() first"
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            code = self.popen.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
 
 
 @dataclass
@@ -104,49 +174,17 @@ class Devnet:
     def start_process(self, name: str, args: list[str], health_url: str, timeout: float) -> None:
         """Start one `authchain` subcommand and wait until `health_url` answers."""
         log_path = self.root / "logs" / f"{name}.log"
-        log_file = log_path.open("ab")
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "authchain", *args],
-            cwd=self.repo,
-            env={**os.environ, **self.env()},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self.processes[name] = Process(name, popen, log_path, log_file)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if popen.poll() is not None:
-                raise DevnetError(f"{name} exited with {popen.returncode}:\n{self.tail(name)}")
-            try:
-                if httpx.get(health_url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise DevnetError(f"{name} did not answer {health_url} in {timeout}s:\n{self.tail(name)}")
+        proc = Process(args, log_path, env=self.env(), cwd=self.repo).start()
+        self.processes[name] = proc
+        proc.wait_http(health_url, timeout)
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Stop one process with `sig`; its exit code."""
-        proc = self.processes.pop(name)
-        if proc.popen.poll() is None:
-            proc.popen.send_signal(sig)
-        try:
-            code = proc.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.popen.kill()
-            code = proc.popen.wait()
-        proc.log_file.close()
-        return code
+        return self.processes.pop(name).stop(sig, timeout)
 
     def stop(self) -> dict[str, int]:
         """Stop every process (gateway first, ML service last); their exit codes."""
         return {name: self.stop_process(name) for name in reversed(list(self.processes))}
-
-    def tail(self, name: str, lines: int = 30) -> str:
-        path = self.root / "logs" / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def __enter__(self) -> Devnet:
         self.start()

@@ -118,12 +118,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = ApiError(
-            413, "body_too_large", f"request body is larger than {self.max_bytes} bytes"
-        ).response()
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await too_big(scope, receive, send)
+                await self._too_big()(scope, receive, send)
                 return
         seen = 0
         started = False
@@ -146,7 +143,11 @@ class BodyLimit:
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLarge:
             if not started:
-                await too_big(scope, receive, send)
+                await self._too_big()(scope, receive, send)
+
+    def _too_big(self) -> JSONResponse:
+        detail = f"request body is larger than {self.max_bytes} bytes"
+        return ApiError(413, "body_too_large", detail).response()
 
 
 class _BodyTooLarge(Exception):
@@ -160,6 +161,24 @@ def add_metrics_route(app: FastAPI, registry: CollectorRegistry, path: str = "/m
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route(path, metrics, methods=["GET"], include_in_schema=False)
+
+
+class Failover:
+    """Replica base URLs tried in order, starting with the last one that answered."""
+
+    def __init__(self, urls: Sequence[str], what: str) -> None:
+        if not urls:
+            raise ValueError(f"{what} needs at least one URL")
+        self.urls = [url.rstrip("/") for url in urls]
+        self._preferred = 0
+
+    def order(self) -> list[str]:
+        """The URLs to try now, the last good one first."""
+        return self.urls[self._preferred :] + self.urls[: self._preferred]
+
+    def answered(self, url: str) -> None:
+        """Remember that `url` answered."""
+        self._preferred = self.urls.index(url)
 
 
 class Server(uvicorn.Server):

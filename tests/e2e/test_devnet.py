@@ -6,7 +6,6 @@ over HTTP, blocks land in RocksDB, proofs are checked against the block's tx_roo
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import time
@@ -16,26 +15,24 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, DevnetPorts
-from authchain.ml_service.artefact import load_artefact
+from authchain.ml_service.artefact import encode_pt_artefact, load_artefact
 from authchain.ml_service.cli import train_command
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import parse_evidence
 from tests.ml_models import SEED_PROFILE, TrainedModel
-from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = WmProfile(**SEED_PROFILE)
 
 
 def make_devnet(root: Path) -> Devnet:
-    ports = DevnetPorts(*(free_port() for _ in range(5)))
+    ports = DevnetPorts.free()
     return Devnet(root, ports=ports, block_time_secs=0.5, ml_timeout_secs=20, repo=REPO)
 
 
@@ -141,14 +138,8 @@ def test_unwatermarked_model_and_forged_claim_are_rejected(
     # evidence re-targeted to the thief's account
     thief = crypto.KeyPair.generate(SigScheme.ED25519)
     loaded = load_artefact(watermarked.artefact)
-    buffer = io.BytesIO()
-    torch.save(
-        {"arch": "small_resnet", "config": {"stem_width": 8, "widths": [16, 32, 32]},
-         "state_dict": loaded.model.state_dict()},
-        buffer,
-    )  # fmt: skip
     stolen = tmp_path / "stolen.pt"
-    stolen.write_bytes(buffer.getvalue())
+    stolen.write_bytes(encode_pt_artefact(loaded.model, loaded.arch, loaded.config))
     forged = tmp_path / "forged.json"
     evidence = parse_evidence(watermarked.evidence_bytes)
     forged.write_bytes(evidence.model_copy(update={"owner": thief.account.hex()}).to_bytes())

@@ -45,7 +45,7 @@ def query(url: str, promql: str) -> list[dict[str, Any]]:
 
 def test_prometheus_scrapes_the_devnet(tmp_path: Path) -> None:
     assert PROMETHEUS is not None
-    ports = DevnetPorts(*(free_port() for _ in range(5)))
+    ports = DevnetPorts.free()
     net = Devnet(tmp_path / "net", ports=ports, block_time_secs=0.5, repo=REPO)
     config = retarget(yaml.safe_load((REPO / "configs/prometheus.yml").read_text()), ports)
     assert {job["job_name"] for job in config["scrape_configs"]} == {

@@ -45,7 +45,7 @@ def chain(tmp_path: Path) -> ChainFixture:
 def node(chain: ChainFixture) -> Iterator[Proc]:
     proc = chain.start_node()
     yield proc
-    if proc.process is not None and proc.process.poll() is None:
+    if proc.running:
         proc.stop(signal.SIGKILL)
 
 
@@ -164,8 +164,8 @@ def test_bad_config_fails_at_start_naming_the_key(chain: ChainFixture, tmp_path:
     bad = tmp_path / "bad.toml"
     bad.write_text(chain.write_config().read_text() + "\n[consensus2]\nx = 1\n")
     proc = Proc(["node", "--config", str(bad)], tmp_path / "bad.log").start()
-    assert proc.process is not None
-    assert proc.process.wait(30) == 1
+    assert proc.popen is not None
+    assert proc.popen.wait(30) == 1
     assert "consensus2: unknown key" in proc.log()
     assert "Traceback" not in proc.log()
 
@@ -174,7 +174,7 @@ def test_port_in_use_is_a_clear_error(chain: ChainFixture, node: Proc, tmp_path:
     other = ChainFixture(tmp_path / "other", rpc_port=chain.rpc_port)
     other.root.mkdir()
     proc = other.node().start()
-    assert proc.process is not None
-    assert proc.process.wait(30) == 1
+    assert proc.popen is not None
+    assert proc.popen.wait(30) == 1
     assert f"cannot listen on 127.0.0.1:{chain.rpc_port}" in proc.log()
     assert "Traceback" not in proc.log()

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from authchain.ml_service.artefact import load_artefact, sniff_format
+from authchain.ml_service.artefact import encode_pt_artefact, load_artefact, sniff_format
 from authchain.ml_service.models import SmallResNetConfig, get_architecture
 from authchain.ml_service.registry import FilesystemStore
 from authchain.ml_service.schemas import VerifyRequest
@@ -198,13 +198,8 @@ def test_pickle_payload_pt_is_refused_without_running(
 
 def test_pt_state_dict_is_accepted(store: FilesystemStore, watermarked: TrainedModel) -> None:
     loaded = load_artefact(watermarked.artefact)
-    buffer = io.BytesIO()
-    torch.save(
-        {"arch": "small_resnet", "config": {"stem_width": 8, "widths": [16, 32, 32]},
-         "state_dict": loaded.model.state_dict()},
-        buffer,
-    )  # fmt: skip
-    aid, ev = put(store, buffer.getvalue(), watermarked.evidence_bytes, ext="pt")
+    data = encode_pt_artefact(loaded.model, loaded.arch, loaded.config)
+    aid, ev = put(store, data, watermarked.evidence_bytes, ext="pt")
     outcome = check(store, request(aid, ev))
     assert outcome.ok, outcome
 

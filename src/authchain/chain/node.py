@@ -26,9 +26,9 @@ from prometheus_client.core import CollectorRegistry
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from authchain.chain import codec, crypto
+from authchain.chain import crypto
 from authchain.chain.config import ChainConfig
-from authchain.chain.consensus.engine import ConsensusEngine, ImportStatus, compute_genesis_block
+from authchain.chain.consensus.engine import ConsensusEngine, ImportStatus
 from authchain.chain.consensus.store import BlockStore
 from authchain.chain.errors import ConfigError, SignatureError
 from authchain.chain.metrics.prometheus import ChainMetrics
@@ -36,7 +36,6 @@ from authchain.chain.ml_client import HttpMlVerifier
 from authchain.chain.rpc import RpcContext, create_rpc_app
 from authchain.chain.state import genesis_from_config
 from authchain.chain.storage import RocksDbBlockStore
-from authchain.chain.validation.base import get_expected_proposer
 from authchain.chain.validation.ml import MlValidity, MlVerifier
 from authchain.web import Server, bind, make_server
 
@@ -112,7 +111,7 @@ class Node:
     def describe(self) -> str:
         """One line for the start-up log."""
         e = self.engine
-        genesis = codec.compute_block_hash(compute_genesis_block(e.genesis).header)
+        genesis = e.genesis_hash
         role = f"validator {self.key.account.short()}" if self.key else "follower (no key_file)"
         return (
             f"chain {e.genesis.chain_id} genesis {genesis.short()} tip {e.height} "
@@ -164,9 +163,8 @@ class Node:
                 await self._propose(self.key)
 
     async def _propose(self, key: crypto.KeyPair) -> None:
+        # propose_block itself returns None when it is not this validator's turn
         height = self.engine.height + 1
-        if get_expected_proposer(self.engine.genesis.validators, height).account != key.account:
-            return
         result = await self.engine.propose_block(key, now_ms())
         if result is not None and result.status is not ImportStatus.ACCEPTED:
             log.warning(

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from authchain import __version__
 from authchain.chain import codec
 from authchain.chain.config import ChainConfig
-from authchain.chain.consensus.engine import ConsensusEngine, compute_genesis_block
+from authchain.chain.consensus.engine import ConsensusEngine
 from authchain.chain.consensus.pool import PoolReason
 from authchain.chain.errors import DecodeError, InvalidField, Rejected
 from authchain.chain.schemas import (
@@ -99,7 +99,7 @@ async def status(ctx: ContextDep) -> NodeStatus:
     return NodeStatus(
         version=__version__,
         chain_id=genesis.chain_id,
-        genesis_hash=codec.compute_block_hash(compute_genesis_block(genesis).header),
+        genesis_hash=engine.genesis_hash,
         height=engine.height,
         tip=engine.tip,
         tip_timestamp_ms=engine.tip_header.timestamp,

@@ -6,7 +6,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
-from starlette.routing import Match
 
 from authchain import __version__
 from authchain.gateway.config import ApiSettings, get_settings
@@ -39,20 +38,13 @@ def create_app(settings: ApiSettings | None = None, node: NodeClient | None = No
     async def count_requests(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        route = _route_of(app, request)
         started = time.perf_counter()
         response = await call_next(request)
+        # the router records the route it matched in the (shared) scope: label by its template
+        route = getattr(request.scope.get("route"), "path", "unmatched")
         metrics.requests.labels(route=route, status=str(response.status_code)).inc()
         metrics.latency.labels(route=route).observe(time.perf_counter() - started)
         return response
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
-
-
-def _route_of(app: FastAPI, request: Request) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return getattr(route, "path", "other")
-    return "unmatched"

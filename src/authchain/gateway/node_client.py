@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from authchain.web import Failover
+
 log = logging.getLogger(__name__)
 
 
@@ -35,19 +37,14 @@ class HttpNodeClient:
     """`NodeClient` over HTTP to one or more node RPC servers."""
 
     def __init__(self, urls: Sequence[str], *, timeout_secs: float) -> None:
-        if not urls:
-            raise ValueError("HttpNodeClient needs at least one node URL")
-        self.urls = [u.rstrip("/") for u in urls]
-        self._preferred = 0
+        self.failover = Failover(urls, "HttpNodeClient")
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_secs), transport=httpx.AsyncHTTPTransport(retries=1)
         )
 
     async def request(self, method: str, path: str, json: Any = None) -> httpx.Response:
         problems = []
-        order = [*range(self._preferred, len(self.urls)), *range(self._preferred)]
-        for index in order:
-            url = self.urls[index]
+        for url in self.failover.order():
             try:
                 response = await self._client.request(method, f"{url}{path}", json=json)
             except httpx.TransportError as exc:
@@ -56,7 +53,7 @@ class HttpNodeClient:
             if response.status_code in (502, 504):
                 problems.append(f"{url}: HTTP {response.status_code}")
                 continue
-            self._preferred = index
+            self.failover.answered(url)
             return response
         log.warning("no node answered %s %s: %s", method, path, "; ".join(problems))
         raise NodeUnavailable("; ".join(problems))

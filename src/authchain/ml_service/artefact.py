@@ -17,6 +17,7 @@ Every failure is an `ArtefactError` with a stable reason: `corrupt_artefact`,
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 from dataclasses import dataclass
@@ -60,6 +61,18 @@ def encode_artefact(model: nn.Module, arch: Architecture, config: Any) -> bytes:
         META_INPUT_SHAPE: json.dumps(list(arch.input_shape)),
     }
     return save_safetensors(tensors, metadata=metadata)
+
+
+def encode_pt_artefact(model: nn.Module, arch: Architecture, config: Any) -> bytes:
+    """The `.pt` form of `model`: `torch.save({"arch", "config", "state_dict"})`."""
+    buffer = io.BytesIO()
+    state = {
+        "arch": arch.name,
+        "config": arch.config_to_json(config),
+        "state_dict": model.state_dict(),
+    }
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def sniff_format(head: bytes) -> str:

@@ -177,12 +177,10 @@ def run_service(config: Path | None, listen: str | None, log_level: str) -> None
 
     from authchain.ml_service.config import load_ml_settings
     from authchain.ml_service.main import create_app
-    from authchain.settings import check_listen_addr
     from authchain.web import serve_until_signalled
 
-    settings = load_ml_settings(config)
-    if listen is not None:
-        settings = settings.model_copy(update={"listen_addr": check_listen_addr(listen)})
+    overrides = {"listen_addr": listen} if listen is not None else {}
+    settings = load_ml_settings(config, **overrides)
     app = create_app(settings)
     logging.getLogger(__name__).info(
         "ML service on http://%s (models %s, evidence %s, device %s)",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -39,9 +39,10 @@ class MlServiceSettings(TomlSettings):
     stats_cache_size: int = Field(4096, ge=0)
 
 
-def load_ml_settings(path: Path | None = None) -> MlServiceSettings:
-    """Settings from `path` and the environment; ConfigError naming a bad key."""
-    return load_settings(MlServiceSettings, path)
+def load_ml_settings(path: Path | None = None, **overrides: Any) -> MlServiceSettings:
+    """Settings from `path`, the environment and `overrides` (CLI options, validated like the
+    rest); ConfigError naming a bad key."""
+    return load_settings(MlServiceSettings, path, **overrides)
 
 
 @lru_cache(maxsize=1)

@@ -7,10 +7,11 @@ and `logit_band_low <= logit_band_high`.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from authchain.wire import WmProfileJson
 
 HEX_ID_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -32,26 +33,8 @@ class _Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class WmProfile(_Schema):
-    """Thresholds a model must meet (seed `WmProfile`)."""
-
-    tau_input: float = Field(ge=0.0, le=1.0, description="minimum trigger accuracy")
-    tau_feat: float = Field(ge=0.0, le=1.0, description="maximum signature bit error rate")
-    logit_band_low: float
-    logit_band_high: float
-
-    @field_validator("logit_band_low", "logit_band_high")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @model_validator(mode="after")
-    def _ordered(self) -> WmProfile:
-        if self.logit_band_low > self.logit_band_high:
-            raise ValueError("logit_band_low must be <= logit_band_high")
-        return self
+WmProfile = WmProfileJson
+"""The seed's name for the thresholds in a `/verify` request."""
 
 
 class VerifyRequest(_Schema):

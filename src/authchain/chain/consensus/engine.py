@@ -150,6 +150,8 @@ class ConsensusEngine:
         self.metrics = metrics
         self.fork_choice = fork_choice or LongestChainForkChoice()
         self._invalid: dict[BlockHash, str] = {}
+        self.genesis_hash: BlockHash
+        """Hash of block 0; set (and checked against the store) by `_open_genesis`."""
         self._open_genesis()
         self._state: dict[bytes, bytes] = dict(store.iter_state())
         self.pool = TxPool(store, genesis, config.max_pool_txs)
@@ -454,7 +456,7 @@ class ConsensusEngine:
 
     def _open_genesis(self) -> None:
         block = compute_genesis_block(self.genesis)
-        block_hash = codec.compute_block_hash(block.header)
+        block_hash = self.genesis_hash = codec.compute_block_hash(block.header)
         stored = self.store.get_meta(GENESIS_META)
         if stored is None:
             if self.store.tip() is not None:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from authchain.chain.config import MlClientConfig
 from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable, Verdict
+from authchain.web import Failover
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,7 @@ class HttpMlVerifier:
         connect_retries: int = DEFAULT_CONNECT_RETRIES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if not urls:
-            raise ValueError("HttpMlVerifier needs at least one base URL")
-        self.urls = [url.rstrip("/") for url in urls]
-        self._preferred = 0
+        self.failover = Failover(urls, "HttpMlVerifier")
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_secs),
             transport=transport or httpx.AsyncHTTPTransport(retries=connect_retries),
@@ -91,16 +89,14 @@ class HttpMlVerifier:
         """Ask each URL in turn, the last one that answered first; raise MlUnavailable."""
         body = get_verify_request(claim)
         problems: list[str] = []
-        order = [*range(self._preferred, len(self.urls)), *range(self._preferred)]
-        for index in order:
-            url = self.urls[index]
+        for url in self.failover.order():
             try:
                 verdict = await self._post_verify(url, body)
             except MlUnavailable as exc:
                 log.warning("ML service %s: %s", url, exc)
                 problems.append(f"{url}: {exc}")
                 continue
-            self._preferred = index
+            self.failover.answered(url)
             return verdict
         raise MlUnavailable("; ".join(problems))
 
@@ -122,7 +118,7 @@ class HttpMlVerifier:
     async def health(self) -> dict[str, bool]:
         """Whether each URL answers `GET /health` with `{"status": "ok"}`."""
         out = {}
-        for url in self.urls:
+        for url in self.failover.urls:
             try:
                 response = await self._client.get(f"{url}/health")
                 out[url] = response.status_code == 200 and response.json().get("status") == "ok"

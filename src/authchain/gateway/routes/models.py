@@ -8,12 +8,11 @@ owner's next nonce and the chain's minimum fee. Elsewhere the answer is 401 with
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import defaultdict
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from authchain.chain.schemas import ArtefactPublic, encode_tx_hex
 from authchain.chain.types import (
@@ -27,6 +26,7 @@ from authchain.chain.types import (
 from authchain.gateway.deps import MetricsDep, NodeDep
 from authchain.gateway.routes.common import call_node, relay
 from authchain.web import ERROR_RESPONSES, ApiError
+from authchain.wire import WmProfileJson
 
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
@@ -38,30 +38,6 @@ NONCE_RETRIES = 3
 _owner_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
-class WmProfileBody(BaseModel):
-    """Seed `WmProfile`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tau_input: float = Field(ge=0.0, le=1.0)
-    tau_feat: float = Field(ge=0.0, le=1.0)
-    logit_band_low: float
-    logit_band_high: float
-
-    @field_validator("logit_band_low", "logit_band_high")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @model_validator(mode="after")
-    def _ordered(self) -> WmProfileBody:
-        if self.logit_band_low > self.logit_band_high:
-            raise ValueError("logit_band_low must be <= logit_band_high")
-        return self
-
-
 class RegisterModelRequest(BaseModel):
     """The seed's `POST /models/register` body."""
 
@@ -71,7 +47,7 @@ class RegisterModelRequest(BaseModel):
     aid_hex: Aid
     scheme_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     evidence_hash_hex: EvidenceHash
-    wm_profile: WmProfileBody
+    wm_profile: WmProfileJson
 
 
 class RegisterQueued(BaseModel):
