@@ -27,6 +27,7 @@ from authchain.chain.config import DEFAULT_CONFIG, load_chain_config
 from authchain.chain.crypto import DEFAULT_SCHEME, KeyPair, read_key_file, write_key_file
 from authchain.chain.errors import ChainError, ConfigError, StorageError
 from authchain.chain.types import AccountId, SigScheme
+from authchain.floors import Floors
 
 app = typer.Typer(
     name="authchain",
@@ -167,7 +168,27 @@ def _owner_bytes(key_file: Path | None, owner: str | None) -> bytes:
 
 
 _KEY_OPT = typer.Option(None, "--key", "-k", help="Owner's key file (its account owns the model).")
+_CHAIN_CONFIG_OPT = typer.Option(
+    DEFAULT_CONFIG,
+    "--chain-config",
+    help="Chain config whose [genesis.security] floors apply (defaults when the file is absent).",
+)
+
+
+def _floors(path: Path) -> Floors:
+    """The floors of the chain `path` configures (the defaults if there is no such file)."""
+    try:
+        return load_chain_config(path if path.exists() else None).genesis.security.floors()
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] --chain-config: {exc}")
+        raise typer.Exit(2) from None
+
+
 _OWNER_OPT = typer.Option(None, "--owner", help="Owner account id (64 hex), instead of --key.")
+
+
+_TRIGGERS_OPT = typer.Option(100, "--triggers", min=1, max=4096, help="Trigger inputs (K).")
+_BITS_OPT = typer.Option(128, "--bits", min=1, max=4096, help="Signature bits (n).")
 
 
 @model_app.command("train")
@@ -184,25 +205,28 @@ def model_train(
     base: Path | None = typer.Option(
         None, "--from", help="Fine-tune this existing artefact instead of training from scratch."
     ),
-    triggers: int = typer.Option(100, "--triggers", min=1, help="Trigger inputs (K)."),
-    bits: int = typer.Option(64, "--bits", min=1, help="Signature bits (n)."),
+    triggers: int = _TRIGGERS_OPT,
+    bits: int = _BITS_OPT,
     probes: int = typer.Option(32, "--probes", min=1, help="Logit probe inputs (P)."),
+    chain_config: Path = _CHAIN_CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a SmallResNet on scikit-learn's digits while embedding the watermark.
 
-    Writes OUT/model.safetensors and OUT/evidence.json and prints the aid, evidence hash and
-    a recommended wm_profile. The watermark key is bound to the owner's account.
+    Writes OUT/model.safetensors and OUT/evidence.json and prints the aid, the evidence hash,
+    both p-values against the chain's floors and, if the model passes them, a recommended
+    wm_profile. The watermark key is bound to the owner's account.
     """
     from authchain.ml_service.cli import MlServiceError, print_result, train_command
     from authchain.ml_service.watermark.embed import EmbedSpec
 
     owner_id = _owner_bytes(key_file, owner)
     spec = EmbedSpec(trigger_count=triggers, signature_bits=bits, probe_count=probes)
+    floors = _floors(chain_config)
     try:
         result = train_command(
             owner_id, out, tiny=tiny, epochs=epochs, seed=seed, watermark=watermark,
-            base=base, spec=spec,
+            base=base, spec=spec, floors=floors,
         )  # fmt: skip
     except MlServiceError as exc:
         err.print(f"[red]error:[/] --from {base}: {exc.reason}: {exc.detail}")
@@ -216,17 +240,23 @@ def model_evidence(
     out: Path = typer.Option(Path("data/train/evidence"), "--out", "-o", help="Output directory."),
     key_file: Path | None = _KEY_OPT,
     owner: str | None = _OWNER_OPT,
+    triggers: int = _TRIGGERS_OPT,
+    bits: int = _BITS_OPT,
+    chain_config: Path = _CHAIN_CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Make evidence for an existing model under the owner's key, without embedding anything.
 
-    Honest evidence for a model that was never watermarked: it fails verification.
+    Honest evidence for a model that was never watermarked under this key: it fails
+    verification, says so, and recommends no profile.
     """
     from authchain.ml_service.cli import MlServiceError, evidence_command, print_result
     from authchain.ml_service.watermark.embed import EmbedSpec
 
+    spec = EmbedSpec(trigger_count=triggers, signature_bits=bits)
+    floors = _floors(chain_config)
     try:
-        result = evidence_command(artefact, _owner_bytes(key_file, owner), out, EmbedSpec())
+        result = evidence_command(artefact, _owner_bytes(key_file, owner), out, spec, floors)
     except MlServiceError as exc:
         err.print(f"[red]error:[/] {artefact}: {exc.reason}: {exc.detail}")
         raise typer.Exit(1) from None
@@ -242,16 +272,20 @@ def model_verify(
     tau_feat: float = typer.Option(0.2, min=0.0, max=1.0),
     band_low: float = typer.Option(-0.05, "--logit-band-low"),
     band_high: float = typer.Option(0.05, "--logit-band-high"),
+    chain_config: Path = _CHAIN_CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Verify a model against evidence locally, with the service's algorithm."""
+    """Verify a model against evidence locally, with the service's algorithm and the chain's
+    floors (not the derivative check, which needs the chain's registrations)."""
     from authchain.ml_service.cli import MlServiceError, print_result, verify_command
     from authchain.ml_service.watermark.verify import Thresholds
 
+    floors = _floors(chain_config)
     try:
         result = verify_command(
-            artefact, evidence, owner, Thresholds(tau_input, tau_feat, band_low, band_high)
-        )
+            artefact, evidence, owner, Thresholds(tau_input, tau_feat, band_low, band_high),
+            floors,
+        )  # fmt: skip
     except (MlServiceError, OSError) as exc:
         reason = getattr(exc, "reason", "unreadable")
         err.print(f"[red]error:[/] {reason}: {getattr(exc, 'detail', exc)}")
@@ -350,12 +384,20 @@ def register(
 ) -> None:
     """Register a model with a signed transaction, and follow it into a block."""
     from authchain.chain.types import Aid, EvidenceHash, WmProfile
-    from authchain.client import ClientError, GatewayClient, MlServiceClient
+    from authchain.client import (
+        ClientError,
+        GatewayClient,
+        MlServiceClient,
+        Strength,
+        read_strength,
+    )
 
     key = _read_key(key_file)
+    strength: Strength | None = None
     try:
         if model_dir is not None:
             artefact, evidence = model_dir / "model.safetensors", model_dir / "evidence.json"
+            strength = read_strength(evidence)
             if upload is not None:
                 ml = MlServiceClient(upload)
                 aid, evidence_hash = ml.upload_artefact(artefact), ml.upload_evidence(evidence)
@@ -372,6 +414,7 @@ def register(
         tx_hash = gw.register_signed(
             key, Aid.from_hex(aid, field="--aid"),
             EvidenceHash.from_hex(evidence_hash, field="--evidence-hash"), profile, scheme_id,
+            strength=strength,
         )  # fmt: skip
         out.print(f"tx_hash: {tx_hash}\naid:     {aid}")
         if wait:

@@ -11,6 +11,7 @@ Errors come back as `ClientError` carrying the server's `ErrorBody` (status, rea
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,20 @@ from authchain.chain.types import (
     TxRegisterModel,
     WmProfile,
 )
+
+Strength = dict[str, int]
+"""An evidence file's `trigger_count`, `signature_bits` and `num_classes`."""
+
+
+def read_strength(evidence_path: Path) -> Strength:
+    """The strength an evidence file has: what its registration must state."""
+    try:
+        data = json.loads(evidence_path.read_bytes())
+        return {k: int(data[k]) for k in ("trigger_count", "signature_bits", "num_classes")}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ClientError(
+            0, "bad_evidence", f"{evidence_path}: not an evidence file ({exc})"
+        ) from exc
 
 
 class ClientError(Exception):
@@ -83,14 +98,15 @@ class GatewayClient:
         evidence_hash: EvidenceHash,
         profile: WmProfile,
         scheme_id: str = "multi_factor_v1",
+        *,
+        strength: Strength | None = None,
     ) -> str:
-        """Build, sign and submit a TxRegisterModel for `key`'s account; the tx hash."""
+        """Build, sign and submit a TxRegisterModel for `key`'s account; the tx hash.
+        `strength` is the evidence's (see `read_strength`); the defaults otherwise."""
         status = self.status()
         nonce = self.account(key.account)["next_nonce"]
-        tx = TxRegisterModel(
-            key.account, aid, EvidenceRef(scheme_id, evidence_hash, profile),
-            fee=status["min_fee"], nonce=nonce,
-        )  # fmt: skip
+        evidence = EvidenceRef(scheme_id, evidence_hash, profile, **(strength or {}))
+        tx = TxRegisterModel(key.account, aid, evidence, fee=status["min_fee"], nonce=nonce)
         return self.submit(crypto.sign_tx(tx, key, status["chain_id"]))
 
     def register_unsigned(self, body: dict[str, Any]) -> dict[str, Any]:

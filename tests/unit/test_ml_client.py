@@ -102,6 +102,18 @@ async def test_verify_sends_seed_request_and_parses_verdict(server: tuple[str, S
                 "logit_band_high": 0.05,
             },
             "owner": "aa" * 32,
+            "trigger_count": 100,
+            "signature_bits": 128,
+            "num_classes": 10,
+            "floors": {
+                "min_trigger_count": 64,
+                "min_signature_bits": 64,
+                "trigger_p_log2": 64,
+                "feature_p_log2": 32,
+                "derivative_p_log2": 64,
+                "max_logit_band": 0.05,
+            },
+            "registered": [],
         }
     ]
 

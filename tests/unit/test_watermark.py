@@ -20,11 +20,7 @@ from authchain.ml_service.registry import FilesystemStore
 from authchain.ml_service.schemas import VerifyRequest
 from authchain.ml_service.verifier import Verifier
 from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial, parse_evidence
-from authchain.ml_service.watermark.verify import (
-    FactorStats,
-    compute_binomial_tail,
-    compute_stats,
-)
+from authchain.ml_service.watermark.verify import FactorStats, compute_stats
 from tests.ml_models import OTHER, SEED_PROFILE, TrainedModel
 
 
@@ -76,9 +72,13 @@ def test_unwatermarked_model_fails_against_its_owners_evidence(
     aid, ev = put(store, clean.artefact_bytes, clean.evidence_bytes)
     outcome = check(store, request(aid, ev, clean.owner))
     assert not outcome.ok
-    assert outcome.reason == "trigger_acc_below_tau_input;feat_dist_above_tau_feat"
+    assert outcome.reason == (
+        "trigger_acc_below_tau_input;trigger_p_above_floor;"
+        "feat_dist_above_tau_feat;feat_p_above_floor"
+    )
     assert outcome.stats.trigger_acc < 0.4 and outcome.stats.feat_dist > 0.3
     assert outcome.stats.p_value > 1e-6  # what chance alone gives
+    assert outcome.stats.feat_p_value > 1e-6
     assert outcome.stats.logit_stat == 0.0  # the logit factor alone proves nothing
 
 
@@ -159,13 +159,6 @@ def test_key_material_is_fixed_by_owner_and_seed() -> None:
 
 GOLDEN_LABELS = [3, 3, 1, 4, 7, 0, 7, 3]
 GOLDEN_BITS = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0]
-
-
-def test_binomial_tail() -> None:
-    assert compute_binomial_tail(0, 10, 0.1) == 1.0
-    assert compute_binomial_tail(10, 10, 0.5) == pytest.approx(1 / 1024)
-    assert compute_binomial_tail(1, 1, 0.1) == pytest.approx(0.1)
-    assert compute_binomial_tail(2, 3, 0.5) == pytest.approx(0.5)
 
 
 class _Payload:

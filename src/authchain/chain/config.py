@@ -8,7 +8,8 @@
     [metrics]   enabled, listen_addr
     [rpc]       listen_addr
     [node]      key_file
-    [genesis]   timestamp_ms, min_fee, impersonation, [[genesis.validators]], [[genesis.accounts]]
+    [genesis]   timestamp_ms, min_fee, impersonation, [genesis.security] (the watermark floors),
+                [[genesis.validators]], [[genesis.accounts]]
 
 Environment variables override the file: `AUTHCHAIN_CHAIN_ID`, and nested keys joined with
 `__`, e.g. `AUTHCHAIN_CONSENSUS__BLOCK_TIME_SECS=1`. An unknown key or a wrong type fails at
@@ -33,6 +34,7 @@ from pydantic_settings import SettingsConfigDict
 
 from authchain.chain import codec
 from authchain.chain.types import AccountId, SigScheme
+from authchain.floors import DEFAULT_FLOORS, Floors
 from authchain.settings import (
     ENV_NESTED,
     ListenAddr,
@@ -71,6 +73,19 @@ class ConsensusConfig(_Section):
     allow_empty_blocks: bool = True
     max_artefacts_per_block: int = Field(16, ge=1)
     max_pool_txs: int = Field(10_000, ge=1)
+    files_wait_blocks: int = Field(300, ge=1)
+    """A registration whose artefact or evidence file is not uploaded yet waits in the pool for
+    this many blocks, then is dropped with reason `files_unavailable` (pool policy, not a
+    validity rule)."""
+
+    def validity_rules(self) -> tuple[int, int, bool, int]:
+        """The limits every validator must agree on (committed to by the genesis hash)."""
+        return (
+            self.max_block_txs,
+            self.max_block_size_bytes,
+            self.allow_empty_blocks,
+            self.max_artefacts_per_block,
+        )
 
 
 class StorageConfig(_Section):
@@ -143,6 +158,24 @@ class GenesisAccount(_Section):
     balance: int = Field(ge=0, lt=2**64)
 
 
+class SecurityConfig(_Section):
+    """The watermark floors every registration is held to (`authchain.floors.Floors`).
+
+    The defaults are argued in docs/SECURITY.md: an attacker who tries 2^40 key seeds against a
+    model he holds passes both factors with chance at most 2^40 · 2^-64 · 2^-32 = 2^-56.
+    """
+
+    min_trigger_count: int = Field(DEFAULT_FLOORS.min_trigger_count, ge=1, le=4096)
+    min_signature_bits: int = Field(DEFAULT_FLOORS.min_signature_bits, ge=1, le=4096)
+    trigger_p_log2: int = Field(DEFAULT_FLOORS.trigger_p_log2, ge=1, le=1024)
+    feature_p_log2: int = Field(DEFAULT_FLOORS.feature_p_log2, ge=1, le=1024)
+    derivative_p_log2: int = Field(DEFAULT_FLOORS.derivative_p_log2, ge=1, le=1024)
+    max_logit_band: float = Field(DEFAULT_FLOORS.max_logit_band, ge=0, allow_inf_nan=False)
+
+    def floors(self) -> Floors:
+        return Floors(**self.model_dump())
+
+
 class GenesisConfig(_Section):
     """The chain's starting point."""
 
@@ -150,6 +183,7 @@ class GenesisConfig(_Section):
     min_fee: int = Field(0, ge=0, lt=2**64)
     impersonation: bool = False
     """Devnet only: accept unsigned transactions for any named account (like Anvil)."""
+    security: SecurityConfig = SecurityConfig()
     validators: list[ValidatorConfig] = Field(default_factory=list)
     accounts: list[GenesisAccount] = Field(default_factory=list)
 

@@ -46,12 +46,14 @@ class InvalidField(ChainError, ValueError):
 
 
 class Rejected(ChainError):
-    """A refusal with a stable reason code (a StrEnum member) and a human detail."""
+    """A refusal with a stable reason code (a StrEnum member), a human detail and, where one
+    field is to blame, its name (`evidence.wm_profile.tau_input`)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, *, field: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.field = field
 
 
 class DecodeError(ChainError):

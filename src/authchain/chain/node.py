@@ -91,7 +91,7 @@ class Node:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         metrics = ChainMetrics(registry)
-        verifier = verifier or HttpMlVerifier.from_config(config.ml_client)
+        verifier = verifier or HttpMlVerifier.from_config(config.ml_client, genesis.floors)
         ml = MlValidity(
             verifier,
             max_artefacts_per_block=config.consensus.max_artefacts_per_block,

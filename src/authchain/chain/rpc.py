@@ -120,7 +120,7 @@ async def submit_tx(body: SubmitTx, ctx: ContextDep) -> SubmitTxAccepted:
         tx_hash = ctx.engine.submit_tx(tx)
     except Rejected as exc:
         code = 503 if exc.reason == PoolReason.POOL_FULL else 400
-        raise ApiError(code, str(exc.reason), exc.detail) from exc
+        raise ApiError(code, str(exc.reason), exc.detail, exc.field) from exc
     return SubmitTxAccepted(tx_hash=tx_hash)
 
 

@@ -155,7 +155,13 @@ class ArtefactPublic(_Schema):
     scheme_id: str
     evidence_hash: Hash256
     wm_profile: dict[str, float]
+    trigger_count: int = Field(description="K: trigger inputs in the evidence")
+    signature_bits: int = Field(description="n: signature bits in the evidence")
+    num_classes: int = Field(description="C: the model's classes")
     registered_at: int
+    parents: list[Aid] = Field(
+        description="lineage: earlier registrations of the same owner this model derives from"
+    )
     uses: int
     last_used_at: int | None
 
@@ -168,7 +174,11 @@ def artefact_to_public(meta: ArtefactMetadata, uses: int, last_used_at: int) -> 
         scheme_id=meta.evidence.scheme_id,
         evidence_hash=meta.evidence.evidence_hash,
         wm_profile=to_json(meta.evidence.wm_profile),
+        trigger_count=meta.evidence.trigger_count,
+        signature_bits=meta.evidence.signature_bits,
+        num_classes=meta.evidence.num_classes,
         registered_at=meta.registered_at,
+        parents=list(meta.parents),
         uses=uses,
         last_used_at=last_used_at if uses else None,
     )

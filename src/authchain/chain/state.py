@@ -13,7 +13,9 @@ commits to the whole map: a Merkle root over BLAKE3(encode([key, value])) in key
 Transaction rules (also the CheckTx rules, minus what needs a block):
 - signed by its signer for this chain, or unsigned where genesis enables impersonation;
 - `nonce` equals the signer's next nonce; `fee >= min_fee`; the signer can pay fee (+ amount);
-- TxRegisterModel: the Aid was never registered; TxUseModel: the Aid is registered.
+- TxRegisterModel: the claim meets genesis' floors (evidence strength, and a `wm_profile`
+  that only tightens them: see `authchain.floors`); the Aid was never registered.
+- TxUseModel: the Aid is registered.
 Fees go to the block's proposer.
 """
 
@@ -23,6 +25,8 @@ import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from authchain.chain import codec, crypto
 from authchain.chain.config import ChainConfig
 from authchain.chain.errors import Rejected, SignatureError
@@ -31,6 +35,7 @@ from authchain.chain.types import (
     Aid,
     Amount,
     ArtefactMetadata,
+    EvidenceRef,
     Hash256,
     Height,
     Nonce,
@@ -42,6 +47,7 @@ from authchain.chain.types import (
     TxUseModel,
     get_signer,
 )
+from authchain.floors import DEFAULT_FLOORS, Floors, check_profile
 
 ACCOUNT_PREFIX = b"acct/"
 ARTEFACT_PREFIX = b"art/"
@@ -73,6 +79,7 @@ class TxReason(enum.StrEnum):
     AID_ALREADY_REGISTERED = "aid_already_registered"
     AID_NOT_REGISTERED = "aid_not_registered"
     BALANCE_OVERFLOW = "balance_overflow"
+    CLAIM_BELOW_FLOOR = "claim_below_floor"
 
 
 class InvalidTx(Rejected):
@@ -100,6 +107,8 @@ class Genesis:
     impersonation: bool
     validators: tuple[Validator, ...]
     accounts: tuple[tuple[AccountId, Amount], ...]
+    floors: Floors = DEFAULT_FLOORS
+    """What every watermark claim must meet (`[genesis.security]`)."""
 
 
 def genesis_from_config(config: ChainConfig) -> Genesis:
@@ -112,6 +121,7 @@ def genesis_from_config(config: ChainConfig) -> Genesis:
         impersonation=g.impersonation,
         validators=tuple(Validator(v.account, v.scheme, v.public_key) for v in g.validators),
         accounts=tuple((a.account, a.balance) for a in g.accounts),
+        floors=g.security.floors(),
     )
 
 
@@ -149,6 +159,15 @@ class StateView:
     def absorb(self, child: StateView) -> None:
         """Keep a child view's writes."""
         self.writes.update(child.writes)
+
+    def iter_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The merged entries whose key starts with `prefix`, in key order."""
+        keys = {k for k in self.base if k.startswith(prefix)}
+        keys.update(k for k in self.writes if k.startswith(prefix))
+        for key in sorted(keys):
+            value = self.get(key)
+            if value is not None:
+                yield key, value
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """The merged state, in key order."""
@@ -196,6 +215,11 @@ def get_artefact(view: StateView, aid: Aid) -> ArtefactMetadata | None:
     return None if raw is None else codec.decode(raw, ArtefactMetadata)
 
 
+def get_registrations(view: StateView) -> list[ArtefactMetadata]:
+    """Every registered artefact, in aid order (what derivative detection checks against)."""
+    return [codec.decode(raw, ArtefactMetadata) for _, raw in view.iter_prefix(ARTEFACT_PREFIX)]
+
+
 def get_usage(view: StateView, aid: Aid) -> ModelUsage:
     """How often `aid` was used."""
     raw = view.get(USAGE_PREFIX + aid)
@@ -240,6 +264,8 @@ def check_tx_state(
     With `future_nonce_ok` (pool admission) a nonce above the account's next one is accepted:
     the tx waits in the pool for the ones before it.
     """
+    if isinstance(tx, TxRegisterModel):
+        check_claim_floors(tx.evidence, genesis.floors)
     signer = get_account(view, get_signer(tx))
     if tx.nonce < signer.nonce:
         raise InvalidTx(
@@ -257,6 +283,27 @@ def check_tx_state(
         raise InvalidTx(TxReason.AID_ALREADY_REGISTERED, f"aid {tx.aid} is already registered")
     if isinstance(tx, TxUseModel) and get_artefact(view, tx.aid) is None:
         raise InvalidTx(TxReason.AID_NOT_REGISTERED, f"aid {tx.aid} is not registered")
+
+
+def check_claim_floors(evidence: EvidenceRef, floors: Floors) -> None:
+    """InvalidTx(claim_below_floor) naming the field, unless a model can pass this claim only
+    with p-values at or below the chain's floors."""
+    p = evidence.wm_profile
+    problem = check_profile(
+        floors,
+        trigger_count=evidence.trigger_count,
+        signature_bits=evidence.signature_bits,
+        num_classes=evidence.num_classes,
+        tau_input=p.tau_input,
+        tau_feat=p.tau_feat,
+        logit_band_low=p.logit_band_low,
+        logit_band_high=p.logit_band_high,
+    )
+    if problem is not None:
+        field, why = problem
+        raise InvalidTx(
+            TxReason.CLAIM_BELOW_FLOOR, f"evidence.{field}: {why}", field=f"evidence.{field}"
+        )
 
 
 def _credit(view: StateView, account: AccountId, amount: int) -> None:
@@ -288,6 +335,18 @@ def process_tx(
             view.put(USAGE_PREFIX + tx.aid, codec.encode(ModelUsage(usage.uses + 1, height)))
         case TxTransfer():
             _credit(view, tx.recipient, tx.amount)
+
+
+def process_lineage(view: StateView, lineage: Mapping[Aid, tuple[Aid, ...]]) -> None:
+    """Record V_auth's lineage findings on the block's new registrations."""
+    for aid in sorted(lineage):
+        parents = tuple(sorted(lineage[aid]))
+        meta = get_artefact(view, aid)
+        if not parents or meta is None:
+            continue
+        view.put(
+            ARTEFACT_PREFIX + aid, codec.encode(msgspec.structs.replace(meta, parents=parents))
+        )
 
 
 def try_process_tx(

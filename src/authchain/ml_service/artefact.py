@@ -86,11 +86,21 @@ def sniff_format(head: bytes) -> str:
 
 
 def load_artefact(path: Path) -> LoadedModel:
-    """Rebuild the model stored at `path` (`.safetensors` or `.pt`)."""
+    """Rebuild the model stored at `path` (`.safetensors` or `.pt`).
+
+    The declared architecture is first built on torch's `meta` device (shapes only, no
+    memory) and its tensor names and shapes are checked against the file's. Only then are the
+    tensors read and the real model allocated, so a tiny file that declares a huge config is
+    refused (`shape_mismatch`) before it can cost anything: a model that is built is never
+    bigger than the file that describes it.
+    """
     if path.suffix == ".pt":
         arch_name, config, tensors = _read_pt(path)
+        check_declared_shapes(arch_name, config, {k: tuple(v.shape) for k, v in tensors.items()})
     else:
-        arch_name, config, tensors = _read_safetensors(path)
+        arch_name, config, shapes = _read_safetensors_header(path)
+        check_declared_shapes(arch_name, config, shapes)
+        tensors = _read_safetensors_tensors(path)
     try:
         model, arch = build_model(arch_name, config)
     except ArchitectureError as exc:
@@ -100,11 +110,54 @@ def load_artefact(path: Path) -> LoadedModel:
     return LoadedModel(model, arch, arch.parse_config(config))
 
 
-def _read_safetensors(path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+def check_declared_shapes(
+    arch_name: str, config: dict[str, Any], shapes: dict[str, tuple[int, ...]]
+) -> None:
+    """ArtefactError unless the architecture `config` declares has exactly the file's tensor
+    names and shapes; the check allocates nothing (torch's meta device)."""
+    try:
+        with torch.device("meta"):
+            model, _ = build_model(arch_name, config)
+    except ArchitectureError as exc:
+        raise ArtefactError(exc.reason, exc.detail) from exc
+    _check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()}, shapes)
+
+
+def _check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise ArtefactError(
+            "shape_mismatch",
+            f"tensors do not match the architecture: {what} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected)",
+        )
+    for name, shape in found.items():
+        if shape != expected[name]:
+            raise ArtefactError(
+                "shape_mismatch",
+                f"tensor {name} has shape {list(shape)}, the architecture needs "
+                f"{list(expected[name])}",
+            )
+
+
+def _read_safetensors_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ArtefactError("corrupt_artefact", f"not a readable safetensors file: {exc}") from exc
+
+
+def _read_safetensors_header(
+    path: Path,
+) -> tuple[str, dict[str, Any], dict[str, tuple[int, ...]]]:
+    """Architecture, config and tensor shapes from the header alone (no tensor is read)."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ArtefactError("corrupt_artefact", f"not a readable safetensors file: {exc}") from exc
     if META_ARCH not in meta:
@@ -120,7 +173,7 @@ def _read_safetensors(path: Path) -> tuple[str, dict[str, Any], dict[str, torch.
         raise ArtefactError("bad_config", f"{META_CONFIG} must be a JSON object")
     arch = meta[META_ARCH]
     _check_input_shape(arch, input_shape)
-    return arch, config, tensors
+    return arch, config, shapes
 
 
 def _check_input_shape(arch_name: str, input_shape: Any) -> None:
@@ -164,22 +217,9 @@ def _read_pt(path: Path) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
 
 def _load_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise ArtefactError(
-            "shape_mismatch",
-            f"tensors do not match the architecture: {what} "
-            f"({len(missing)} missing, {len(unexpected)} unexpected)",
-        )
+    _check_shapes({k: tuple(v.shape) for k, v in expected.items()},
+                  {k: tuple(v.shape) for k, v in tensors.items()})  # fmt: skip
     for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise ArtefactError(
-                "shape_mismatch",
-                f"tensor {name} has shape {list(tensor.shape)}, "
-                f"the architecture needs {list(expected[name].shape)}",
-            )
         if tensor.dtype != expected[name].dtype and not (
             tensor.is_floating_point() and expected[name].is_floating_point()
         ):

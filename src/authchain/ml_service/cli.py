@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from authchain.floors import DEFAULT_FLOORS, Floors
 from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.data import load_digits_split
 from authchain.ml_service.errors import MlServiceError
@@ -47,6 +48,7 @@ def train_command(
     base: Path | None,
     spec: EmbedSpec,
     key_seed: bytes | None = None,
+    floors: Floors = DEFAULT_FLOORS,
 ) -> dict[str, Any]:
     """Train (or fine-tune `base`), embed the watermark, write artefact + evidence."""
     arch = get_architecture("small_resnet")
@@ -83,8 +85,9 @@ def train_command(
 
         train(model, train_data, cfg, key=key if watermark else None, spec=spec, on_step=on_step)
     return write_outputs(
-        model, arch, config, key, spec, out_dir, test_acc=evaluate_accuracy(model, test_data)
-    )
+        model, arch, config, key, spec, out_dir, floors,
+        test_acc=evaluate_accuracy(model, test_data),
+    )  # fmt: skip
 
 
 def write_outputs(
@@ -94,12 +97,14 @@ def write_outputs(
     key: KeyMaterial,
     spec: EmbedSpec,
     out_dir: Path,
+    floors: Floors,
     test_acc: float | None = None,
     artefact: bytes | None = None,
     artefact_name: str = ARTEFACT_NAME,
 ) -> dict[str, Any]:
     """Write artefact (encoded from `model` unless given) and evidence to `out_dir`; return
-    their ids and the model's statistics."""
+    their ids, the model's statistics, whether it passes the chain's floors and, only if it
+    does, a recommended `wm_profile` (never looser than the floors)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if artefact is None:
         artefact = encode_artefact(model, arch, config)
@@ -108,6 +113,7 @@ def write_outputs(
     (out_dir / artefact_name).write_bytes(artefact)
     (out_dir / EVIDENCE_NAME).write_bytes(evidence_bytes)
     stats = compute_stats(model, evidence)
+    profile = recommend_profile(stats, floors)
     return {
         "aid": blake3.blake3(artefact).hexdigest(),
         "evidence_hash": blake3.blake3(evidence_bytes).hexdigest(),
@@ -115,7 +121,14 @@ def write_outputs(
         "scheme_id": evidence.scheme_id,
         "artefact": str(out_dir / artefact_name),
         "evidence": str(out_dir / EVIDENCE_NAME),
-        "wm_profile": asdict(recommend_profile(stats)),
+        "passes": profile is not None,
+        "wm_profile": asdict(profile) if profile is not None else None,
+        "strength": {
+            "trigger_count": evidence.trigger_count,
+            "signature_bits": evidence.signature_bits,
+            "num_classes": evidence.num_classes,
+        },
+        "floors": asdict(floors),
         "stats": asdict(stats),
         "test_accuracy": test_acc,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -123,28 +136,39 @@ def write_outputs(
 
 
 def evidence_command(
-    artefact: Path, owner: bytes, out_dir: Path, spec: EmbedSpec
+    artefact: Path,
+    owner: bytes,
+    out_dir: Path,
+    spec: EmbedSpec,
+    floors: Floors = DEFAULT_FLOORS,
+    key_seed: bytes | None = None,
 ) -> dict[str, Any]:
-    """Evidence for an existing model under `owner`'s fresh key (no embedding)."""
+    """Evidence for an existing model under `owner`'s fresh key (no embedding). Honest: a
+    model that does not carry the key's watermark fails, and gets no recommended profile."""
     loaded = load_artefact(artefact)
-    key = new_key_material(owner, loaded.arch, loaded.config.num_classes, spec)
+    key = new_key_material(owner, loaded.arch, loaded.config.num_classes, spec, key_seed)
     return write_outputs(
-        loaded.model, loaded.arch, loaded.config, key, spec, out_dir,
+        loaded.model, loaded.arch, loaded.config, key, spec, out_dir, floors,
         artefact=artefact.read_bytes(), artefact_name=f"model{artefact.suffix}",
     )  # fmt: skip
 
 
 def verify_command(
-    artefact: Path, evidence_path: Path, owner: str | None, profile: Thresholds
+    artefact: Path,
+    evidence_path: Path,
+    owner: str | None,
+    profile: Thresholds,
+    floors: Floors = DEFAULT_FLOORS,
 ) -> dict[str, Any]:
-    """Verify locally, as the service would (without its hash-by-id lookup)."""
+    """Verify locally, as the service would (without its hash-by-id lookup and the
+    derivative check, which need the chain's registrations)."""
     loaded = load_artefact(artefact)
     evidence = parse_evidence(evidence_path.read_bytes())
     if owner is not None and evidence.owner != owner:
         return {"ok": False, "reason": "owner_mismatch"}
     stats = compute_stats(loaded.model, evidence)
-    reason = judge(stats, profile)
-    return {"ok": reason is None, "reason": reason, **asdict(stats)}
+    reason = judge(stats, profile, floors)
+    return {"ok": reason is None, "reason": reason, "floors": asdict(floors), **asdict(stats)}
 
 
 def print_result(result: dict[str, Any], as_json: bool) -> None:
@@ -156,19 +180,42 @@ def print_result(result: dict[str, Any], as_json: bool) -> None:
     for key in ("aid", "evidence_hash", "owner", "artefact", "evidence"):
         if key in result:
             out.print(f"{key + ':':15}{result[key]}")
-    if "wm_profile" in result:
-        out.print(f"{'wm_profile:':15}{json.dumps(result['wm_profile'])}")
     stats = result.get("stats", result)
-    line = ", ".join(
-        f"{k}={stats[k]:.4g}"
-        for k in ("trigger_acc", "feat_dist", "logit_stat", "p_value")
-        if k in stats
-    )
-    out.print(f"{'stats:':15}{line}")
+    floors = result.get("floors", asdict(DEFAULT_FLOORS))
+    if "trigger_correct" in stats:
+        for line in describe_factors(stats, floors):
+            out.print(line)
     if result.get("test_accuracy") is not None:
         out.print(f"{'test accuracy:':15}{result['test_accuracy']:.4f}")
+    if "passes" in result:
+        if result["passes"]:
+            out.print(f"{'wm_profile:':15}{json.dumps(result['wm_profile'])}  (recommended)")
+        else:
+            out.print(
+                "[bold red]this model does not carry this key's watermark at the chain's floors:"
+                " it fails verification[/] (no wm_profile is recommended; do not register it)"
+            )
     if "ok" in result:
         out.print(f"{'ok:':15}{result['ok']}  {result.get('reason') or ''}")
+
+
+def describe_factors(stats: dict[str, Any], floors: dict[str, Any]) -> list[str]:
+    """Each factor's statistic and p-value against the chain's floor, one line each."""
+
+    def mark(log2_p: float, floor: int) -> str:
+        return "[green]ok[/]" if log2_p <= -floor else "[red]above the floor[/]"
+
+    return [
+        f"{'trigger:':15}{stats['trigger_correct']}/{stats['trigger_count']} correct "
+        f"(acc {stats['trigger_acc']:.3f}), p = {stats['p_value']:.3g} = "
+        f"2^{stats['log2_p_value']:.1f}, floor 2^-{floors['trigger_p_log2']} "
+        f"{mark(stats['log2_p_value'], floors['trigger_p_log2'])}",
+        f"{'signature:':15}{stats['feat_matches']}/{stats['signature_bits']} bits "
+        f"(feat_dist {stats['feat_dist']:.3f}), p = {stats['feat_p_value']:.3g} = "
+        f"2^{stats['log2_feat_p_value']:.1f}, floor 2^-{floors['feature_p_log2']} "
+        f"{mark(stats['log2_feat_p_value'], floors['feature_p_log2'])}",
+        f"{'logits:':15}largest deviation from the evidence {stats['logit_stat']:.3g}",
+    ]
 
 
 def run_service(config: Path | None, listen: str | None, log_level: str) -> None:

@@ -10,7 +10,9 @@
     GET  /metrics                         Prometheus text format
 
 Malformed input is a 422 naming the field; an upload over its limit is a 413; a hash that does
-not match is a 400. Verification runs in a worker thread so the event loop keeps answering.
+not match is a 400. A verification that fails for a reason of this machine rather than of the
+files (out of memory, a bug) is a 503: the chain reads it as "unavailable", never as invalid.
+Verification runs in a worker thread so the event loop keeps answering.
 `uvicorn authchain.ml_service.main:app` works as in the seed; `authchain ml-service` is the
 usual way to start it.
 """
@@ -104,9 +106,17 @@ async def health() -> HealthResponse:
 
 @router.post("/verify", tags=["verification"])
 async def verify(body: VerifyRequest, service: ServiceDep) -> VerifyResponse:
-    """Check that the artefact `aid` carries the watermark its evidence describes."""
+    """Check that the artefact `aid` carries the watermark its evidence describes, meets the
+    chain's floors, and carries no earlier registration's watermark but its owner's."""
     started = time.perf_counter()
-    response = await run_in_threadpool(service.verifier.verify, body)
+    try:
+        response = await run_in_threadpool(service.verifier.verify, body)
+    except Exception as exc:  # a fault of this machine (memory, a bug), not an answer
+        log.exception("verification failed unexpectedly")
+        service.metrics.verify_requests.labels(result="error").inc()
+        raise ApiError(
+            503, "verifier_error", f"verification could not finish here: {type(exc).__name__}"
+        ) from exc
     service.metrics.verify_seconds.observe(time.perf_counter() - started)
     service.metrics.verify_requests.labels(result="ok" if response.ok else "failed").inc()
     return response

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from authchain.floors import DEFAULT_FLOORS, Floors
 from authchain.wire import WmProfileJson
 
 HEX_ID_PATTERN = r"^[0-9a-f]{64}$"
@@ -37,14 +38,46 @@ WmProfile = WmProfileJson
 """The seed's name for the thresholds in a `/verify` request."""
 
 
+class FloorsJson(_Schema):
+    """The chain's security floors (`authchain.floors.Floors`; its defaults when omitted)."""
+
+    min_trigger_count: int = Field(DEFAULT_FLOORS.min_trigger_count, ge=1, le=4096)
+    min_signature_bits: int = Field(DEFAULT_FLOORS.min_signature_bits, ge=1, le=4096)
+    trigger_p_log2: int = Field(DEFAULT_FLOORS.trigger_p_log2, ge=1, le=1024)
+    feature_p_log2: int = Field(DEFAULT_FLOORS.feature_p_log2, ge=1, le=1024)
+    derivative_p_log2: int = Field(DEFAULT_FLOORS.derivative_p_log2, ge=1, le=1024)
+    max_logit_band: float = Field(DEFAULT_FLOORS.max_logit_band, ge=0, allow_inf_nan=False)
+
+    def to_floors(self) -> Floors:
+        return Floors(**self.model_dump())
+
+
+class RegisteredJson(_Schema):
+    """An earlier registration the candidate must not derive from (unless its owner's)."""
+
+    aid: HexId
+    owner: HexId
+    evidence_hash: HexId
+
+
+MAX_REGISTERED = 100_000
+"""Most earlier registrations one request may name."""
+
+
 class VerifyRequest(_Schema):
-    """Seed `VerifyRequest`, plus the owner the evidence must be bound to."""
+    """Seed `VerifyRequest`, plus the owner the evidence must be bound to, the strength the
+    claim states, the chain's floors and the earlier registrations (derivative detection)."""
 
     aid: HexId
     scheme_id: str = Field(min_length=1, max_length=64)
     evidence_hash: HexId
     wm_profile: WmProfile
     owner: HexId | None = None
+    trigger_count: int | None = Field(None, ge=1, le=4096, description="claimed K")
+    signature_bits: int | None = Field(None, ge=1, le=4096, description="claimed n")
+    num_classes: int | None = Field(None, ge=2, le=4096, description="claimed C")
+    floors: FloorsJson = FloorsJson()
+    registered: list[RegisteredJson] = Field(default_factory=list, max_length=MAX_REGISTERED)
 
 
 class VerifyResponse(BaseModel):
@@ -58,7 +91,20 @@ class VerifyResponse(BaseModel):
     reason: str | None = Field(None, description="why ok is false: a stable code")
     detail: str | None = Field(None, description="a human explanation of the reason")
     p_value: float | None = Field(
-        None, description="chance of the trigger accuracy under random guessing"
+        None, description="chance of the trigger accuracy without the key: P[Bin(K, 1/C) >= hits]"
+    )
+    feat_p_value: float | None = Field(
+        None, description="chance of the signature matches without the key: P[Bin(n, 1/2) >= m]"
+    )
+    log2_p_value: float | None = Field(None, description="log2 of p_value (finite for any K)")
+    log2_feat_p_value: float | None = Field(None, description="log2 of feat_p_value")
+    trigger_correct: int | None = None
+    trigger_count: int | None = None
+    feat_matches: int | None = None
+    signature_bits: int | None = None
+    lineage: list[str] = Field(
+        default_factory=list,
+        description="earlier registrations of the same owner whose watermark the model carries",
     )
 
 

@@ -1,16 +1,28 @@
-"""The service's verification pipeline: files -> hashes -> evidence -> model -> factors -> verdict.
+"""The service's verification pipeline: files -> hashes -> evidence -> model -> factors ->
+floors -> derivative check -> verdict.
 
 Each step that can fail ends the request with `ok=false` and a stable reason, never a 500:
 
-    unknown_scheme, artefact_not_found, evidence_not_found,
+    unknown_scheme, artefact_not_found, evidence_not_found,            (not uploaded yet)
     artefact_hash_mismatch, evidence_hash_mismatch, corrupt_evidence, scheme_mismatch,
-    owner_mismatch, corrupt_artefact, unsafe_artefact, unknown_architecture, bad_config,
-    shape_mismatch, evidence_model_mismatch,
-    trigger_acc_below_tau_input; feat_dist_above_tau_feat; logit_stat_outside_band
+    owner_mismatch, evidence_claim_mismatch, evidence_below_min_strength,
+    corrupt_artefact, unsafe_artefact, unknown_architecture, bad_config, shape_mismatch,
+    evidence_model_mismatch,
+    trigger_acc_below_tau_input; trigger_p_above_floor; feat_dist_above_tau_feat;
+    feat_p_above_floor; logit_stat_outside_band,
+    carries_registered_watermark
 
-Files are content-addressed and immutable, so rebuilt models (by aid) and factor statistics
-(by aid, evidence hash and owner) are cached; thresholds are applied to cached statistics on
-every call. A missing file is never cached: it may be uploaded later.
+`artefact_not_found` and `evidence_not_found` (also for an earlier registration's evidence)
+mean "not available yet": the chain keeps the registration waiting, and nothing about them is
+cached. Files are content-addressed and immutable, so rebuilt models (by aid), parsed evidence
+(by hash), factor statistics (by aid and evidence hash) and derivative statistics (by candidate
+aid and earlier evidence hash) are cached in bounded LRU caches; thresholds, floors and owners
+are applied to cached statistics on every call.
+
+Derivative detection: the candidate is checked against every earlier registration in the
+request whose evidence fits its input shape and class count, all trigger sets in one batched
+forward pass. The verdict is a pure function of (candidate, evidence, the set of earlier
+registrations): they are sorted by aid first, and every one is checked.
 """
 
 from __future__ import annotations
@@ -18,54 +30,62 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
 import blake3
 import torch
+from cachetools import LRUCache
 
+from authchain.floors import Floors
 from authchain.ml_service.artefact import LoadedModel, load_artefact
 from authchain.ml_service.errors import MlServiceError
 from authchain.ml_service.registry import FilesystemStore
-from authchain.ml_service.schemas import VerifyRequest, VerifyResponse
-from authchain.ml_service.watermark.scheme import get_scheme
+from authchain.ml_service.schemas import RegisteredJson, VerifyRequest, VerifyResponse
+from authchain.ml_service.watermark.evidence import Evidence
+from authchain.ml_service.watermark.scheme import WatermarkScheme, get_scheme
 from authchain.ml_service.watermark.verify import (
+    CarryStats,
     FactorStats,
     Thresholds,
+    compute_carry_stats,
     judge,
 )
 
 log = logging.getLogger(__name__)
 
-K = TypeVar("K")
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class LruCache(Generic[K, V]):
-    """A small thread-safe LRU map."""
+class BoundedCache(Generic[K, V]):
+    """A thread-safe `cachetools.LRUCache` (size 0: caches nothing)."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
-        self._data: OrderedDict[K, V] = OrderedDict()
+        self._data: LRUCache[K, V] | None = LRUCache(maxsize=size) if size > 0 else None
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
+        if self._data is None:
+            return None
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
+            return self._data.get(key)
 
     def put(self, key: K, value: V) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+        if self._data is not None:
+            with self._lock:
+                self._data[key] = value
+
+    def get_or_compute(self, key: K, compute: Callable[[], V]) -> tuple[V, bool]:
+        """The cached value, or `compute()`'s (then cached); and whether it was cached."""
+        value = self.get(key)
+        if value is not None:
+            return value, True
+        value = compute()
+        self.put(key, value)
+        return value, False
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,7 @@ class Outcome:
     detail: str | None
     stats: FactorStats | None
     cached: bool
+    lineage: tuple[str, ...] = ()
 
     def to_response(self, latency_ms: float) -> VerifyResponse:
         s = self.stats
@@ -88,6 +109,14 @@ class Outcome:
             feat_dist=s.feat_dist if s else None,
             logit_stat=s.logit_stat if s else None,
             p_value=s.p_value if s else None,
+            feat_p_value=s.feat_p_value if s else None,
+            log2_p_value=s.log2_p_value if s else None,
+            log2_feat_p_value=s.log2_feat_p_value if s else None,
+            trigger_correct=s.trigger_correct if s else None,
+            trigger_count=s.trigger_count if s else None,
+            feat_matches=s.feat_matches if s else None,
+            signature_bits=s.signature_bits if s else None,
+            lineage=list(self.lineage),
             latency_ms=round(latency_ms, 3),
         )
 
@@ -112,8 +141,10 @@ class Verifier:
     ) -> None:
         self.store = store
         self.device = resolve_device(device)
-        self._models: LruCache[str, LoadedModel] = LruCache(model_cache_size)
-        self._stats: LruCache[tuple[str, str, str | None], FactorStats] = LruCache(stats_cache_size)
+        self._models: BoundedCache[str, LoadedModel] = BoundedCache(model_cache_size)
+        self._evidence: BoundedCache[str, Evidence] = BoundedCache(stats_cache_size)
+        self._stats: BoundedCache[tuple[str, str], FactorStats] = BoundedCache(stats_cache_size)
+        self._carry: BoundedCache[tuple[str, str], CarryStats] = BoundedCache(stats_cache_size * 4)
 
     def verify(self, request: VerifyRequest) -> VerifyResponse:
         """Answer one request (blocking: run it in a worker thread)."""
@@ -121,32 +152,56 @@ class Verifier:
         outcome = self.check(request)
         response = outcome.to_response((time.perf_counter() - started) * 1000)
         log.info(
-            "verify aid=%s evidence=%s ok=%s reason=%s cached=%s latency_ms=%.1f",
+            "verify aid=%s evidence=%s ok=%s reason=%s cached=%s priors=%d latency_ms=%.1f",
             request.aid[:12], request.evidence_hash[:12], outcome.ok, outcome.reason,
-            outcome.cached, response.latency_ms,
+            outcome.cached, len(request.registered), response.latency_ms,
         )  # fmt: skip
         return response
 
     def check(self, request: VerifyRequest) -> Outcome:
-        """The outcome for `request`: statistics from the cache or computed, then thresholds."""
+        """The outcome for `request`: the claim's own factors against its profile and the
+        floors, then the derivative check against the earlier registrations."""
+        floors = request.floors.to_floors()
         try:
-            stats, cached = self._get_stats(request)
+            scheme, evidence, loaded = self._open_claim(request, floors)
+            stats, cached = self._stats.get_or_compute(
+                (request.aid, request.evidence_hash),
+                lambda: self._compute_stats(scheme, loaded, evidence),
+            )
         except MlServiceError as exc:
             return Outcome(False, exc.reason, exc.detail, None, False)
         p = request.wm_profile
-        reason = judge(
-            stats, Thresholds(p.tau_input, p.tau_feat, p.logit_band_low, p.logit_band_high)
-        )
-        detail = None
+        profile = Thresholds(p.tau_input, p.tau_feat, p.logit_band_low, p.logit_band_high)
+        reason = judge(stats, profile, floors)
         if reason is not None:
             detail = (
-                f"trigger_acc={stats.trigger_acc} (tau_input {p.tau_input}), "
-                f"feat_dist={stats.feat_dist} (tau_feat {p.tau_feat}), "
+                f"trigger_acc={stats.trigger_acc} (tau_input {p.tau_input}) p=2^"
+                f"{stats.log2_p_value:.1f} (floor 2^-{floors.trigger_p_log2}), "
+                f"feat_dist={stats.feat_dist} (tau_feat {p.tau_feat}) p=2^"
+                f"{stats.log2_feat_p_value:.1f} (floor 2^-{floors.feature_p_log2}), "
                 f"logit_stat={stats.logit_stat} (band [{p.logit_band_low}, {p.logit_band_high}])"
             )
-        return Outcome(reason is None, reason, detail, stats, cached)
+            return Outcome(False, reason, detail, stats, cached)
+        owner = request.owner or evidence.owner
+        try:
+            carried = self._carried(request, scheme, loaded, evidence, floors)
+        except MlServiceError as exc:
+            return Outcome(False, exc.reason, exc.detail, stats, cached)
+        foreign = [(r, c) for r, c in carried if r.owner != owner]
+        if foreign:
+            prior, carry = foreign[0]
+            others = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            detail = (
+                f"the model carries the watermark of registered aid {prior.aid} (owner "
+                f"{prior.owner}): {carry.describe()}{others}"
+            )
+            return Outcome(False, "carries_registered_watermark", detail, stats, cached)
+        return Outcome(True, None, None, stats, cached, tuple(r.aid for r, _ in carried))
 
-    def _get_stats(self, request: VerifyRequest) -> tuple[FactorStats, bool]:
+    def _open_claim(
+        self, request: VerifyRequest, floors: Floors
+    ) -> tuple[WatermarkScheme, Evidence, LoadedModel]:
+        """Scheme, evidence (checked against the claim and the floors) and model."""
         scheme = get_scheme(request.scheme_id)
         if scheme is None:
             raise MlServiceError("unknown_scheme", f"scheme {request.scheme_id!r} is not supported")
@@ -155,22 +210,7 @@ class Verifier:
             raise MlServiceError(
                 "artefact_not_found", f"no artefact {request.aid} has been uploaded"
             )
-        evidence_path = self.store.find_evidence(request.evidence_hash)
-        if evidence_path is None:
-            raise MlServiceError(
-                "evidence_not_found", f"no evidence {request.evidence_hash} has been uploaded"
-            )
-        key = (request.aid, request.evidence_hash, request.owner)
-        cached = self._stats.get(key)
-        if cached is not None:
-            return cached, True
-
-        evidence_bytes = evidence_path.read_bytes()
-        if blake3.blake3(evidence_bytes).hexdigest() != request.evidence_hash:
-            raise MlServiceError(
-                "evidence_hash_mismatch", "the stored evidence does not hash to its id"
-            )
-        evidence = scheme.parse_evidence(evidence_bytes)
+        evidence = self._get_evidence(scheme, request.evidence_hash, "")
         if evidence.scheme_id != request.scheme_id:
             raise MlServiceError("scheme_mismatch", f"the evidence is for {evidence.scheme_id}")
         if request.owner is not None and evidence.owner != request.owner:
@@ -178,17 +218,101 @@ class Verifier:
                 "owner_mismatch",
                 f"the evidence is bound to owner {evidence.owner}, not {request.owner}",
             )
-        loaded = self._load_model(request.aid, artefact_path)
+        for name in ("trigger_count", "signature_bits", "num_classes"):
+            claimed, actual = getattr(request, name), getattr(evidence, name)
+            if claimed is not None and claimed != actual:
+                raise MlServiceError(
+                    "evidence_claim_mismatch",
+                    f"{name}: the claim states {claimed}, the evidence has {actual}",
+                )
+        if evidence.trigger_count < floors.min_trigger_count:
+            raise MlServiceError(
+                "evidence_below_min_strength",
+                f"trigger_count {evidence.trigger_count} < the chain's minimum "
+                f"{floors.min_trigger_count}",
+            )
+        if evidence.signature_bits < floors.min_signature_bits:
+            raise MlServiceError(
+                "evidence_below_min_strength",
+                f"signature_bits {evidence.signature_bits} < the chain's minimum "
+                f"{floors.min_signature_bits}",
+            )
+        return scheme, evidence, self._load_model(request.aid, artefact_path)
+
+    def _compute_stats(
+        self, scheme: WatermarkScheme, loaded: LoadedModel, evidence: Evidence
+    ) -> FactorStats:
         try:
-            stats = scheme.compute_stats(
+            return scheme.compute_stats(
                 loaded.model, loaded.arch.input_shape, evidence, self.device
             )
         except RuntimeError as exc:  # e.g. a model that cannot run on these inputs
             raise MlServiceError(
                 "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"
             ) from exc
-        self._stats.put(key, stats)
-        return stats, False
+
+    def _carried(
+        self,
+        request: VerifyRequest,
+        scheme: WatermarkScheme,
+        loaded: LoadedModel,
+        evidence: Evidence,
+        floors: Floors,
+    ) -> list[tuple[RegisteredJson, CarryStats]]:
+        """The earlier registrations whose watermark the candidate carries, in aid order."""
+        fitting: list[tuple[RegisteredJson, Evidence]] = []
+        for prior in sorted(request.registered, key=lambda r: (r.aid, r.evidence_hash)):
+            if prior.aid == request.aid:
+                continue
+            prior_evidence = self._get_evidence(scheme, prior.evidence_hash, prior.aid)
+            if (
+                prior_evidence.input_shape == evidence.input_shape
+                and prior_evidence.num_classes == evidence.num_classes
+            ):
+                fitting.append((prior, prior_evidence))
+        found: dict[str, CarryStats] = {}
+        missing: list[tuple[RegisteredJson, Evidence]] = []
+        for prior, prior_evidence in fitting:
+            cached = self._carry.get((request.aid, prior.evidence_hash))
+            if cached is None:
+                missing.append((prior, prior_evidence))
+            else:
+                found[prior.evidence_hash] = cached
+        if missing:
+            try:
+                computed = compute_carry_stats(loaded.model, [e for _, e in missing], self.device)
+            except RuntimeError as exc:
+                raise MlServiceError(
+                    "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"
+                ) from exc
+            for (prior, _), carry in zip(missing, computed, strict=True):
+                self._carry.put((request.aid, prior.evidence_hash), carry)
+                found[prior.evidence_hash] = carry
+        return [
+            (prior, found[prior.evidence_hash])
+            for prior, _ in fitting
+            if found[prior.evidence_hash].carries(floors.derivative_p_log2)
+        ]
+
+    def _get_evidence(self, scheme: WatermarkScheme, evidence_hash: str, of_aid: str) -> Evidence:
+        """Parsed evidence by hash (cached); `of_aid` names the registration it belongs to."""
+        cached = self._evidence.get(evidence_hash)
+        if cached is not None:
+            return cached
+        whose = f" (of registered aid {of_aid})" if of_aid else ""
+        path = self.store.find_evidence(evidence_hash)
+        if path is None:
+            raise MlServiceError(
+                "evidence_not_found", f"no evidence {evidence_hash}{whose} has been uploaded"
+            )
+        data = path.read_bytes()
+        if blake3.blake3(data).hexdigest() != evidence_hash:
+            raise MlServiceError(
+                "evidence_hash_mismatch", f"the stored evidence{whose} does not hash to its id"
+            )
+        evidence = scheme.parse_evidence(data)
+        self._evidence.put(evidence_hash, evidence)
+        return evidence
 
     def _load_model(self, aid: str, path: Path) -> LoadedModel:
         cached = self._models.get(aid)

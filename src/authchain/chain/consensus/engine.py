@@ -38,11 +38,14 @@ from authchain.chain.state import (
     compute_state_root,
     genesis_state,
     get_account,
+    get_registrations,
+    process_lineage,
     try_process_tx,
 )
 from authchain.chain.types import (
     ZERO_HASH,
     AccountId,
+    Aid,
     Block,
     BlockHash,
     Header,
@@ -56,14 +59,17 @@ from authchain.chain.types import (
 from authchain.chain.validation.base import (
     InvalidBlock,
     get_expected_proposer,
-    validate_block,
+    validate_block_body,
     validate_proposer,
+    validate_state_root,
 )
 from authchain.chain.validation.ml import (
-    ArtefactClaim,
+    FilesUnavailable,
     MlUnavailable,
     MlValidity,
     Verdict,
+    get_lineage,
+    make_claim,
 )
 
 log = logging.getLogger(__name__)
@@ -99,17 +105,24 @@ class TxRejection(Record, frozen=True):
     detail: str
 
 
-def compute_genesis_block(genesis: Genesis) -> Block:
-    """Block 0: commits to the genesis state and, through pos_proof, to the chain's rules."""
+def compute_genesis_block(genesis: Genesis, config: ConsensusConfig) -> Block:
+    """Block 0: commits to the genesis state and, through pos_proof, to the chain's rules:
+    fees, impersonation, validators, the block validity limits and the watermark floors."""
+    f = genesis.floors
     rules = codec.encode(
         (
-            "authchain/genesis/v1",
+            "authchain/genesis/v2",
             genesis.chain_id,
             genesis.min_fee,
             genesis.impersonation,
             tuple((v.scheme.value, v.public_key) for v in genesis.validators),
+            config.validity_rules(),
+            (
+                f.min_trigger_count, f.min_signature_bits, f.trigger_p_log2, f.feature_p_log2,
+                f.derivative_p_log2, f.max_logit_band,
+            ),
         )
-    )
+    )  # fmt: skip
     header = Header(
         parent=BlockHash(ZERO_HASH),
         height=0,
@@ -127,6 +140,7 @@ _PERMANENT = {
     TxReason.BAD_SIGNATURE,
     TxReason.UNSIGNED_NOT_ALLOWED,
     TxReason.AID_ALREADY_REGISTERED,
+    TxReason.CLAIM_BELOW_FLOOR,
 }
 
 
@@ -150,6 +164,8 @@ class ConsensusEngine:
         self.metrics = metrics
         self.fork_choice = fork_choice or LongestChainForkChoice()
         self._invalid: dict[BlockHash, str] = {}
+        self._waiting: dict[TxHash, Height] = {}
+        """Registrations whose files are not uploaded yet: the height they were first tried."""
         self.genesis_hash: BlockHash
         """Hash of block 0; set (and checked against the store) by `_open_genesis`."""
         self._open_genesis()
@@ -207,22 +223,27 @@ class ConsensusEngine:
             return None
         dropped: dict[TxHash, TxRejection] = {}
         selected = self._select_by_state(self.pool.candidates(), height, key.account, dropped)
+        registered = get_registrations(self.view())
         claims = {
-            codec.compute_tx_hash(tx): ArtefactClaim(tx.aid, tx.owner, tx.evidence)
+            codec.compute_tx_hash(tx): make_claim(tx, registered)
             for tx in selected
             if isinstance(tx, TxRegisterModel)
         }
         results = await self.ml.verify_claims(list(claims.values()))
         skip: set[TxHash] = set()
-        for tx_hash, result in zip(claims, results, strict=True):
+        lineage: dict[Aid, tuple[Aid, ...]] = {}
+        for (tx_hash, claim), result in zip(claims.items(), results, strict=True):
             if isinstance(result, MlUnavailable):
                 skip.add(tx_hash)  # stays pooled: unavailable is not invalid
-                log.warning("V_auth unavailable for tx %s: %s", tx_hash.short(), result)
-            elif isinstance(result, Verdict) and not result.ok:
+                self._note_unavailable(tx_hash, height, result, dropped)
+            elif not result.ok:
                 skip.add(tx_hash)
                 dropped[tx_hash] = TxRejection(
                     result.reason or "ml_auth_failed", _verdict_text(result)
                 )
+            else:
+                self._waiting.pop(tx_hash, None)
+                lineage[claim.aid] = get_lineage(claim, result)
         kept = [tx for tx in selected if codec.compute_tx_hash(tx) not in skip]
         # Removing a tx can break a later one from the same signer (nonce gap): re-select.
         txs = self._select_by_state(kept, height, key.account, dropped)
@@ -233,6 +254,7 @@ class ConsensusEngine:
         view = StateView(self._state)
         for tx in txs:
             try_process_tx(view, tx, self.genesis, height, key.account)
+        process_lineage(view, lineage)
         header = Header(
             parent=self._tip,
             height=height,
@@ -275,6 +297,33 @@ class ConsensusEngine:
             artefacts += isinstance(tx, TxRegisterModel)
         return out
 
+    def _note_unavailable(
+        self,
+        tx_hash: TxHash,
+        height: Height,
+        error: MlUnavailable,
+        dropped: dict[TxHash, TxRejection],
+    ) -> None:
+        """A registration V_auth could not judge stays pooled; one whose files are still not
+        uploaded `files_wait_blocks` after it was first tried is dropped (`files_unavailable`)."""
+        if not isinstance(error, FilesUnavailable):
+            log.warning("V_auth unavailable for tx %s: %s", tx_hash.short(), error)
+            return
+        first = self._waiting.setdefault(tx_hash, height)
+        waited = height - first
+        if waited >= self.config.files_wait_blocks:
+            self._waiting.pop(tx_hash, None)
+            dropped[tx_hash] = TxRejection(
+                "files_unavailable",
+                f"{error.reason} for {waited} blocks (consensus.files_wait_blocks = "
+                f"{self.config.files_wait_blocks}): upload the files and submit it again",
+            )
+        else:
+            log.info(
+                "tx %s waits for its files (%s, %d of %d blocks)", tx_hash.short(),
+                error.reason, waited, self.config.files_wait_blocks,
+            )  # fmt: skip
+
     def _drop(self, dropped: dict[TxHash, TxRejection]) -> None:
         self.store.commit(
             Commit(
@@ -284,6 +333,7 @@ class ConsensusEngine:
         )
         self.pool.forget(dropped)
         for tx_hash, rejection in dropped.items():
+            self._waiting.pop(tx_hash, None)
             log.info("dropped tx %s: %s (%s)", tx_hash.short(), rejection.reason, rejection.detail)
             if self.metrics:
                 self.metrics.txs_rejected.labels(reason=rejection.reason).inc()
@@ -326,10 +376,14 @@ class ConsensusEngine:
     async def _validate_on(
         self, view: StateView, block: Block, parent_hash: BlockHash, parent: Header, now_ms: int
     ) -> _UndoRecord:
-        """V_base then V_auth on a child of `view`; keep the writes, return the undo record."""
+        """V_base then V_auth on a child of `view` (the parent state); keep the writes, return
+        the undo record."""
+        registered = get_registrations(view)
         child = view.child()
-        validate_block(child, block, parent_hash, parent, self.genesis, self.config, now_ms)
-        await self.ml.check_block(block.txs)
+        validate_block_body(child, block, parent_hash, parent, self.genesis, self.config, now_ms)
+        verdicts = await self.ml.check_block(block.txs, registered)
+        process_lineage(child, {claim.aid: get_lineage(claim, v) for claim, v in verdicts})
+        validate_state_root(child, block)
         undo = tuple(child.undo().items())  # before absorbing: the values at the parent
         view.absorb(child)
         return undo
@@ -455,7 +509,7 @@ class ConsensusEngine:
     # --- helpers ----------------------------------------------------------------------------
 
     def _open_genesis(self) -> None:
-        block = compute_genesis_block(self.genesis)
+        block = compute_genesis_block(self.genesis, self.config)
         block_hash = self.genesis_hash = codec.compute_block_hash(block.header)
         stored = self.store.get_meta(GENESIS_META)
         if stored is None:
@@ -499,8 +553,9 @@ def _nonce_in(view: StateView, tx: Transaction) -> int:
 
 
 def _verdict_text(v: Verdict) -> str:
-    names = ("trigger_acc", "feat_dist", "logit_stat", "p_value")
+    names = ("trigger_acc", "feat_dist", "logit_stat", "p_value", "feat_p_value")
     parts = [f"{n}={getattr(v, n):.6g}" for n in names if getattr(v, n) is not None]
-    return f"V_auth failed: {v.reason or 'no reason given'}" + (
-        f" ({', '.join(parts)})" if parts else ""
-    )
+    text = f"V_auth failed: {v.reason or 'no reason given'}"
+    if v.detail:
+        text += f": {v.detail:.400}"
+    return text + (f" ({', '.join(parts)})" if parts else "")

@@ -1,7 +1,12 @@
 """`HttpMlVerifier` (seed `ml_client/http.rs`): `V_auth`'s verifier over the ML service's HTTP API.
 
-    POST {base_url}/verify  {aid, scheme_id, evidence_hash, wm_profile, owner}
-      -> 200 {ok, trigger_acc, feat_dist, logit_stat, latency_ms, reason, p_value}
+    POST {base_url}/verify  {aid, scheme_id, evidence_hash, wm_profile, owner,
+                             trigger_count, signature_bits, num_classes, floors, registered}
+      -> 200 {ok, trigger_acc, feat_dist, logit_stat, latency_ms, reason, detail, p_value,
+              feat_p_value, log2_p_value, log2_feat_p_value, lineage}
+
+The chain, not the registrant, sets the bar: every request carries genesis' floors, the
+strength the tx claims and the earlier registrations to check the candidate against.
 
 Failure handling keeps "unavailable is not invalid" (DESIGN.md §4) honest:
 - Connection failures are retried with exponential backoff by httpx's transport (`retries`),
@@ -18,13 +23,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from authchain.chain.config import MlClientConfig
+from authchain.chain.types import Aid
 from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable, Verdict
+from authchain.floors import DEFAULT_FLOORS, Floors
 from authchain.web import Failover
 
 log = logging.getLogger(__name__)
@@ -44,10 +52,16 @@ class VerifyResponse(BaseModel):
     latency_ms: float | None = None
     reason: str | None = None
     p_value: float | None = None
+    feat_p_value: float | None = None
+    log2_p_value: float | None = None
+    log2_feat_p_value: float | None = None
+    detail: str | None = None
+    lineage: list[Aid] = []
 
 
-def get_verify_request(claim: ArtefactClaim) -> dict[str, Any]:
-    """The seed's `/verify` body for `claim`, plus the owner the evidence must be bound to."""
+def get_verify_request(claim: ArtefactClaim, floors: Floors = DEFAULT_FLOORS) -> dict[str, Any]:
+    """The seed's `/verify` body for `claim`, plus the owner the evidence must be bound to, the
+    claimed strength, the chain's floors and the registrations it must not derive from."""
     profile = claim.evidence.wm_profile
     return {
         "aid": str(claim.aid),
@@ -60,6 +74,14 @@ def get_verify_request(claim: ArtefactClaim) -> dict[str, Any]:
             "logit_band_high": profile.logit_band_high,
         },
         "owner": str(claim.owner),
+        "trigger_count": claim.evidence.trigger_count,
+        "signature_bits": claim.evidence.signature_bits,
+        "num_classes": claim.evidence.num_classes,
+        "floors": asdict(floors),
+        "registered": [
+            {"aid": str(r.aid), "owner": str(r.owner), "evidence_hash": str(r.evidence_hash)}
+            for r in claim.registered
+        ],
     }
 
 
@@ -73,21 +95,27 @@ class HttpMlVerifier:
         timeout_secs: float,
         connect_retries: int = DEFAULT_CONNECT_RETRIES,
         transport: httpx.AsyncBaseTransport | None = None,
+        floors: Floors = DEFAULT_FLOORS,
     ) -> None:
         self.failover = Failover(urls, "HttpMlVerifier")
+        self.floors = floors
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_secs),
             transport=transport or httpx.AsyncHTTPTransport(retries=connect_retries),
         )
 
     @classmethod
-    def from_config(cls, config: MlClientConfig) -> HttpMlVerifier:
+    def from_config(cls, config: MlClientConfig, floors: Floors = DEFAULT_FLOORS) -> HttpMlVerifier:
         """A verifier for `[ml_client]`: base_url first, then the fallbacks."""
-        return cls([config.base_url, *config.fallback_urls], timeout_secs=config.timeout_secs)
+        return cls(
+            [config.base_url, *config.fallback_urls],
+            timeout_secs=config.timeout_secs,
+            floors=floors,
+        )
 
     async def verify(self, claim: ArtefactClaim) -> Verdict:
         """Ask each URL in turn, the last one that answered first; raise MlUnavailable."""
-        body = get_verify_request(claim)
+        body = get_verify_request(claim, self.floors)
         problems: list[str] = []
         for url in self.failover.order():
             try:
@@ -113,7 +141,9 @@ class HttpMlVerifier:
             answer = VerifyResponse.model_validate_json(response.content)
         except ValidationError as exc:
             raise MlUnavailable(f"answer is not a verdict: {exc.errors()[0]['msg']}") from exc
-        return Verdict(**answer.model_dump())
+        fields = answer.model_dump()
+        fields["lineage"] = tuple(answer.lineage)
+        return Verdict(**fields)
 
     async def health(self) -> dict[str, bool]:
         """Whether each URL answers `GET /health` with `{"status": "ok"}`."""

@@ -18,6 +18,8 @@ from authchain.chain.types.record import Record
 
 _SCHEME_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MAX_META_LEN = 256
+MAX_EVIDENCE_SIZE = 4096
+"""Largest trigger count, signature length or class count a claim may state."""
 
 
 class SigScheme(enum.StrEnum):
@@ -52,17 +54,33 @@ class WmProfile(Record, frozen=True):
 
 
 class EvidenceRef(Record, frozen=True):
-    """What the owner claims: which scheme, which evidence file, which thresholds."""
+    """What the owner claims: which scheme, which evidence file, which thresholds, and how
+    strong the evidence is.
+
+    The strength (`trigger_count`, `signature_bits`, `num_classes`) is stated in the tx so that
+    CheckTx can hold the claim to the chain's floors without the evidence file; V_auth then
+    refuses evidence whose real strength differs (`evidence_claim_mismatch`). The defaults are
+    what `authchain model train` embeds.
+    """
 
     scheme_id: str
     evidence_hash: EvidenceHash
     wm_profile: WmProfile
+    trigger_count: int = 100
+    """K: trigger inputs in the evidence."""
+    signature_bits: int = 128
+    """n: signature bits in the evidence."""
+    num_classes: int = 10
+    """C: classes of the model (a trigger label is one of them)."""
 
     def validate(self) -> None:
         if not _SCHEME_ID.fullmatch(self.scheme_id):
             raise InvalidField(
                 "scheme_id", f"must match {_SCHEME_ID.pattern}, got {self.scheme_id!r:.80}"
             )
+        for name in ("trigger_count", "signature_bits", "num_classes"):
+            if not 1 <= getattr(self, name) <= MAX_EVIDENCE_SIZE:
+                raise InvalidField(name, f"must be in [1, {MAX_EVIDENCE_SIZE}]")
 
 
 class ModelUseMetadata(Record, frozen=True):

@@ -4,12 +4,14 @@ Rules, in order (each raises `InvalidBlock` with its own `BlockReason`):
 links (parent, height, timestamp), proposer (expected by round-robin, and its signature),
 shape (tx count, encoded size, tx_root, empty-block policy, pos_proof), duplicate Aid inside
 the block, then every transaction against the parent state (signature, nonce, fee, balance,
-Aid not yet registered) and finally the resulting `state_root`.
+the claim's floors, Aid not yet registered) and finally the resulting `state_root`, which also
+commits to the lineage V_auth found.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from authchain.chain import codec, crypto
 from authchain.chain.config import ConsensusConfig
@@ -20,6 +22,7 @@ from authchain.chain.state import (
     StateView,
     Validator,
     compute_state_root,
+    process_lineage,
     process_tx,
 )
 from authchain.chain.types import Aid, Block, BlockHash, Header, Height, TxRegisterModel
@@ -131,7 +134,7 @@ def execute_block(view: StateView, block: Block, genesis: Genesis) -> None:
             raise InvalidBlock(BlockReason.INVALID_TX, f"tx {i}: {exc}") from exc
 
 
-def validate_block(
+def validate_block_body(
     view: StateView,
     block: Block,
     parent_hash: BlockHash,
@@ -140,12 +143,33 @@ def validate_block(
     config: ConsensusConfig,
     now_ms: int,
 ) -> None:
-    """V_base: raise InvalidBlock, or leave the block's writes in `view`."""
+    """V_base up to the state root: raise InvalidBlock, or leave the block's writes in `view`."""
     validate_header_links(block.header, parent_hash, parent, now_ms)
     validate_proposer(block, genesis)
     validate_shape(block, config)
     validate_unique_aids(block)
     execute_block(view, block, genesis)
+
+
+def validate_state_root(view: StateView, block: Block) -> None:
+    """The header's state_root is the root of the state the block leaves in `view`."""
     root = compute_state_root(view.items())
     if block.header.state_root != root:
         raise InvalidBlock(BlockReason.BAD_STATE_ROOT, f"state_root is not {root}")
+
+
+def validate_block(
+    view: StateView,
+    block: Block,
+    parent_hash: BlockHash,
+    parent: Header,
+    genesis: Genesis,
+    config: ConsensusConfig,
+    now_ms: int,
+    lineage: Mapping[Aid, tuple[Aid, ...]] | None = None,
+) -> None:
+    """V_base, given V_auth's `lineage` findings: raise InvalidBlock, or leave the block's
+    writes in `view`. (The engine runs V_auth between the body and the state root.)"""
+    validate_block_body(view, block, parent_hash, parent, genesis, config, now_ms)
+    process_lineage(view, lineage or {})
+    validate_state_root(view, block)

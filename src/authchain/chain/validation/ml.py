@@ -5,15 +5,24 @@ by (aid, evidence_hash). A block with more than `max_artefacts_per_block` claims
 rest are verified concurrently (at most `max_concurrency` at once) and the block passes only if
 every claim passes.
 
-**Unavailable is not invalid.** A verifier that cannot answer raises `MlUnavailable`; the block is
-then neither accepted nor marked invalid, and the caller retries. Only an answered `ok=false`
-makes a block invalid. Verdicts are cached: a verdict is a pure function of (aid, scheme_id,
-evidence_hash, wm_profile, owner), which is exactly the cache key (`ArtefactClaim`).
+Each claim is also checked against the registrations already in the parent state (derivative
+detection, DESIGN.md §5): a candidate that carries an earlier registration's watermark fails
+with `carries_registered_watermark`, unless its owner owns that registration; then the verdict
+names the earlier aid as lineage, which the block records in `ArtefactMetadata.parents`.
+
+**Unavailable is not invalid.** A verifier that cannot answer raises `MlUnavailable`; so does an
+answer that says a file is not uploaded yet (`artefact_not_found`, `evidence_not_found`: raised
+as `FilesUnavailable`). The block is then neither accepted nor marked invalid, and the caller
+retries. Only an answered definitive `ok=false` makes a block invalid. Verdicts are cached: a
+verdict is a pure function of (aid, scheme_id, evidence_hash, wm_profile, strength, owner, the
+earlier registrations), which is exactly the cache key (`ArtefactClaim`); the floors are fixed
+by genesis. "Not uploaded yet" is never cached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -22,12 +31,42 @@ from typing import Protocol
 
 from authchain.chain.errors import ChainError
 from authchain.chain.metrics.prometheus import ChainMetrics
-from authchain.chain.types import AccountId, Aid, EvidenceRef, Transaction, TxRegisterModel
+from authchain.chain.types import (
+    AccountId,
+    Aid,
+    ArtefactMetadata,
+    EvidenceHash,
+    EvidenceRef,
+    Transaction,
+    TxRegisterModel,
+)
 from authchain.chain.validation.base import BlockReason, InvalidBlock
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE_REASONS = frozenset({"artefact_not_found", "evidence_not_found"})
+"""Answers that say a file has not been uploaded (yet): unavailable, never invalid."""
 
 
 class MlUnavailable(ChainError):
     """The verifier could not answer (down, timeout, 5xx); says nothing about the artefact."""
+
+
+class FilesUnavailable(MlUnavailable):
+    """The verifier answered that a file it needs is not uploaded yet; `.reason` says which."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """An earlier registration that a candidate is checked against (derivative detection)."""
+
+    aid: Aid
+    owner: AccountId
+    evidence_hash: EvidenceHash
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +76,9 @@ class ArtefactClaim:
     aid: Aid
     owner: AccountId
     evidence: EvidenceRef
+    registered: tuple[Registration, ...] = ()
+    """The parent state's registrations that the candidate could derive from (same class
+    count), in aid order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +92,12 @@ class Verdict:
     logit_stat: float | None = None
     p_value: float | None = None
     latency_ms: float | None = None
+    feat_p_value: float | None = None
+    log2_p_value: float | None = None
+    log2_feat_p_value: float | None = None
+    detail: str | None = None
+    lineage: tuple[Aid, ...] = ()
+    """Earlier registrations of the same owner whose watermark the candidate carries."""
 
 
 class MlVerifier(Protocol):
@@ -60,13 +108,28 @@ class MlVerifier(Protocol):
         ...
 
 
-def get_claims(txs: Iterable[Transaction]) -> list[ArtefactClaim]:
-    """ML(B): the block's registration claims, first per (aid, evidence_hash), in order."""
+def make_claim(tx: TxRegisterModel, registered: Iterable[ArtefactMetadata]) -> ArtefactClaim:
+    """The claim `tx` makes, to be checked against the earlier `registered` artefacts."""
+    classes = tx.evidence.num_classes
+    earlier = tuple(
+        Registration(m.aid, m.owner, m.evidence.evidence_hash)
+        for m in sorted(registered, key=lambda m: bytes(m.aid))
+        if m.evidence.num_classes == classes and m.aid != tx.aid
+    )
+    return ArtefactClaim(tx.aid, tx.owner, tx.evidence, earlier)
+
+
+def get_claims(
+    txs: Iterable[Transaction], registered: Sequence[ArtefactMetadata] = ()
+) -> list[ArtefactClaim]:
+    """ML(B): the block's registration claims, first per (aid, evidence_hash), in order, each
+    against the registrations of the parent state."""
     claims: dict[tuple[Aid, bytes], ArtefactClaim] = {}
     for tx in txs:
         if isinstance(tx, TxRegisterModel):
             key = (tx.aid, bytes(tx.evidence.evidence_hash))
-            claims.setdefault(key, ArtefactClaim(tx.aid, tx.owner, tx.evidence))
+            if key not in claims:
+                claims[key] = make_claim(tx, registered)
     return list(claims.values())
 
 
@@ -103,6 +166,9 @@ class MlValidity:
             except MlUnavailable:
                 self._count("unavailable")
                 raise
+        if not verdict.ok and verdict.reason in UNAVAILABLE_REASONS:
+            self._count("unavailable")
+            raise FilesUnavailable(verdict.reason, verdict.detail or "not uploaded yet")
         self._count("ok" if verdict.ok else "failed")
         self._cache[claim] = verdict
         if len(self._cache) > self._cache_size:
@@ -125,10 +191,13 @@ class MlValidity:
                 raise result
         return out
 
-    async def check_block(self, txs: Sequence[Transaction]) -> list[tuple[ArtefactClaim, Verdict]]:
-        """V_auth for a block: InvalidBlock if a claim fails or the cap is exceeded;
-        MlUnavailable if any claim got no answer; else every claim with its verdict."""
-        claims = get_claims(txs)
+    async def check_block(
+        self, txs: Sequence[Transaction], registered: Sequence[ArtefactMetadata] = ()
+    ) -> list[tuple[ArtefactClaim, Verdict]]:
+        """V_auth for a block whose parent state holds `registered`: InvalidBlock if a claim
+        fails or the cap is exceeded; MlUnavailable if any claim got no answer; else every
+        claim with its verdict."""
+        claims = get_claims(txs, registered)
         if len(claims) > self.max_artefacts_per_block:
             raise InvalidBlock(
                 BlockReason.TOO_MANY_ARTEFACTS,
@@ -137,9 +206,10 @@ class MlValidity:
         results = await self.verify_claims(claims)
         for claim, result in zip(claims, results, strict=True):
             if isinstance(result, Verdict) and not result.ok:
-                raise InvalidBlock(
-                    BlockReason.ML_AUTH_FAILED, f"artefact {claim.aid}: {result.reason or 'failed'}"
-                )
+                why = result.reason or "failed"
+                if result.detail:
+                    why = f"{why} ({result.detail:.300})"
+                raise InvalidBlock(BlockReason.ML_AUTH_FAILED, f"artefact {claim.aid}: {why}")
         unavailable = [r for r in results if isinstance(r, MlUnavailable)]
         if unavailable:
             raise MlUnavailable(f"{len(unavailable)} of {len(claims)} claims: {unavailable[0]}")
@@ -148,3 +218,14 @@ class MlValidity:
     def _count(self, result: str) -> None:
         if self._metrics:
             self._metrics.verifier_calls.labels(result=result).inc()
+
+
+def get_lineage(claim: ArtefactClaim, verdict: Verdict) -> tuple[Aid, ...]:
+    """The passing verdict's lineage: earlier registrations of the claim's own owner only (a
+    verifier that names anything else is wrong, and is not believed)."""
+    owned = {r.aid for r in claim.registered if r.owner == claim.owner}
+    stray = [aid for aid in verdict.lineage if aid not in owned]
+    if stray:
+        log.warning("verifier named %s as lineage of %s: not an earlier registration of its owner",
+                    stray[0], claim.aid)  # fmt: skip
+    return tuple(sorted({aid for aid in verdict.lineage if aid in owned}, key=bytes))

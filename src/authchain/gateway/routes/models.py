@@ -1,6 +1,8 @@
 """`POST /models/register` (seed) and `GET /models/{aid}`.
 
-The seed's register body carries no signature. The gateway turns it into an unsigned
+The seed's register body carries no signature, and no evidence strength: `trigger_count`,
+`signature_bits` and `num_classes` are optional and default to what `authchain model train`
+embeds (100, 128, 10). The seed's body carries no signature. The gateway turns it into an unsigned
 `TxRegisterModel` only when the chain's genesis enables devnet impersonation; it fills in the
 owner's next nonce and the chain's minimum fee. Elsewhere the answer is 401 with how to sign.
 """
@@ -48,6 +50,13 @@ class RegisterModelRequest(BaseModel):
     scheme_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     evidence_hash_hex: EvidenceHash
     wm_profile: WmProfileJson
+    trigger_count: int = Field(
+        100, ge=1, le=4096, description="K of the evidence (not in the seed)"
+    )
+    signature_bits: int = Field(
+        128, ge=1, le=4096, description="n of the evidence (not in the seed)"
+    )
+    num_classes: int = Field(10, ge=2, le=4096, description="C of the model (not in the seed)")
 
 
 class RegisterQueued(BaseModel):
@@ -72,6 +81,9 @@ async def register_model(
         body.scheme_id,
         body.evidence_hash_hex,
         WmProfile(p.tau_input, p.tau_feat, p.logit_band_low, p.logit_band_high),
+        trigger_count=body.trigger_count,
+        signature_bits=body.signature_bits,
+        num_classes=body.num_classes,
     )
     owner = str(body.owner_account_hex)
     async with _owner_locks[owner]:  # one nonce at a time per owner in this gateway
@@ -90,6 +102,9 @@ async def register_model(
                 if exc.reason == "nonce_taken" and attempt + 1 < NONCE_RETRIES:
                     continue  # another gateway used that nonce: take the next one
                 metrics.registrations.labels(result=exc.reason).inc()
+                if exc.field and exc.field.startswith("evidence."):  # name the seed body's field
+                    exc.field = exc.field.removeprefix("evidence.")
+                    exc.detail = exc.detail.removeprefix("evidence.")
                 raise
             metrics.registrations.labels(result="queued").inc()
             return RegisterQueued(aid=body.aid_hex, tx_hash=answer["tx_hash"])

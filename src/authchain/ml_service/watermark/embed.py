@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from authchain.floors import Floors, loosest_taus
 from authchain.ml_service.models import Architecture
 from authchain.ml_service.watermark.evidence import (
     SCHEME_ID,
@@ -29,7 +30,7 @@ from authchain.ml_service.watermark.evidence import (
     KeyMaterial,
     get_feature_vector,
 )
-from authchain.ml_service.watermark.verify import FactorStats, Thresholds, get_layer_weight
+from authchain.ml_service.watermark.verify import FactorStats, Thresholds, get_layer_weight, judge
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class EmbedSpec:
     """How big each factor is."""
 
     trigger_count: int = 100
-    signature_bits: int = 64
+    signature_bits: int = 128
     probe_count: int = 32
     feature_layer: str = "layer3.conv2.weight"
     signature_weight: float = 0.5
@@ -94,13 +95,25 @@ def make_evidence(
     )
 
 
-def recommend_profile(stats: FactorStats) -> Thresholds:
-    """Thresholds this model passes with a margin, never looser than chance allows.
+def recommend_profile(stats: FactorStats, floors: Floors) -> Thresholds | None:
+    """Thresholds this model passes with a margin and that never loosen the chain's floors;
+    None if the model does not pass the floors at all (then nothing should be registered).
 
     tau_input sits 0.05 below the measured trigger accuracy (at most the seed's 0.9), tau_feat
-    0.1 above the bit error rate (at least the seed's 0.2), and the logit band is the seed's
-    ±0.05: the registered bytes reproduce the reference logits exactly.
+    0.1 above the bit error rate (at least the seed's 0.2), each clamped to what the floors
+    allow for this evidence's strength; the logit band is the widest the chain allows: the
+    registered bytes reproduce the reference logits exactly.
     """
+    if judge(stats, Thresholds(0.0, 1.0, 0.0, math.inf), floors) is not None:
+        return None
+    loosest = loosest_taus(floors, stats.trigger_count, stats.signature_bits, stats.num_classes)
+    if loosest is None:
+        return None
+    floor_input, floor_feat = loosest
     tau_input = min(0.9, math.floor((stats.trigger_acc - 0.05) * 20) / 20)
+    tau_input = min(max(tau_input, floor_input), stats.trigger_acc)
     tau_feat = max(0.2, math.ceil((stats.feat_dist + 0.1) * 20) / 20)
-    return Thresholds(max(tau_input, 0.0), min(tau_feat, 1.0), -0.05, 0.05)
+    tau_feat = max(min(tau_feat, floor_feat), stats.feat_dist)
+    band = floors.max_logit_band
+    profile = Thresholds(tau_input, tau_feat, -band, band)
+    return profile if judge(stats, profile, floors) is None else None

@@ -1,0 +1,187 @@
+"""The chain's security floors, and the exact binomial tails a watermark claim is judged by.
+
+A watermark claim passes only if a model *without* the owner's watermark would pass with an
+astronomically small chance. Under that null hypothesis both factors are exact binomials,
+whatever the model does, because labels and bits are drawn from the owner's key independently
+of the inputs the model sees:
+
+- trigger factor: `correct ~ Binomial(K, 1/C)`: each key-derived label is uniform over the C
+  classes and independent of the trigger image, so a model that never saw the key hits it
+  with chance exactly 1/C, trigger by trigger;
+- feature factor: `matches ~ Binomial(n, 1/2)`: each signature bit is a fair coin that is
+  independent of the key-derived projection.
+
+Genesis fixes the floors (`Floors`); a claim passes only if both tails are at or below theirs.
+The decision is made in exact integer arithmetic, never in floating point, so every validator
+reaches the same verdict on every machine: `P[X >= m] <= 2^-f` is checked as
+`sum_{i>=m} comb(K, i) (C-1)^(K-i) * 2^f <= C^K`. Floats (scipy) are only for reporting.
+
+This module imports nothing from `chain`, `gateway` or `ml_service`; all three use it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Floors:
+    """What genesis demands of every watermark claim (see docs/SECURITY.md for the numbers)."""
+
+    min_trigger_count: int = 64
+    """Smallest trigger set (K) evidence may have."""
+    min_signature_bits: int = 64
+    """Shortest signature (n) evidence may have."""
+    trigger_p_log2: int = 64
+    """The trigger factor's p-value must be <= 2^-trigger_p_log2."""
+    feature_p_log2: int = 32
+    """The feature factor's p-value must be <= 2^-feature_p_log2."""
+    derivative_p_log2: int = 64
+    """A candidate carries an earlier registration's watermark if either factor of that
+    registration's key reaches p <= 2^-derivative_p_log2 on it."""
+    max_logit_band: float = 0.05
+    """A profile's logit band must lie inside [-max_logit_band, max_logit_band]."""
+
+
+DEFAULT_FLOORS = Floors()
+
+
+def _power(c: int, k: int) -> int:
+    result: int = c**k
+    return result
+
+
+def _tail_numerator(m: int, k: int, c: int) -> int:
+    """sum_{i=m}^{k} comb(k, i) (c-1)^(k-i): the tail P[Binomial(k, 1/c) >= m] times c^k."""
+    if m <= 0:
+        return _power(c, k)
+    if m > k:
+        return 0
+    term = 1  # i = k: comb(k, k) (c-1)^0
+    total = 1
+    for i in range(k, m, -1):  # term(i-1) = term(i) * i (c-1) / (k-i+1), exactly
+        term = term * i * (c - 1) // (k - i + 1)
+        total += term
+    return total
+
+
+def is_tail_within(m: int, k: int, c: int, floor_log2: int) -> bool:
+    """Whether P[Binomial(k, 1/c) >= m] <= 2^-floor_log2, exactly."""
+    return _tail_numerator(m, k, c) << floor_log2 <= _power(c, k)
+
+
+@lru_cache(maxsize=4096)
+def min_successes(k: int, c: int, floor_log2: int) -> int | None:
+    """The smallest m with P[Binomial(k, 1/c) >= m] <= 2^-floor_log2; None if even k fails."""
+    bound = _power(c, k) >> floor_log2  # tail * 2^f <= c^k  <=>  tail <= floor(c^k / 2^f)
+    term = total = 1
+    if total > bound:
+        return None
+    for i in range(k, 0, -1):
+        term = term * i * (c - 1) // (k - i + 1)
+        if total + term > bound:
+            return i
+        total += term
+    return 0
+
+
+def log2_tail(m: int, k: int, c: int) -> float:
+    """log2 P[Binomial(k, 1/c) >= m], finite for every k (scipy's logsf is -inf out there)."""
+    numerator = _tail_numerator(m, k, c)
+    return -math.inf if numerator == 0 else math.log2(numerator) - k * math.log2(c)
+
+
+def p_value(m: int, k: int, c: int) -> float:
+    """P[Binomial(k, 1/c) >= m] as a float (0.0 below the smallest double)."""
+    from scipy.stats import binom  # only the ML side reports floats; the chain never does
+
+    return float(binom.sf(m - 1, k, 1.0 / c))
+
+
+def min_correct_for_tau(tau: float, k: int) -> int:
+    """The smallest `correct` with `correct / k >= tau`, in the float comparison the verifier
+    uses (0.9 * 100 is 90.00000000000001 in binary, yet 90 / 100 >= 0.9)."""
+    m = max(0, math.floor(tau * k) - 1)
+    while m <= k and m / k < tau:
+        m += 1
+    return m
+
+
+def max_errors_for_tau(tau: float, n: int) -> int:
+    """The largest `errors` with `errors / n <= tau`."""
+    e = min(n, math.ceil(tau * n) + 1)
+    while e >= 0 and e / n > tau:
+        e -= 1
+    return e
+
+
+def check_profile(
+    floors: Floors,
+    *,
+    trigger_count: int,
+    signature_bits: int,
+    num_classes: int,
+    tau_input: float,
+    tau_feat: float,
+    logit_band_low: float,
+    logit_band_high: float,
+) -> tuple[str, str] | None:
+    """None if a claim of this strength and profile cannot pass below the floors; else
+    (field, why). Every field is named as in a `TxRegisterModel`'s `evidence`."""
+    if trigger_count < floors.min_trigger_count:
+        return "trigger_count", f"{trigger_count} < the chain's minimum {floors.min_trigger_count}"
+    if signature_bits < floors.min_signature_bits:
+        return (
+            "signature_bits",
+            f"{signature_bits} < the chain's minimum {floors.min_signature_bits}",
+        )
+    if num_classes < 2:
+        return "num_classes", f"{num_classes} < 2"
+    need = min_successes(trigger_count, num_classes, floors.trigger_p_log2)
+    if need is None:
+        return (
+            "trigger_count",
+            f"{trigger_count} triggers over {num_classes} classes cannot reach p <= "
+            f"2^-{floors.trigger_p_log2}",
+        )
+    allowed = min_correct_for_tau(tau_input, trigger_count)
+    if allowed < need:
+        return (
+            "wm_profile.tau_input",
+            f"{tau_input} lets {allowed}/{trigger_count} correct triggers pass; the chain's floor "
+            f"p <= 2^-{floors.trigger_p_log2} needs at least {need} (tau_input >= "
+            f"{need / trigger_count:.4g})",
+        )
+    need_bits = min_successes(signature_bits, 2, floors.feature_p_log2)
+    if need_bits is None:
+        return (
+            "signature_bits",
+            f"{signature_bits} bits cannot reach p <= 2^-{floors.feature_p_log2}",
+        )
+    max_err = max_errors_for_tau(tau_feat, signature_bits)
+    if signature_bits - max_err < need_bits:
+        return (
+            "wm_profile.tau_feat",
+            f"{tau_feat} lets {max_err}/{signature_bits} wrong bits pass; the chain's floor "
+            f"p <= 2^-{floors.feature_p_log2} allows at most {signature_bits - need_bits} "
+            f"(tau_feat <= {(signature_bits - need_bits) / signature_bits:.4g})",
+        )
+    band = floors.max_logit_band
+    if logit_band_low < -band:
+        return "wm_profile.logit_band_low", f"{logit_band_low} < the chain's minimum {-band}"
+    if logit_band_high > band:
+        return "wm_profile.logit_band_high", f"{logit_band_high} > the chain's maximum {band}"
+    return None
+
+
+def loosest_taus(
+    floors: Floors, trigger_count: int, signature_bits: int, num_classes: int
+) -> tuple[float, float] | None:
+    """The loosest (tau_input, tau_feat) the floors allow for this strength; None if none."""
+    need = min_successes(trigger_count, num_classes, floors.trigger_p_log2)
+    need_bits = min_successes(signature_bits, 2, floors.feature_p_log2)
+    if need is None or need_bits is None:
+        return None
+    return need / trigger_count, (signature_bits - need_bits) / signature_bits
