@@ -17,7 +17,12 @@ from authchain.ml_service.watermark.embed import EmbedSpec
 OWNER = bytes.fromhex("a1" * 32)
 CLEAN_OWNER = bytes.fromhex("c1" * 32)
 OTHER = bytes.fromhex("e1" * 32)
+THIEF = bytes.fromhex("d1" * 32)
 SEED_PROFILE = {"tau_input": 0.9, "tau_feat": 0.2, "logit_band_low": -0.05, "logit_band_high": 0.05}
+CLEAN_REASON = (
+    "trigger_acc_below_tau_input;trigger_p_above_floor;feat_dist_above_tau_feat;feat_p_above_floor"
+)
+"""Why a model without the key's watermark fails: every factor, against profile and floors."""
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,23 @@ def train_clean(out: Path) -> TrainedModel:
     return _wrap(
         evidence_command(out / "train" / "model.safetensors", CLEAN_OWNER, out, EmbedSpec())
     )
+
+
+def train_overwrite(out: Path, base: TrainedModel) -> TrainedModel:
+    """Forgery 4: THIEF fine-tunes the stolen `base` with THIEF's own watermark."""
+    return _wrap(
+        train_command(
+            THIEF, out, tiny=True, epochs=5, seed=5, watermark=True, base=base.artefact,
+            spec=EmbedSpec(),
+        )
+    )  # fmt: skip
+
+
+def train_own_finetune(out: Path, base: TrainedModel) -> TrainedModel:
+    """The owner of `base` fine-tunes it with a fresh key of their own (a new registration)."""
+    return _wrap(
+        train_command(
+            bytes.fromhex(base.owner), out, tiny=True, epochs=5, seed=6, watermark=True,
+            base=base.artefact, spec=EmbedSpec(), key_seed=b"\x08" * 32,
+        )
+    )  # fmt: skip

@@ -102,7 +102,7 @@ def p_value(m: int, k: int, c: int) -> float:
 
 def min_correct_for_tau(tau: float, k: int) -> int:
     """The smallest `correct` with `correct / k >= tau`, in the float comparison the verifier
-    uses (0.9 * 100 is 90.00000000000001 in binary, yet 90 / 100 >= 0.9)."""
+    uses (0.57 * 100 is 56.99999999999999 in binary, yet 57 / 100 >= 0.57)."""
     m = max(0, math.floor(tau * k) - 1)
     while m <= k and m / k < tau:
         m += 1

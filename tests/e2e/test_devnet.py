@@ -25,7 +25,7 @@ from authchain.ml_service.artefact import encode_pt_artefact, load_artefact
 from authchain.ml_service.cli import train_command
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import parse_evidence
-from tests.ml_models import SEED_PROFILE, TrainedModel
+from tests.ml_models import CLEAN_REASON, SEED_PROFILE, TrainedModel
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = WmProfile(**SEED_PROFILE)
@@ -132,7 +132,7 @@ def test_unwatermarked_model_and_forged_claim_are_rejected(
     ml.upload_evidence(clean.evidence)
     rejected = gw.wait_for_tx(gw.register_unsigned(seed_body(clean))["tx_hash"])
     assert rejected.status == "rejected"
-    assert rejected.reason == "trigger_acc_below_tau_input;feat_dist_above_tau_feat"
+    assert rejected.reason == CLEAN_REASON
 
     # the thief: the owner's model re-saved as .pt (new bytes, same function) + the owner's
     # evidence re-targeted to the thief's account

@@ -21,7 +21,7 @@ from authchain.chain.types import AccountId, Aid, EvidenceHash, EvidenceRef, WmP
 from authchain.chain.validation.ml import ArtefactClaim
 from authchain.ml_service.config import MlServiceSettings
 from authchain.ml_service.main import create_app
-from tests.ml_models import OTHER, SEED_PROFILE, TrainedModel
+from tests.ml_models import CLEAN_REASON, OTHER, SEED_PROFILE, TrainedModel
 from tests.servers import serve_app
 
 MAX_ARTEFACT = 2 * 1024 * 1024
@@ -88,7 +88,7 @@ async def test_upload_then_verify_watermarked_and_clean(
 
     failed = (await service.post("/verify", json=verify_body(clean))).json()
     assert failed["ok"] is False
-    assert failed["reason"] == "trigger_acc_below_tau_input;feat_dist_above_tau_feat"
+    assert failed["reason"] == CLEAN_REASON
     assert "tau_input 0.9" in failed["detail"]
 
     forged = (

@@ -7,8 +7,18 @@ import pytest
 
 from authchain.chain import codec, crypto
 from authchain.chain.config import ConsensusConfig
-from authchain.chain.state import StateView
-from authchain.chain.types import Block, BlockHash, SigScheme, TxTransfer
+from authchain.chain.state import InvalidTx, StateView
+from authchain.chain.types import (
+    Aid,
+    Block,
+    BlockHash,
+    EvidenceHash,
+    EvidenceRef,
+    SigScheme,
+    TxRegisterModel,
+    TxTransfer,
+    WmProfile,
+)
 from authchain.chain.validation.base import (
     MAX_CLOCK_DRIFT_MS,
     BlockReason,
@@ -132,3 +142,59 @@ def test_invalid_tx_insufficient_balance() -> None:
 def test_invalid_state_root() -> None:
     block = build_block(make_engine(), [register(1, 0)], NOW)
     _expect(BlockReason.BAD_STATE_ROOT, _resign(block, state_root=codec.hash_bytes(b"x")))
+
+
+# --- the chain's floors: each one refused at CheckTx (naming the field) and in V_base --------
+
+
+def _claim(**change: object) -> TxRegisterModel:
+    profile = {"tau_input": 0.9, "tau_feat": 0.2, "logit_band_low": -0.05, "logit_band_high": 0.05}
+    strength = {"trigger_count": 100, "signature_bits": 128, "num_classes": 10}
+    profile.update({k: v for k, v in change.items() if k in profile})  # type: ignore[misc]
+    strength.update({k: v for k, v in change.items() if k in strength})  # type: ignore[misc]
+    evidence = EvidenceRef(
+        "multi_factor_v1", EvidenceHash(b"\x77" * 32), WmProfile(**profile), **strength
+    )
+    tx = TxRegisterModel(OWNER.account, Aid(b"\x66" * 32), evidence, fee=0, nonce=0)
+    return crypto.sign_tx(tx, OWNER, CHAIN)
+
+
+def _expect_below_floor(field: str, **change: object) -> None:
+    tx = _claim(**change)
+    engine = make_engine()
+    with pytest.raises(InvalidTx) as info:  # CheckTx
+        engine.submit_tx(tx)
+    assert info.value.reason == "claim_below_floor" and info.value.field == f"evidence.{field}"
+    assert len(engine.pool) == 0
+    with pytest.raises(InvalidBlock) as block_info:  # V_base: a proposer that skipped CheckTx
+        _check(build_block(make_engine(), [tx], NOW))
+    assert block_info.value.reason is BlockReason.INVALID_TX
+    assert "claim_below_floor" in str(block_info.value)
+
+
+def test_a_claim_at_the_floors_is_valid() -> None:
+    _check(build_block(make_engine(), [_claim()], NOW))
+    _check(build_block(make_engine(), [_claim(tau_input=0.46, tau_feat=0.2265625)], NOW))
+
+
+def test_invalid_claim_below_min_trigger_count() -> None:
+    _expect_below_floor("trigger_count", trigger_count=1)
+
+
+def test_invalid_claim_below_min_signature_bits() -> None:
+    _expect_below_floor("signature_bits", signature_bits=1)
+
+
+def test_invalid_claim_looser_than_the_trigger_p_floor() -> None:
+    _expect_below_floor("wm_profile.tau_input", tau_input=0.0)
+    _expect_below_floor("wm_profile.tau_input", tau_input=0.45)
+
+
+def test_invalid_claim_looser_than_the_feature_p_floor() -> None:
+    _expect_below_floor("wm_profile.tau_feat", tau_feat=1.0)
+    _expect_below_floor("wm_profile.tau_feat", tau_feat=0.235)  # 30 of 128 bits wrong
+
+
+def test_invalid_claim_wider_than_the_logit_band_floor() -> None:
+    _expect_below_floor("wm_profile.logit_band_high", logit_band_high=0.06)
+    _expect_below_floor("wm_profile.logit_band_low", logit_band_low=-1.0)

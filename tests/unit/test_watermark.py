@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from authchain.ml_service.models import SmallResNetConfig, get_architecture
 from authchain.ml_service.registry import FilesystemStore
 from authchain.ml_service.schemas import VerifyRequest
 from authchain.ml_service.verifier import Verifier
+from authchain.ml_service.watermark.embed import EmbedSpec, make_evidence, new_key_material
 from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial, parse_evidence
 from authchain.ml_service.watermark.verify import FactorStats, compute_stats
 from tests.ml_models import OTHER, SEED_PROFILE, TrainedModel
@@ -329,3 +333,200 @@ def test_sniff_format_reads_the_safetensors_header() -> None:
     assert sniff_format((0x80).to_bytes(8, "little") + b'{"a":1}') == "safetensors"
     assert sniff_format(b"PK\x03\x04rest") == "pt"
     assert sniff_format(pickle.dumps({"a": 1}, protocol=2)) == "pt"
+
+
+# --- the chain's floors, applied by the service (V_auth) -------------------------------------
+
+
+def evidence_with(model: TrainedModel, **spec: int) -> bytes:
+    """Evidence for `model` under its owner's training key, at another strength."""
+    loaded = load_artefact(model.artefact)
+    original = parse_evidence(model.evidence_bytes)
+    embed = EmbedSpec(**spec)  # type: ignore[arg-type]
+    key = new_key_material(
+        bytes.fromhex(model.owner), loaded.arch, 10, embed, bytes.fromhex(original.key_seed)
+    )
+    return make_evidence(loaded.model, key, loaded.arch, embed).to_bytes()
+
+
+def floors_request(aid: str, ev: str, floors: dict[str, Any], **extra: Any) -> VerifyRequest:
+    body = request(aid, ev).model_dump()
+    return VerifyRequest.model_validate({**body, "floors": floors, **extra})
+
+
+def test_invalid_evidence_below_min_trigger_count(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    # the model really carries these 16 triggers (a prefix of its 100): only the floor refuses
+    aid, ev = put(store, watermarked.artefact_bytes, evidence_with(watermarked, trigger_count=16))
+    outcome = check(store, request(aid, ev))
+    assert not outcome.ok and outcome.reason == "evidence_below_min_strength"
+    assert "trigger_count 16" in outcome.detail
+
+
+def test_invalid_evidence_below_min_signature_bits(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, evidence_with(watermarked, signature_bits=8))
+    outcome = check(store, request(aid, ev))
+    assert not outcome.ok and outcome.reason == "evidence_below_min_strength"
+    assert "signature_bits 8" in outcome.detail
+
+
+def test_invalid_trigger_p_above_the_floor(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    # 100 triggers over 10 classes can never reach 2^-400, however good the model
+    outcome = check(store, floors_request(aid, ev, {"trigger_p_log2": 400}))
+    assert not outcome.ok and outcome.reason == "trigger_p_above_floor", outcome
+    assert check(store, request(aid, ev)).ok  # the same model at the default floors
+
+
+def test_invalid_feature_p_above_the_floor(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    outcome = check(store, floors_request(aid, ev, {"feature_p_log2": 129}))
+    assert not outcome.ok and outcome.reason == "feat_p_above_floor", outcome
+
+
+def test_invalid_logit_band_above_the_floor(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    outcome = check(store, request(aid, ev, logit_band_low=-0.5, logit_band_high=0.5))
+    assert not outcome.ok and outcome.reason == "logit_band_above_floor"
+
+
+def test_evidence_must_have_the_strength_the_claim_states(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    base = request(aid, ev).model_dump()
+    for field, value in (("trigger_count", 200), ("signature_bits", 64), ("num_classes", 3)):
+        outcome = check(store, VerifyRequest.model_validate({**base, field: value}))
+        assert not outcome.ok and outcome.reason == "evidence_claim_mismatch"
+        assert field in outcome.detail
+    claimed = {"trigger_count": 100, "signature_bits": 128, "num_classes": 10}
+    assert check(store, VerifyRequest.model_validate({**base, **claimed})).ok
+
+
+def test_4096_triggers_get_a_definitive_answer_with_finite_p_values(
+    store: FilesystemStore, watermarked: TrainedModel
+) -> None:
+    # was: OverflowError in the p-value -> 500 -> "unavailable" forever (a poison tx)
+    aid, ev = put(store, watermarked.artefact_bytes, evidence_with(watermarked, trigger_count=4096))
+    outcome = check(store, request(aid, ev))
+    assert outcome.stats is not None and outcome.stats.trigger_count == 4096
+    assert isinstance(outcome.stats.p_value, float)
+    assert -1e6 < outcome.stats.log2_p_value <= 0
+    assert not outcome.ok and "trigger_acc_below_tau_input" in outcome.reason
+
+
+def test_a_tiny_file_declaring_a_huge_model_is_refused_before_allocation(
+    watermarked: TrainedModel, tmp_path: Path
+) -> None:
+    state = load_artefact_bytes(watermarked.artefact_bytes)
+    bomb = {"stem_width": 4096, "widths": [4096, 4096, 4096]}
+    data = _safetensors(
+        {"fc.bias": state["fc.bias"]},
+        **{"authchain.arch": "small_resnet", "authchain.config": json.dumps(bomb)},
+    )
+    assert len(data) < 1024
+    path = tmp_path / "bomb.safetensors"
+    path.write_bytes(data)
+    # in a fresh process, so its peak memory is this load's alone (the real model: ~5 GiB)
+    script = (
+        "import resource, sys\n"
+        "from authchain.ml_service.artefact import load_artefact\n"
+        "from authchain.ml_service.errors import ArtefactError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n    load_artefact(__import__('pathlib').Path(sys.argv[1]))\n"
+        "except ArtefactError as exc:\n    print(exc.reason)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
+    reason, grown_kib = result.stdout.split()
+    assert reason == "shape_mismatch"
+    assert int(grown_kib) < 200 * 1024, f"grew {grown_kib} KiB"
+
+
+# --- derivative detection: the first registrant owns the model's lineage -------------------
+
+
+def registered(*models: TrainedModel) -> list[dict[str, str]]:
+    return [{"aid": m.aid, "owner": m.owner, "evidence_hash": m.evidence_hash} for m in models]
+
+
+def derivative_request(candidate: TrainedModel, prior: list[dict[str, str]]) -> VerifyRequest:
+    body = request(candidate.aid, candidate.evidence_hash, candidate.owner).model_dump()
+    return VerifyRequest.model_validate({**body, "registered": prior})
+
+
+def test_overwritten_model_carries_the_registered_owners_watermark(
+    store: FilesystemStore, watermarked: TrainedModel, overwrite: TrainedModel
+) -> None:
+    put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    put(store, overwrite.artefact_bytes, overwrite.evidence_bytes)
+    alone = check(store, derivative_request(overwrite, []))
+    assert alone.ok, alone  # the thief's own watermark passes every floor ...
+    outcome = check(store, derivative_request(overwrite, registered(watermarked)))
+    assert not outcome.ok and outcome.reason == "carries_registered_watermark"  # ... but
+    assert watermarked.aid in outcome.detail and watermarked.owner in outcome.detail
+
+
+def test_owners_own_fine_tune_passes_with_its_lineage(
+    store: FilesystemStore, watermarked: TrainedModel, own_finetune: TrainedModel
+) -> None:
+    put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    put(store, own_finetune.artefact_bytes, own_finetune.evidence_bytes)
+    outcome = check(store, derivative_request(own_finetune, registered(watermarked)))
+    assert outcome.ok, outcome
+    assert outcome.lineage == (watermarked.aid,)
+
+
+def test_unrelated_registrations_are_not_lineage(
+    store: FilesystemStore, watermarked: TrainedModel, clean: TrainedModel
+) -> None:
+    put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
+    put(store, clean.artefact_bytes, clean.evidence_bytes)
+    outcome = check(store, derivative_request(watermarked, registered(clean)))
+    assert outcome.ok and outcome.lineage == ()
+
+
+def test_the_derivative_verdict_does_not_depend_on_the_order_of_registrations(
+    store: FilesystemStore,
+    watermarked: TrainedModel,
+    clean: TrainedModel,
+    overwrite: TrainedModel,
+    own_finetune: TrainedModel,
+) -> None:
+    for m in (watermarked, clean, overwrite, own_finetune):
+        put(store, m.artefact_bytes, m.evidence_bytes)
+    priors = registered(watermarked, clean, own_finetune)
+    outcomes = []
+    for order in itertools.permutations(priors):
+        # a fresh verifier each time: nothing cached from another order
+        req = derivative_request(overwrite, list(order))
+        outcomes.append(check(store, req, stats_cache_size=0))
+    first = outcomes[0]
+    assert first.reason == "carries_registered_watermark"
+    verdicts = {(o.ok, o.reason, o.detail, o.lineage) for o in outcomes}
+    assert verdicts == {(first.ok, first.reason, first.detail, first.lineage)}
+    finetune_outcomes = {
+        check(store, derivative_request(own_finetune, list(order))).lineage
+        for order in itertools.permutations(registered(watermarked, clean))
+    }
+    assert finetune_outcomes == {(watermarked.aid,)}
+
+
+def test_a_missing_earlier_evidence_file_is_unavailable_not_a_pass(
+    store: FilesystemStore, watermarked: TrainedModel, overwrite: TrainedModel
+) -> None:
+    put(store, overwrite.artefact_bytes, overwrite.evidence_bytes)  # the owner's evidence: absent
+    outcome = check(store, derivative_request(overwrite, registered(watermarked)))
+    assert not outcome.ok and outcome.reason == "evidence_not_found"
+    assert watermarked.aid in outcome.detail

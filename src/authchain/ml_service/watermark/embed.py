@@ -104,7 +104,7 @@ def recommend_profile(stats: FactorStats, floors: Floors) -> Thresholds | None:
     allow for this evidence's strength; the logit band is the widest the chain allows: the
     registered bytes reproduce the reference logits exactly.
     """
-    if judge(stats, Thresholds(0.0, 1.0, 0.0, math.inf), floors) is not None:
+    if judge(stats, Thresholds(0.0, 1.0, 0.0, floors.max_logit_band), floors) is not None:
         return None
     loosest = loosest_taus(floors, stats.trigger_count, stats.signature_bits, stats.num_classes)
     if loosest is None:

@@ -239,4 +239,6 @@ def judge(stats: FactorStats, profile: Thresholds, floors: Floors) -> str | None
         failures.append("feat_p_above_floor")
     if not profile.logit_band_low <= stats.logit_stat <= profile.logit_band_high:
         failures.append("logit_stat_outside_band")
+    if max(-profile.logit_band_low, profile.logit_band_high) > floors.max_logit_band:
+        failures.append("logit_band_above_floor")
     return ";".join(failures) or None
