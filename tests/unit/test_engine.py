@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -36,6 +37,7 @@ from authchain.chain.types import (
     WmProfile,
 )
 from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable, MlValidity, Verdict
+from authchain.floors import Floors
 
 CHAIN = "authchain-unit"
 VALIDATOR = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x01" * 32)
@@ -51,14 +53,24 @@ class FakeVerifier:
     failing: set[Aid] = field(default_factory=set)
     down: bool = False
     calls: int = 0
+    missing: set[Aid] = field(default_factory=set)
+    """Aids whose files are not uploaded (yet)."""
+    lineage: dict[Aid, tuple[Aid, ...]] = field(default_factory=dict)
+    claims: list[ArtefactClaim] = field(default_factory=list)
 
     async def verify(self, claim: ArtefactClaim) -> Verdict:
         self.calls += 1
+        self.claims.append(claim)
         if self.down:
             raise MlUnavailable("connection refused")
+        if claim.aid in self.missing:
+            return Verdict(ok=False, reason="artefact_not_found", detail="not uploaded")
         if claim.aid in self.failing:
             return Verdict(ok=False, reason="watermark_not_found", trigger_acc=0.1)
-        return Verdict(ok=True, trigger_acc=1.0, feat_dist=0.0, logit_stat=0.0)
+        return Verdict(
+            ok=True, trigger_acc=1.0, feat_dist=0.0, logit_stat=0.0,
+            lineage=self.lineage.get(claim.aid, ()),
+        )  # fmt: skip
 
 
 def make_genesis(impersonation: bool = True) -> Genesis:
@@ -77,10 +89,11 @@ def make_engine(
     store: MemBlockStore | None = None,
     cap: int = 2,
     impersonation: bool = True,
+    config: ConsensusConfig | None = None,
 ) -> ConsensusEngine:
     metrics = ChainMetrics()
     ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=cap, metrics=metrics)
-    config = ConsensusConfig(max_pool_txs=5)
+    config = config or ConsensusConfig(max_pool_txs=5)
     return ConsensusEngine(
         store or MemBlockStore(), make_genesis(impersonation), config, ml, metrics=metrics
     )
@@ -328,3 +341,90 @@ async def test_store_of_another_chain_is_refused() -> None:
     make_engine(store=store, impersonation=True)
     with pytest.raises(StorageError, match="another chain"):
         make_engine(store=store, impersonation=False)
+
+
+# --- files not uploaded yet; lineage; the registrations a claim is checked against ----------
+
+
+async def test_a_registration_waits_for_its_files_then_commits() -> None:
+    verifier = FakeVerifier(missing={aid(1)})
+    engine = make_engine(verifier)
+    tx_hash = engine.submit_tx(register(1, 0))
+    for i in range(3):
+        await engine.propose_block(VALIDATOR, T0 + 1_000 * (i + 1))
+    assert engine.height == 3 and tx_hash in engine.pool  # unavailable is not invalid
+    assert engine.get_rejection(tx_hash) is None
+    assert metric(engine, "consensus_blocks_rejected_total", reason="ml_auth_failed") == 0
+    calls = verifier.calls
+    await engine.propose_block(VALIDATOR, T0 + 4_000)
+    assert verifier.calls > calls  # "not found" is never cached: asked again
+    verifier.missing.clear()  # the files arrive
+    await engine.propose_block(VALIDATOR, T0 + 5_000)
+    assert engine.store.get_tx_location(tx_hash) is not None
+    assert get_artefact(engine.view(), aid(1)) is not None
+
+
+async def test_a_registration_whose_files_never_arrive_expires_with_a_reason() -> None:
+    verifier = FakeVerifier(missing={aid(1)})
+    engine = make_engine(verifier, config=ConsensusConfig(max_pool_txs=5, files_wait_blocks=3))
+    tx_hash = engine.submit_tx(register(1, 0))
+    for i in range(3):
+        await engine.propose_block(VALIDATOR, T0 + 1_000 * (i + 1))
+        assert tx_hash in engine.pool
+    await engine.propose_block(VALIDATOR, T0 + 4_000)
+    assert tx_hash not in engine.pool
+    rejection = engine.get_rejection(tx_hash)
+    assert rejection is not None and rejection.reason == "files_unavailable"
+    assert "artefact_not_found for 3 blocks" in rejection.detail
+
+
+async def test_claims_are_checked_against_earlier_registrations_of_the_same_class_count() -> None:
+    verifier = FakeVerifier()
+    engine = make_engine(verifier)
+    engine.submit_tx(register(1, 0))
+    await engine.propose_block(VALIDATOR, T0 + 1_000)
+    evidence = EvidenceRef("multi_factor_v1", EvidenceHash(b"\x99" * 32), PROFILE, num_classes=7)
+    engine.submit_tx(register(2, 1))
+    engine.submit_tx(
+        crypto.sign_tx(TxRegisterModel(OWNER.account, aid(3), evidence, 0, 2), OWNER, CHAIN)
+    )
+    await engine.propose_block(VALIDATOR, T0 + 2_000)
+    by_aid = {c.aid: c for c in verifier.claims}
+    assert [r.aid for r in by_aid[aid(1)].registered] == []  # the first one: nothing earlier
+    assert [r.aid for r in by_aid[aid(2)].registered] == [aid(1)]  # not aid(3): same block
+    assert by_aid[aid(3)].registered == ()  # 7 classes: no earlier model could be its parent
+
+
+async def test_lineage_from_v_auth_is_recorded_and_committed_to_by_the_state_root() -> None:
+    verifier = FakeVerifier(lineage={aid(2): (aid(1),)})
+    engine = make_engine(verifier)
+    engine.submit_tx(register(1, 0))
+    await engine.propose_block(VALIDATOR, T0 + 1_000)
+    engine.submit_tx(register(2, 1))
+    result = await engine.propose_block(VALIDATOR, T0 + 2_000)
+    assert result is not None and result.status is ImportStatus.ACCEPTED
+    child = get_artefact(engine.view(), aid(2))
+    assert child is not None and child.parents == (aid(1),)
+    first, block = engine.store.get_block_by_height(1), engine.store.get_block(engine.tip)
+    assert first is not None and block is not None
+
+    # a validator whose verifier finds no lineage computes another state root: it refuses
+    other = make_engine(FakeVerifier())
+    assert (await other.import_block(first, T0 + 5_000)).status is ImportStatus.ACCEPTED
+    refused = await other.import_block(block, T0 + 5_000)
+    assert refused.status is ImportStatus.INVALID and "bad_state_root" in (refused.reason or "")
+    agreeing = make_engine(FakeVerifier(lineage={aid(2): (aid(1),)}))
+    await agreeing.import_block(first, T0 + 5_000)
+    assert (await agreeing.import_block(block, T0 + 5_000)).status is ImportStatus.ACCEPTED
+
+
+def test_the_genesis_hash_commits_to_the_floors_and_the_block_limits() -> None:
+    base = make_engine().genesis_hash
+    stricter = dataclasses.replace(make_genesis(), floors=Floors(trigger_p_log2=80))
+    ml = MlValidity(FakeVerifier(), max_artefacts_per_block=2)
+    config = ConsensusConfig(max_pool_txs=5)
+    assert ConsensusEngine(MemBlockStore(), stricter, config, ml).genesis_hash != base
+    bigger = ConsensusConfig(max_pool_txs=5, max_block_txs=2000)
+    assert ConsensusEngine(MemBlockStore(), make_genesis(), bigger, ml).genesis_hash != base
+    pool_only = ConsensusConfig(max_pool_txs=6)  # local policy, not a consensus rule
+    assert ConsensusEngine(MemBlockStore(), make_genesis(), pool_only, ml).genesis_hash == base
