@@ -3,8 +3,9 @@
 1. start the ML service, a node and the gateway (seed ports; data under data/demo);
 2. train a full SmallResNet with its watermark for a fresh ML-DSA-65 owner key;
 3. upload artefact and evidence, register with a signed tx, wait for the block;
-4. try an unwatermarked model (with honest evidence) and a forged ownership claim (the
-   owner's model re-saved by a thief, the owner's evidence re-targeted to the thief);
+4. try an unwatermarked model (with honest evidence), then two real forgeries by a thief who
+   stole the model: fresh evidence of his own for it, and a watermark overwrite (the stolen
+   model fine-tuned with his own watermark, which passes every floor on its own);
 5. print why each was rejected and the chain's metrics; stop everything.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
@@ -23,10 +25,9 @@ from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet
-from authchain.ml_service.artefact import encode_pt_artefact, load_artefact
+from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.cli import evidence_command, train_command
 from authchain.ml_service.watermark.embed import EmbedSpec
-from authchain.ml_service.watermark.evidence import parse_evidence
 
 out = Console(width=None if Console().is_terminal else 110)
 
@@ -114,26 +115,51 @@ def _scenario(net: Devnet, root: Path, *, tiny: bool, epochs: int | None) -> int
     c_status = gw.wait_for_tx(c_tx)
     out.print(f"tx {c_tx}: [bold]{c_status.status}[/] — {c_status.reason}\n  {c_status.detail}")
 
-    out.rule("4. a forged ownership claim")
+    out.rule("4. a thief's forged claim: the stolen model with fresh evidence")
     thief = crypto.KeyPair.generate(SigScheme.ED25519)
     loaded = load_artefact(Path(model["artefact"]))
-    stolen = root / "stolen.pt"
-    stolen.write_bytes(encode_pt_artefact(loaded.model, loaded.arch, loaded.config))
-    evidence = parse_evidence(Path(model["evidence"]).read_bytes())
-    forged = root / "forged-evidence.json"
-    forged.write_bytes(evidence.model_copy(update={"owner": thief.account.hex()}).to_bytes())
-    f_aid, f_ev = ml.upload_artefact(stolen), ml.upload_evidence(forged)
+    with torch.no_grad():
+        loaded.model.state_dict()["fc.bias"][0] += 1e-6  # one weight nudged: a new aid
+    stolen = root / "thief" / "stolen.safetensors"
+    stolen.parent.mkdir(parents=True)
+    stolen.write_bytes(encode_artefact(loaded.model, loaded.arch, loaded.config))
+    fresh = evidence_command(stolen, bytes(thief.account), root / "thief" / "fresh", EmbedSpec())
     out.print(
-        f"thief {thief.account.short()} re-saved the owner's model as .pt (new aid "
-        f"{f_aid[:12]}) and re-targeted the owner's evidence to itself"
+        f"thief {thief.account.short()} nudged one weight (new aid {fresh['aid'][:12]}) and made "
+        f"honest evidence under his own key; the tool says passes={fresh['passes']}, "
+        f"recommends {fresh['wm_profile']}. He registers it with the seed profile anyway."
     )
-    f_tx = gw.register_signed(thief, Aid.from_hex(f_aid), EvidenceHash.from_hex(f_ev), profile)
+    f_aid, f_ev = ml.upload_artefact(stolen), ml.upload_evidence(Path(fresh["evidence"]))
+    f_tx = gw.register_signed(thief, Aid.from_hex(f_aid), EvidenceHash.from_hex(f_ev), seed_profile)
     f_status = gw.wait_for_tx(f_tx)
     out.print(f"tx {f_tx}: [bold]{f_status.status}[/] — {f_status.reason}\n  {f_status.detail}")
 
-    out.rule("5. chain metrics")
+    out.rule("5. a watermark overwrite: the stolen model fine-tuned with the thief's watermark")
+    overwrite = train_command(
+        bytes(thief.account), root / "thief" / "overwrite", tiny=tiny, epochs=None, seed=5,
+        watermark=True, base=Path(model["artefact"]), spec=EmbedSpec(),
+    )  # fmt: skip
+    o_stats = overwrite["stats"]
+    out.print(
+        f"the thief's own watermark: {o_stats['trigger_correct']}/{o_stats['trigger_count']} "
+        f"triggers (p = 2^{o_stats['log2_p_value']:.0f}), passes the floors: "
+        f"{overwrite['passes']}; he registers it with the recommended profile"
+    )
+    o_aid = ml.upload_artefact(Path(overwrite["artefact"]))
+    o_ev = ml.upload_evidence(Path(overwrite["evidence"]))
+    o_profile = WmProfile(**(overwrite["wm_profile"] or model["wm_profile"]))
+    o_tx = gw.register_signed(thief, Aid.from_hex(o_aid), EvidenceHash.from_hex(o_ev), o_profile)
+    o_status = gw.wait_for_tx(o_tx)
+    out.print(f"tx {o_tx}: [bold]{o_status.status}[/] — {o_status.reason}\n  {o_status.detail}")
+
+    out.rule("6. chain metrics")
     _print_metrics(net)
-    expected = ok and c_status.status == "rejected" and f_status.status == "rejected"
+    expected = (
+        ok
+        and c_status.status == "rejected"
+        and f_status.status == "rejected"
+        and o_status.reason == "carries_registered_watermark"
+    )
     out.print(
         "[bold green]demo finished as expected[/]" if expected else "[bold red]unexpected result[/]"
     )

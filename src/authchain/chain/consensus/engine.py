@@ -556,6 +556,6 @@ def _verdict_text(v: Verdict) -> str:
     names = ("trigger_acc", "feat_dist", "logit_stat", "p_value", "feat_p_value")
     parts = [f"{n}={getattr(v, n):.6g}" for n in names if getattr(v, n) is not None]
     text = f"V_auth failed: {v.reason or 'no reason given'}"
-    if v.detail:
-        text += f": {v.detail:.400}"
+    if v.detail:  # the verifier's own account names every statistic
+        return f"{text}: {v.detail:.500}"
     return text + (f" ({', '.join(parts)})" if parts else "")
