@@ -27,6 +27,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/verify.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/derivative.py --counts 1 10 100
 
 demo: $(STAMP)
 	$(BIN)/authchain demo $(DEMO_ARGS)

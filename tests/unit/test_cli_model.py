@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -46,6 +47,53 @@ def test_model_evidence_for_an_existing_model(clean: TrainedModel, tmp_path: Pat
     report = json.loads(result.stdout)
     assert report["aid"] == clean.aid and report["owner"] == "dd" * 32
     assert report["stats"]["trigger_acc"] < 0.5  # honest evidence for an unwatermarked model
+    # it says the model fails, and recommends nothing (the old tool recommended 0.0 / 0.7)
+    assert report["passes"] is False and report["wm_profile"] is None
+    plain = runner.invoke(app, ["model", "evidence", str(clean.artefact), "--owner", "dd" * 32,
+                                "-o", str(tmp_path / "ev2")])  # fmt: skip
+    said = " ".join(plain.stdout.split())  # rich wraps long lines
+    assert "it fails verification" in said and "(recommended)" not in said
+
+
+def test_model_train_and_verify_print_both_p_values_against_the_floors(
+    watermarked: TrainedModel, tmp_path: Path
+) -> None:
+    args = ["model", "verify", str(watermarked.artefact), str(watermarked.evidence)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "trigger: 100/100 correct" in out and "floor 2^-64 ok" in out
+    assert "signature:" in out and "floor 2^-32 ok" in out
+    # the chain's floors, not the caller's wishes: a chain with a stricter floor refuses
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[genesis.security]\ntrigger_p_log2 = 400\n")
+    refused = runner.invoke(app, [*args, "--chain-config", str(strict), "--json"])
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout)["reason"] == "trigger_p_above_floor"
+
+
+def test_recommended_profiles_never_loosen_the_floors(watermarked: TrainedModel) -> None:
+    from authchain.floors import DEFAULT_FLOORS, check_profile
+    from authchain.ml_service.watermark.embed import recommend_profile
+    from authchain.ml_service.watermark.verify import FactorStats, judge
+
+    report = watermarked.result
+    assert report["passes"] and report["wm_profile"] is not None
+    strength = report["strength"]
+    assert check_profile(DEFAULT_FLOORS, **strength, **report["wm_profile"]) is None
+    base = FactorStats(**report["stats"])
+    for correct in range(0, 101, 3):
+        for matches in range(0, 129, 4):
+            stats = dataclasses.replace(
+                base, trigger_correct=correct, trigger_acc=correct / 100,
+                feat_matches=matches, feat_dist=(128 - matches) / 128,
+            )  # fmt: skip
+            profile = recommend_profile(stats, DEFAULT_FLOORS)
+            if profile is None:  # only when the model fails the floors
+                assert correct < 46 or matches < 99  # 2^-64 needs 46/100, 2^-32 needs 99/128
+                continue
+            assert judge(stats, profile, DEFAULT_FLOORS) is None  # the model passes it
+            assert check_profile(DEFAULT_FLOORS, **strength, **dataclasses.asdict(profile)) is None
 
 
 def test_model_train_needs_exactly_one_owner(tmp_path: Path) -> None:

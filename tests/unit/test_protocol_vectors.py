@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from authchain.chain import codec
+from authchain.chain.config import ConsensusConfig
+from authchain.chain.consensus.engine import compute_genesis_block
 from authchain.chain.crypto import KeyPair, sign_block, sign_tx
+from authchain.chain.state import Genesis, Validator
 from authchain.chain.types import (
     ZERO_HASH,
     AccountId,
@@ -127,7 +130,22 @@ def _vectors() -> dict[str, Callable[[], dict[str, str]]]:
 
     def artefact_metadata() -> dict[str, str]:
         meta = ArtefactMetadata(AID, KEY.account, EVIDENCE, registered_at=1)
-        return {"encoding": codec.encode(meta).hex()}
+        child = ArtefactMetadata(
+            codec.compute_aid(b"child"), KEY.account, EVIDENCE, registered_at=2, parents=(AID,)
+        )
+        return {"encoding": codec.encode(meta).hex(), "with_parents": codec.encode(child).hex()}
+
+    def genesis() -> dict[str, str]:
+        # one Ed25519 validator (KEY), default floors and block limits, no funded accounts
+        rules = Genesis(
+            chain_id=CHAIN_ID, timestamp_ms=0, min_fee=0, impersonation=False,
+            validators=(Validator(KEY.account, KEY.scheme, KEY.public_key),), accounts=(),
+        )  # fmt: skip
+        block = compute_genesis_block(rules, ConsensusConfig())
+        return {
+            "pos_proof": block.header.pos_proof.hex(),
+            "block_hash": codec.compute_block_hash(block.header).hex(),
+        }
 
     return {
         "hashes": hashes,
@@ -141,6 +159,7 @@ def _vectors() -> dict[str, Callable[[], dict[str, str]]]:
         "block": block,
         "merkle": merkle,
         "artefact_metadata": artefact_metadata,
+        "genesis": genesis,
     }
 
 

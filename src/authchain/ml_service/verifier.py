@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -163,10 +164,11 @@ class Verifier:
         floors, then the derivative check against the earlier registrations."""
         floors = request.floors.to_floors()
         try:
-            scheme, evidence, loaded = self._open_claim(request, floors)
+            scheme, evidence, artefact_path = self._open_claim(request, floors)
+            load = partial(self._load_model, request.aid, artefact_path)  # only on a cache miss
             stats, cached = self._stats.get_or_compute(
                 (request.aid, request.evidence_hash),
-                lambda: self._compute_stats(scheme, loaded, evidence),
+                lambda: self._compute_stats(scheme, load(), evidence),
             )
         except MlServiceError as exc:
             return Outcome(False, exc.reason, exc.detail, None, False)
@@ -184,7 +186,7 @@ class Verifier:
             return Outcome(False, reason, detail, stats, cached)
         owner = request.owner or evidence.owner
         try:
-            carried = self._carried(request, scheme, loaded, evidence, floors)
+            carried = self._carried(request, scheme, load, evidence, floors)
         except MlServiceError as exc:
             return Outcome(False, exc.reason, exc.detail, stats, cached)
         foreign = [(r, c) for r, c in carried if r.owner != owner]
@@ -200,8 +202,8 @@ class Verifier:
 
     def _open_claim(
         self, request: VerifyRequest, floors: Floors
-    ) -> tuple[WatermarkScheme, Evidence, LoadedModel]:
-        """Scheme, evidence (checked against the claim and the floors) and model."""
+    ) -> tuple[WatermarkScheme, Evidence, Path]:
+        """Scheme, evidence (checked against the claim and the floors) and artefact path."""
         scheme = get_scheme(request.scheme_id)
         if scheme is None:
             raise MlServiceError("unknown_scheme", f"scheme {request.scheme_id!r} is not supported")
@@ -237,7 +239,7 @@ class Verifier:
                 f"signature_bits {evidence.signature_bits} < the chain's minimum "
                 f"{floors.min_signature_bits}",
             )
-        return scheme, evidence, self._load_model(request.aid, artefact_path)
+        return scheme, evidence, artefact_path
 
     def _compute_stats(
         self, scheme: WatermarkScheme, loaded: LoadedModel, evidence: Evidence
@@ -255,7 +257,7 @@ class Verifier:
         self,
         request: VerifyRequest,
         scheme: WatermarkScheme,
-        loaded: LoadedModel,
+        load: Callable[[], LoadedModel],
         evidence: Evidence,
         floors: Floors,
     ) -> list[tuple[RegisteredJson, CarryStats]]:
@@ -280,7 +282,7 @@ class Verifier:
                 found[prior.evidence_hash] = cached
         if missing:
             try:
-                computed = compute_carry_stats(loaded.model, [e for _, e in missing], self.device)
+                computed = compute_carry_stats(load().model, [e for _, e in missing], self.device)
             except RuntimeError as exc:
                 raise MlServiceError(
                     "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"

@@ -486,6 +486,8 @@ class ConsensusEngine:
         self.store.commit(commit)
         self.pool.restore(commit.pool_add)
         self.pool.forget(commit.pool_remove)
+        for tx_hash in commit.pool_remove:
+            self._waiting.pop(tx_hash, None)
         for key, value in view.writes.items():
             if value is None:
                 self._state.pop(key, None)
