@@ -15,7 +15,9 @@ scikit-learn's bundled digits; nothing is downloaded.
 3. Robustness of one watermarked model to: fine-tuning without the key (1-10 epochs, two
    learning rates), global magnitude pruning (10-90%), and the overwrite attack (fine-tuning
    with a thief's own watermark). For each: task accuracy, trigger_acc, feat_dist, both
-   p-values, the owner's verdict, and whether derivative detection still flags the original.
+   p-values, whether the owner's watermark still verifies (profile and floors; the logit
+   factor is left out, since a changed model is a different function by design), and whether
+   derivative detection still flags the result as the original's.
 
 Writes to --out: null.csv, true_accepts.csv, robustness.csv, summary.json, null_pvalues.png,
 robustness.png.
@@ -149,13 +151,17 @@ def attack_row(
 ) -> dict[str, Any]:
     stats = compute_stats(model, evidence)
     carry = compute_carry_stats(model, [evidence])[0]
-    reason = judge(stats, SEED_PROFILE, FLOORS)
+    reason = judge(stats, SEED_PROFILE, FLOORS) or ""
+    # A changed model is a different function, so the logit factor (which binds the evidence
+    # to the registered bytes) fails by design; the question is whether the watermark remains.
+    lost = [r for r in reason.split(";") if r and r != "logit_stat_outside_band"]
     return {
         "attack": attack, "strength": strength,
         "test_accuracy": round(evaluate_accuracy(model, test), 4),
         "trigger_acc": stats.trigger_acc, "feat_dist": stats.feat_dist,
         "log2_p_trigger": stats.log2_p_value, "log2_p_feature": stats.log2_feat_p_value,
-        "owner_verdict": reason or "accepted",
+        "owner_watermark": ";".join(lost) or "verifies",
+        "same_function": "logit_stat_outside_band" not in reason,
         "flagged_as_derivative": carry.carries(FLOORS.derivative_p_log2),
     }  # fmt: skip
 
@@ -173,10 +179,10 @@ def robustness(
                 copy.deepcopy(original), data[0], TrainConfig(epochs=epochs, lr=lr, seed=7)
             )
             rows.append(attack_row(f"fine-tune lr={lr:g}", epochs, tuned, evidence, data[1]))
-            print(f"robustness: fine-tune lr={lr:g} {epochs} epochs: {rows[-1]['owner_verdict']}")
+            print(f"robustness: fine-tune lr={lr:g} {epochs} epochs: {rows[-1]['owner_watermark']}")
     for percent in range(10, 100, 10):
         rows.append(attack_row("prune", percent, prune(original, percent / 100), evidence, data[1]))
-        print(f"robustness: prune {percent}%: {rows[-1]['owner_verdict']}")
+        print(f"robustness: prune {percent}%: {rows[-1]['owner_watermark']}")
     for epochs in epochs_grid:
         thief = new_key_material(owner(), ARCH, 10, SPEC)
         config = TrainConfig(epochs=epochs, lr=2e-3, seed=8)
@@ -193,7 +199,7 @@ def robustness(
 
 
 def plot_null(rows: list[dict[str, Any]], path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     for ax, column, floor, label in (
         (axes[0], "log2_p_trigger", FLOORS.trigger_p_log2, "trigger factor"),
         (axes[1], "log2_p_feature", FLOORS.feature_p_log2, "feature factor"),
@@ -205,6 +211,16 @@ def plot_null(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("(model, key) pairs")
         ax.set_xlim(min(-floor - 4, min(values) - 1), 0.5)
         ax.legend()
+    # calibration: under the null, P[p <= 2^-t] <= 2^-t exactly (the binomials are exact)
+    ts = list(range(0, 13))
+    for column, label, marker in (("log2_p_trigger", "trigger", "o"),
+                                  ("log2_p_feature", "feature", "s")):  # fmt: skip
+        fractions = [sum(r[column] <= -t for r in rows) / len(rows) for t in ts]
+        axes[2].semilogy(ts, [max(f, 0.5 / len(rows)) for f in fractions], marker, label=label)
+    axes[2].semilogy(ts, [2.0**-t for t in ts], "k--", label="bound 2^-t")
+    axes[2].set_xlabel("t")
+    axes[2].set_ylabel("fraction of pairs with p <= 2^-t")
+    axes[2].legend()
     accepted = sum(r["accepted"] for r in rows)
     fig.suptitle(
         f"Null distribution: {len(rows)} (unwatermarked model, random key) pairs, "

@@ -22,6 +22,7 @@ This module imports nothing from `chain`, `gateway` or `ml_service`; all three u
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -54,17 +55,46 @@ def _power(c: int, k: int) -> int:
 
 
 def _tail_numerator(m: int, k: int, c: int) -> int:
-    """sum_{i=m}^{k} comb(k, i) (c-1)^(k-i): the tail P[Binomial(k, 1/c) >= m] times c^k."""
+    """sum_{i=m}^{k} comb(k, i) (c-1)^(k-i): the tail P[Binomial(k, 1/c) >= m] times c^k.
+
+    Summed from whichever end has fewer terms (the lower sum is subtracted from c^k), so the
+    cost is O(min(m, k - m)) big-integer steps: a few milliseconds at k = c = 4096.
+    """
     if m <= 0:
         return _power(c, k)
     if m > k:
         return 0
-    term = 1  # i = k: comb(k, k) (c-1)^0
-    total = 1
-    for i in range(k, m, -1):  # term(i-1) = term(i) * i (c-1) / (k-i+1), exactly
-        term = term * i * (c - 1) // (k - i + 1)
+    if m <= k - m:
+        lower = 0
+        for i, term in enumerate(_terms_up(k, c)):
+            if i == m:
+                break
+            lower += term
+        return _power(c, k) - lower
+    total = 0
+    for i, term in _terms_down(k, c):
+        if i < m:
+            break
         total += term
     return total
+
+
+def _terms_up(k: int, c: int) -> Iterator[int]:
+    """comb(k, i) (c-1)^(k-i) for i = 0, 1, ..., k (each step an exact division)."""
+    term = _power(c - 1, k)
+    for i in range(k + 1):
+        yield term
+        if i < k:
+            term = term * (k - i) // ((i + 1) * (c - 1))
+
+
+def _terms_down(k: int, c: int) -> Iterator[tuple[int, int]]:
+    """(i, comb(k, i) (c-1)^(k-i)) for i = k, k-1, ..., 0 (each step an exact division)."""
+    term = 1
+    for i in range(k, -1, -1):
+        yield i, term
+        if i > 0:
+            term = term * i * (c - 1) // (k - i + 1)
 
 
 def is_tail_within(m: int, k: int, c: int, floor_log2: int) -> bool:
@@ -74,16 +104,25 @@ def is_tail_within(m: int, k: int, c: int, floor_log2: int) -> bool:
 
 @lru_cache(maxsize=4096)
 def min_successes(k: int, c: int, floor_log2: int) -> int | None:
-    """The smallest m with P[Binomial(k, 1/c) >= m] <= 2^-floor_log2; None if even k fails."""
-    bound = _power(c, k) >> floor_log2  # tail * 2^f <= c^k  <=>  tail <= floor(c^k / 2^f)
-    term = total = 1
-    if total > bound:
-        return None
-    for i in range(k, 0, -1):
-        term = term * i * (c - 1) // (k - i + 1)
-        if total + term > bound:
-            return i
-        total += term
+    """The smallest m with P[Binomial(k, 1/c) >= m] <= 2^-floor_log2; None if even k fails.
+
+    Over two classes the answer lies above k/2, elsewhere far below it: each is found from the
+    nearer end, so CheckTx costs milliseconds whatever (k, c) a stranger states.
+    """
+    total = _power(c, k)
+    bound = total >> floor_log2  # tail * 2^f <= c^k  <=>  tail <= floor(c^k / 2^f)
+    if c > 2:
+        tail = total
+        for m, term in enumerate(_terms_up(k, c)):
+            if tail <= bound:
+                return m
+            tail -= term  # now the tail from m + 1
+        return None  # even all k correct is too likely
+    tail = 0
+    for i, term in _terms_down(k, c):
+        if tail + term > bound:
+            return None if i == k else i + 1
+        tail += term
     return 0
 
 
