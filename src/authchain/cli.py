@@ -178,7 +178,7 @@ _CHAIN_CONFIG_OPT = typer.Option(
 def _floors(path: Path) -> Floors:
     """The floors of the chain `path` configures (the defaults if there is no such file)."""
     try:
-        return load_chain_config(path if path.exists() else None).genesis.security.floors()
+        return load_chain_config(path if path.exists() else None).genesis.security.to_floors()
     except ConfigError as exc:
         err.print(f"[red]error:[/] --chain-config: {exc}")
         raise typer.Exit(2) from None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,43 +19,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
-from authchain.devnet import Devnet, DevnetPorts
+from authchain.devnet import Devnet
 from authchain.ml_service.artefact import encode_pt_artefact, load_artefact
 from authchain.ml_service.cli import train_command
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import parse_evidence
+from tests.e2e.conftest import make_devnet
 from tests.ml_models import CLEAN_REASON, SEED_PROFILE, TrainedModel
 
-REPO = Path(__file__).resolve().parents[2]
 PROFILE = WmProfile(**SEED_PROFILE)
-
-
-def make_devnet(root: Path) -> Devnet:
-    ports = DevnetPorts.free()
-    return Devnet(root, ports=ports, block_time_secs=0.5, ml_timeout_secs=20, repo=REPO)
-
-
-@pytest.fixture(scope="module")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    net = make_devnet(tmp_path_factory.mktemp("devnet"))
-    net.start()
-    yield net
-    codes = net.stop()
-    assert codes == {"gateway": 0, "node": 0, "ml-service": 0}, codes
-
-
-@pytest.fixture(scope="module")
-def gw(devnet: Devnet) -> Iterator[GatewayClient]:
-    client = GatewayClient(devnet.gateway_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def ml(devnet: Devnet) -> Iterator[MlServiceClient]:
-    client = MlServiceClient(devnet.ml_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
@@ -29,33 +28,10 @@ from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.cli import evidence_command, train_command, verify_command
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.verify import Thresholds
-from tests.e2e.test_devnet import invalid_blocks, make_devnet, seed_body
+from tests.e2e.test_devnet import invalid_blocks, seed_body
 from tests.ml_models import SEED_PROFILE, TrainedModel
 
 PROFILE = WmProfile(**SEED_PROFILE)
-
-
-@pytest.fixture(scope="module")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    net = make_devnet(tmp_path_factory.mktemp("forgeries"))
-    net.start()
-    yield net
-    codes = net.stop()
-    assert codes == {"gateway": 0, "node": 0, "ml-service": 0}, codes
-
-
-@pytest.fixture(scope="module")
-def gw(devnet: Devnet) -> Iterator[GatewayClient]:
-    client = GatewayClient(devnet.gateway_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def ml(devnet: Devnet) -> Iterator[MlServiceClient]:
-    client = MlServiceClient(devnet.ml_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

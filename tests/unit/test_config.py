@@ -82,6 +82,9 @@ def test_unknown_section(tmp_path: Path) -> None:
             '[[genesis.validators]]\nscheme = "unsigned"\npublic_key = "00"\n',
             "genesis.validators.0.scheme",
         ),
+        ("[genesis.security]\ntrigger_p_log2 = 0\n", "genesis.security.trigger_p_log2"),
+        ("[genesis.security]\nmax_logit_band = nan\n", "genesis.security.max_logit_band"),
+        ("[genesis.security]\nfloor = 64\n", "genesis.security.floor"),
     ],
 )
 def test_wrong_type_names_key_and_file(tmp_path: Path, text: str, key: str) -> None:
@@ -137,3 +140,9 @@ def test_duplicate_genesis_account(tmp_path: Path) -> None:
     text = f'[[genesis.accounts]]\naccount = "{acct}"\nbalance = 1\n' * 2
     with pytest.raises(ConfigError, match="listed twice"):
         load_chain_config(_write(tmp_path, text))
+
+
+def test_devnet_floors_are_the_documented_defaults() -> None:
+    from authchain.floors import DEFAULT_FLOORS
+
+    assert load_chain_config(DEVNET).genesis.security.to_floors() == DEFAULT_FLOORS

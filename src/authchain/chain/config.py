@@ -34,13 +34,13 @@ from pydantic_settings import SettingsConfigDict
 
 from authchain.chain import codec
 from authchain.chain.types import AccountId, SigScheme
-from authchain.floors import DEFAULT_FLOORS, Floors
 from authchain.settings import (
     ENV_NESTED,
     ListenAddr,
     TomlSettings,
     load_settings,
 )
+from authchain.wire import FloorsJson
 
 ENV_PREFIX = "AUTHCHAIN_"
 DEFAULT_CONFIG = Path("configs/devnet.toml")
@@ -158,24 +158,6 @@ class GenesisAccount(_Section):
     balance: int = Field(ge=0, lt=2**64)
 
 
-class SecurityConfig(_Section):
-    """The watermark floors every registration is held to (`authchain.floors.Floors`).
-
-    The defaults are argued in docs/SECURITY.md: an attacker who tries 2^40 key seeds against a
-    model he holds passes both factors with chance at most 2^40 · 2^-64 · 2^-32 = 2^-56.
-    """
-
-    min_trigger_count: int = Field(DEFAULT_FLOORS.min_trigger_count, ge=1, le=4096)
-    min_signature_bits: int = Field(DEFAULT_FLOORS.min_signature_bits, ge=1, le=4096)
-    trigger_p_log2: int = Field(DEFAULT_FLOORS.trigger_p_log2, ge=1, le=1024)
-    feature_p_log2: int = Field(DEFAULT_FLOORS.feature_p_log2, ge=1, le=1024)
-    derivative_p_log2: int = Field(DEFAULT_FLOORS.derivative_p_log2, ge=1, le=1024)
-    max_logit_band: float = Field(DEFAULT_FLOORS.max_logit_band, ge=0, allow_inf_nan=False)
-
-    def floors(self) -> Floors:
-        return Floors(**self.model_dump())
-
-
 class GenesisConfig(_Section):
     """The chain's starting point."""
 
@@ -183,7 +165,10 @@ class GenesisConfig(_Section):
     min_fee: int = Field(0, ge=0, lt=2**64)
     impersonation: bool = False
     """Devnet only: accept unsigned transactions for any named account (like Anvil)."""
-    security: SecurityConfig = SecurityConfig()
+    security: FloorsJson = FloorsJson()
+    """The watermark floors every registration is held to (docs/SECURITY.md argues the
+    defaults: an attacker who tries 2^40 key seeds against a model he holds passes both
+    factors with chance at most 2^40 · 2^-64 · 2^-32 = 2^-56)."""
     validators: list[ValidatorConfig] = Field(default_factory=list)
     accounts: list[GenesisAccount] = Field(default_factory=list)
 

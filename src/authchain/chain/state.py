@@ -121,7 +121,7 @@ def genesis_from_config(config: ChainConfig) -> Genesis:
         impersonation=g.impersonation,
         validators=tuple(Validator(v.account, v.scheme, v.public_key) for v in g.validators),
         accounts=tuple((a.account, a.balance) for a in g.accounts),
-        floors=g.security.floors(),
+        floors=g.security.to_floors(),
     )
 
 

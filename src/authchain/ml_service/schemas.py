@@ -11,8 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from authchain.floors import DEFAULT_FLOORS, Floors
-from authchain.wire import WmProfileJson
+from authchain.wire import FloorsJson, WmProfileJson
 
 HEX_ID_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -36,20 +35,6 @@ class _Schema(BaseModel):
 
 WmProfile = WmProfileJson
 """The seed's name for the thresholds in a `/verify` request."""
-
-
-class FloorsJson(_Schema):
-    """The chain's security floors (`authchain.floors.Floors`; its defaults when omitted)."""
-
-    min_trigger_count: int = Field(DEFAULT_FLOORS.min_trigger_count, ge=1, le=4096)
-    min_signature_bits: int = Field(DEFAULT_FLOORS.min_signature_bits, ge=1, le=4096)
-    trigger_p_log2: int = Field(DEFAULT_FLOORS.trigger_p_log2, ge=1, le=1024)
-    feature_p_log2: int = Field(DEFAULT_FLOORS.feature_p_log2, ge=1, le=1024)
-    derivative_p_log2: int = Field(DEFAULT_FLOORS.derivative_p_log2, ge=1, le=1024)
-    max_logit_band: float = Field(DEFAULT_FLOORS.max_logit_band, ge=0, allow_inf_nan=False)
-
-    def to_floors(self) -> Floors:
-        return Floors(**self.model_dump())
 
 
 class RegisteredJson(_Schema):
