@@ -26,6 +26,7 @@ from authchain.chain.state import (
 from authchain.chain.storage import MemBlockStore
 from authchain.chain.types import (
     Aid,
+    ArtefactMetadata,
     Block,
     EvidenceHash,
     EvidenceRef,
@@ -36,7 +37,13 @@ from authchain.chain.types import (
     TxTransfer,
     WmProfile,
 )
-from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable, MlValidity, Verdict
+from authchain.chain.validation.ml import (
+    ArtefactClaim,
+    MlUnavailable,
+    MlValidity,
+    Verdict,
+    make_claim,
+)
 from authchain.floors import Floors
 
 CHAIN = "authchain-unit"
@@ -428,3 +435,17 @@ def test_the_genesis_hash_commits_to_the_floors_and_the_block_limits() -> None:
     assert ConsensusEngine(MemBlockStore(), make_genesis(), bigger, ml).genesis_hash != base
     pool_only = ConsensusConfig(max_pool_txs=6)  # local policy, not a consensus rule
     assert ConsensusEngine(MemBlockStore(), make_genesis(), pool_only, ml).genesis_hash == base
+
+
+async def test_a_cached_verdict_is_only_reused_against_the_same_earlier_registrations() -> None:
+    verifier = FakeVerifier()
+    ml = MlValidity(verifier, max_artefacts_per_block=2)
+    claim = make_claim(register(2, 0), [])
+    await ml.verify_claim(claim)
+    await ml.verify_claim(make_claim(register(2, 0), []))
+    assert verifier.calls == 1
+    earlier = ArtefactMetadata(aid(1), OWNER.account, register(1, 0).evidence, registered_at=1)
+    widened = make_claim(register(2, 0), [earlier])
+    assert widened.registered and widened.cache_key != claim.cache_key
+    await ml.verify_claim(widened)  # a new registration since: the verdict may differ
+    assert verifier.calls == 2

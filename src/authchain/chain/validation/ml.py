@@ -15,8 +15,9 @@ answer that says a file is not uploaded yet (`artefact_not_found`, `evidence_not
 as `FilesUnavailable`). The block is then neither accepted nor marked invalid, and the caller
 retries. Only an answered definitive `ok=false` makes a block invalid. Verdicts are cached: a
 verdict is a pure function of (aid, scheme_id, evidence_hash, wm_profile, strength, owner, the
-earlier registrations), which is exactly the cache key (`ArtefactClaim`); the floors are fixed
-by genesis. "Not uploaded yet" is never cached.
+earlier registrations), which is exactly the cache key (`ArtefactClaim.cache_key`, where a digest
+stands for the earlier registrations); the floors are fixed by genesis. "Not uploaded yet" is
+never cached.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from cachetools import LRUCache
+
+from authchain.chain import codec
 from authchain.chain.errors import ChainError
 from authchain.chain.metrics.prometheus import ChainMetrics
 from authchain.chain.types import (
@@ -37,6 +40,7 @@ from authchain.chain.types import (
     ArtefactMetadata,
     EvidenceHash,
     EvidenceRef,
+    Hash256,
     Transaction,
     TxRegisterModel,
 )
@@ -79,6 +83,13 @@ class ArtefactClaim:
     registered: tuple[Registration, ...] = ()
     """The parent state's registrations that the candidate could derive from (same class
     count), in aid order."""
+
+    @property
+    def cache_key(self) -> tuple[Aid, AccountId, EvidenceRef, Hash256]:
+        """What the verdict is a function of, with the earlier registrations as a digest (so a
+        cached verdict does not keep the whole registration list alive)."""
+        registered = codec.encode([(r.aid, r.owner, r.evidence_hash) for r in self.registered])
+        return self.aid, self.owner, self.evidence, codec.hash_bytes(registered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,17 +159,18 @@ class MlValidity:
         self.verifier = verifier
         self.max_artefacts_per_block = max_artefacts_per_block
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._cache: OrderedDict[ArtefactClaim, Verdict] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LRUCache[tuple[Aid, AccountId, EvidenceRef, Hash256], Verdict] = LRUCache(
+            maxsize=cache_size
+        )
         self._metrics = metrics
 
     async def verify_claim(self, claim: ArtefactClaim) -> Verdict:
         """One claim's verdict, from the cache or the verifier; raises MlUnavailable."""
-        cached = self._cache.get(claim)
+        key = claim.cache_key
+        cached = self._cache.get(key)
         if self._metrics:
             self._metrics.record_cache_lookup(cached is not None)
         if cached is not None:
-            self._cache.move_to_end(claim)
             return cached
         async with self._semaphore:
             try:
@@ -170,9 +182,7 @@ class MlValidity:
             self._count("unavailable")
             raise FilesUnavailable(verdict.reason, verdict.detail or "not uploaded yet")
         self._count("ok" if verdict.ok else "failed")
-        self._cache[claim] = verdict
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache[key] = verdict
         return verdict
 
     async def verify_claims(self, claims: Sequence[ArtefactClaim]) -> list[Verdict | MlUnavailable]:
