@@ -16,7 +16,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from authchain.floors import DEFAULT_FLOORS, Floors
+from authchain.floors import DEFAULT_FLOORS, Floors, is_tail_within
 from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.data import load_digits_split
 from authchain.ml_service.errors import MlServiceError
@@ -202,18 +202,22 @@ def print_result(result: dict[str, Any], as_json: bool) -> None:
 def describe_factors(stats: dict[str, Any], floors: dict[str, Any]) -> list[str]:
     """Each factor's statistic and p-value against the chain's floor, one line each."""
 
-    def mark(log2_p: float, floor: int) -> str:
-        return "[green]ok[/]" if log2_p <= -floor else "[red]above the floor[/]"
+    def mark(successes: int, trials: int, classes: int, floor: int) -> str:
+        within = is_tail_within(successes, trials, classes, floor)  # exact, as the chain decides
+        return "[green]ok[/]" if within else "[red]above the floor[/]"
 
+    trigger = mark(
+        stats["trigger_correct"], stats["trigger_count"], stats["num_classes"],
+        floors["trigger_p_log2"],
+    )  # fmt: skip
     return [
         f"{'trigger:':15}{stats['trigger_correct']}/{stats['trigger_count']} correct "
         f"(acc {stats['trigger_acc']:.3f}), p = {stats['p_value']:.3g} = "
-        f"2^{stats['log2_p_value']:.1f}, floor 2^-{floors['trigger_p_log2']} "
-        f"{mark(stats['log2_p_value'], floors['trigger_p_log2'])}",
+        f"2^{stats['log2_p_value']:.1f}, floor 2^-{floors['trigger_p_log2']} {trigger}",
         f"{'signature:':15}{stats['feat_matches']}/{stats['signature_bits']} bits "
         f"(feat_dist {stats['feat_dist']:.3f}), p = {stats['feat_p_value']:.3g} = "
         f"2^{stats['log2_feat_p_value']:.1f}, floor 2^-{floors['feature_p_log2']} "
-        f"{mark(stats['log2_feat_p_value'], floors['feature_p_log2'])}",
+        f"{mark(stats['feat_matches'], stats['signature_bits'], 2, floors['feature_p_log2'])}",
         f"{'logits:':15}largest deviation from the evidence {stats['logit_stat']:.3g}",
     ]
 
