@@ -1,0 +1,44 @@
+"""The soundness experiment and the derivative benchmark run end to end (quick settings), so
+the figures in the README can always be made again."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_soundness_quick_run_meets_its_targets(tmp_path: Path) -> None:
+    result = run("expts/soundness.py", "--quick", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["null_pairs"] == 30 and summary["null_false_accepts"] == 0
+    assert summary["true_accept_rate"] == 1.0
+    robustness = list(csv.DictReader((tmp_path / "robustness.csv").open()))
+    attacks = {row["attack"] for row in robustness}
+    assert {"none", "prune", "overwrite"} <= attacks
+    assert all(row["flagged_as_derivative"] == "True" for row in robustness
+               if row["attack"] == "overwrite")  # fmt: skip
+    for png in ("null_pvalues.png", "robustness.png"):
+        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_derivative_benchmark_runs(tmp_path: Path) -> None:
+    result = run("benchmarks/derivative.py", "--counts", "1", "3", "--repeats", "1",
+                 "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "derivative.csv").open()))
+    assert [int(r["earlier"]) for r in rows] == [0, 1, 3]
+    assert all(float(r["ratio"]) > 0 for r in rows)  # figures, not a timing claim
+    assert (tmp_path / "derivative.png").read_bytes().startswith(b"\x89PNG")
