@@ -5,7 +5,7 @@ The evidence file is what an owner discloses to validators so they can check the
     {"scheme_id": "multi_factor_v1", "version": 1,
      "owner": <account id hex>, "key_seed": <32 bytes hex>,
      "arch": "small_resnet", "num_classes": 10, "input_shape": [3, 32, 32],
-     "trigger_count": 100, "signature_bits": 64, "feature_layer": "layer3.conv2.weight",
+     "trigger_count": 100, "signature_bits": 128, "feature_layer": "layer3.conv2.weight",
      "probe_count": 32, "reference_logits": [[...10 floats...], ... 32 rows]}
 
 Everything secret-looking is *derived*, never stored: trigger inputs and labels, the feature
