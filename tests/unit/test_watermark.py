@@ -24,7 +24,7 @@ from authchain.ml_service.schemas import VerifyRequest
 from authchain.ml_service.verifier import Verifier
 from authchain.ml_service.watermark.embed import EmbedSpec, make_evidence, new_key_material
 from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial, parse_evidence
-from authchain.ml_service.watermark.verify import FactorStats, compute_stats
+from authchain.ml_service.watermark.verify import FactorStats, compute_carry_stats, compute_stats
 from tests.ml_models import OTHER, SEED_PROFILE, TrainedModel
 
 
@@ -530,3 +530,17 @@ def test_a_missing_earlier_evidence_file_is_unavailable_not_a_pass(
     outcome = check(store, derivative_request(overwrite, registered(watermarked)))
     assert not outcome.ok and outcome.reason == "evidence_not_found"
     assert watermarked.aid in outcome.detail
+
+
+def test_derivative_statistics_do_not_depend_on_the_batch_they_run_in(
+    watermarked: TrainedModel, clean: TrainedModel, overwrite: TrainedModel
+) -> None:
+    # validators cache different pairs, so the same pair runs in different batches: the
+    # counts (what the verdict reads) must not depend on what else is in the pass
+    model = load_artefact(overwrite.artefact).model
+    priors = [parse_evidence(m.evidence_bytes) for m in (watermarked, clean, overwrite)]
+    priors += [parse_evidence(evidence_with(watermarked, trigger_count=300))]
+    together = compute_carry_stats(model, priors)
+    alone = [compute_carry_stats(model, [p])[0] for p in priors]
+    assert together == alone
+    assert compute_carry_stats(model, priors[::-1]) == together[::-1]
