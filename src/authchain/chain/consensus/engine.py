@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from authchain.chain import codec, crypto
@@ -46,6 +47,7 @@ from authchain.chain.types import (
     ZERO_HASH,
     AccountId,
     Aid,
+    ArtefactMetadata,
     Block,
     BlockHash,
     Header,
@@ -223,7 +225,7 @@ class ConsensusEngine:
             return None
         dropped: dict[TxHash, TxRejection] = {}
         selected = self._select_by_state(self.pool.candidates(), height, key.account, dropped)
-        registered = get_registrations(self.view())
+        registered = _registrations_for(self.view(), selected)
         claims = {
             codec.compute_tx_hash(tx): make_claim(tx, registered)
             for tx in selected
@@ -378,7 +380,7 @@ class ConsensusEngine:
     ) -> _UndoRecord:
         """V_base then V_auth on a child of `view` (the parent state); keep the writes, return
         the undo record."""
-        registered = get_registrations(view)
+        registered = _registrations_for(view, block.txs)
         child = view.child()
         validate_block_body(child, block, parent_hash, parent, self.genesis, self.config, now_ms)
         verdicts = await self.ml.check_block(block.txs, registered)
@@ -548,6 +550,14 @@ class ConsensusEngine:
         if self.metrics:
             self.metrics.chain_height.set(self.height)
             self.metrics.pool_size.set(len(self.pool))
+
+
+def _registrations_for(view: StateView, txs: Sequence[Transaction]) -> list[ArtefactMetadata]:
+    """The registrations in `view` that `txs`' claims are checked against; none are read (an
+    O(state) scan) when no tx registers a model."""
+    if not any(isinstance(tx, TxRegisterModel) for tx in txs):
+        return []
+    return get_registrations(view)
 
 
 def _nonce_in(view: StateView, tx: Transaction) -> int:
