@@ -3,6 +3,8 @@
     authchain keys new [--scheme ml-dsa-65|ed25519] [--out PATH]   create an account key file
     authchain keys show PATH                                        print a key file's account
     authchain node [--config configs/devnet.toml]                   run a chain node
+    authchain abci [--config C] [--listen tcp://127.0.0.1:26658]     serve CometBFT (ABCI 2.0)
+    authchain testnet [--validators 4] [--dir DIR]                  a CometBFT testnet
     authchain ml-service [--config configs/ml-service.toml]         run the ML verifier
     authchain model train|evidence|verify                           watermarked models
     authchain gateway [--config configs/api.toml]                   run the public API
@@ -138,6 +140,35 @@ def node(
     try:
         asyncio.run(run_node(load_chain_config(config)))
     except (ConfigError, StorageError, OSError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command("abci")
+def abci(
+    config: Path = typer.Option(
+        DEFAULT_CONFIG, "--config", "-c", help="Chain config (TOML); AUTHCHAIN_* env overrides."
+    ),
+    listen: str | None = typer.Option(
+        None, "--listen", help="tcp://HOST:PORT or unix:///PATH (default: abci.listen_addr)."
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", callback=_check_log_level, help="debug | info | warning | error"
+    ),
+) -> None:
+    """Serve the authchain application to a CometBFT node over ABCI 2.0 (multi-validator).
+
+    Start it before `cometbft start --proxy_app tcp://127.0.0.1:26658`. It keeps its own
+    RocksDB at storage.path and verifies with its own ML service (ml_client.base_url).
+    `authchain testnet` starts both for every validator.
+    """
+    from authchain.chain.abci.run import run_abci
+
+    setup_logging(log_level)
+    try:
+        overrides = {"abci": {"listen_addr": listen}} if listen else {}
+        asyncio.run(run_abci(load_chain_config(config, **overrides)))
+    except (ConfigError, StorageError, OSError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
 
@@ -484,6 +515,62 @@ def devnet(
             break
     codes = net.stop()
     out.print(f"stopped: {codes}")
+
+
+@app.command("testnet")
+def testnet(
+    validators: int = typer.Option(4, "--validators", "-n", min=1, max=50, help="How many."),
+    directory: Path = typer.Option(
+        Path("data/testnet"), "--dir", help="Where homes, databases and logs live (reused)."
+    ),
+    first_ip: str = typer.Option(
+        "127.0.0.1", "--first-ip", help="Validator i binds first-ip + i (a loopback address)."
+    ),
+    chain_id: str = typer.Option("authchain-testnet", "--chain-id", help="The chain id."),
+    gateway_port: int = typer.Option(8081, "--gateway-port", help="Gateway port on 127.0.0.1."),
+) -> None:
+    """Run N validators on CometBFT, each with its own app, RocksDB and ML service, and a
+    gateway in front, until Ctrl-C or SIGTERM (which stop everything it started).
+
+    Validator i binds 127.0.0.(i+1) with CometBFT's default ports (p2p 26656, RPC 26657,
+    ABCI 26658) and its ML service on 8080. Logs: DIR/node<i>/logs/. Needs the cometbft
+    binary (`make cometbft`).
+    """
+    import signal as signals
+    import time
+
+    from rich.live import Live
+
+    from authchain.devnet import DevnetError
+    from authchain.testnet import Testnet
+
+    setup_logging("warning")
+    net = Testnet(
+        directory, validators=validators, first_ip=first_ip, chain_id=chain_id,
+        gateway_port=gateway_port, gateway_metrics_port=gateway_port + 1818,
+    )  # fmt: skip
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signals.signal(signals.SIGTERM, _stop)
+    signals.signal(signals.SIGINT, _stop)
+    try:
+        with err.status(f"starting {validators} validators in {directory} ..."):
+            net.start()
+        out.print(f"testnet up: gateway {net.gateway_url}, logs in {directory}/node*/logs")
+        with Live(net.status_line(), console=out, refresh_per_second=2) as live:
+            while not stopping:
+                time.sleep(1)
+                live.update(net.status_line())
+    except (DevnetError, OSError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        codes = net.stop()
+        out.print(f"stopped: {', '.join(f'{k}={v}' for k, v in codes.items())}")
 
 
 @app.command("demo")

@@ -9,6 +9,7 @@ and waits; every process shuts down cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,25 +54,42 @@ class DevnetError(Exception):
 
 @dataclass
 class Process:
-    """One `python -m authchain <args>` subprocess, its output in `log_path`."""
+    """One `python -m authchain <args>` (or other program's) subprocess, its output in
+    `log_path`."""
 
     args: list[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = field(default_factory=Path.cwd)
+    program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "authchain"])
+    """What `args` are given to: the authchain CLI unless told otherwise (cometbft)."""
     popen: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = None
 
     def start(self) -> Process:
         self._log_file = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "authchain", *self.args],
+            [*self.program, *self.args],
             cwd=self.cwd,
             env={**os.environ, **self.env},
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
         return self
+
+    def wait_tcp(self, host: str, port: int, timeout: float = 60.0) -> None:
+        """Wait until something accepts connections on host:port; DevnetError if it dies."""
+        assert self.popen is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise DevnetError(
+                    f"{self.args[0]} exited with {self.popen.returncode}:\n{self.tail()}"
+                )
+            with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
+                return
+            time.sleep(0.1)
+        raise DevnetError(f"{self.args[0]} did not listen on {host}:{port}:\n{self.tail()}")
 
     def wait_http(self, url: str, timeout: float = 60.0) -> None:
         """Wait until GET `url` answers 200; DevnetError (with the log) if it dies first."""

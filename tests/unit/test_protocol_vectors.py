@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from authchain.chain import codec
+from authchain.chain.app import compute_genesis_block
 from authchain.chain.config import ConsensusConfig
-from authchain.chain.consensus.engine import compute_genesis_block
 from authchain.chain.crypto import KeyPair, sign_block, sign_tx
 from authchain.chain.state import Genesis, Validator
 from authchain.chain.types import (

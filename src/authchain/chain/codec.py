@@ -17,6 +17,7 @@ Hashing is BLAKE3-256. Domain separation:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any, TypeVar, get_args
 
@@ -189,25 +190,43 @@ def merkle_proof(leaves: Sequence[bytes], index: int) -> list[Hash256]:
     return path
 
 
+def _blake3(data: bytes) -> bytes:
+    return blake3.blake3(data).digest()
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
 def verify_merkle_proof(
-    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+    leaf: bytes,
+    index: int,
+    size: int,
+    proof: Sequence[bytes],
+    root: bytes,
+    *,
+    sha256: bool = False,
 ) -> bool:
-    """Whether `proof` shows `leaf` at `index` in a tree of `size` leaves with `root`."""
+    """Whether `proof` shows `leaf` at `index` in a tree of `size` leaves with `root`.
+
+    authchain's tx_root hashes with BLAKE3; CometBFT's data_hash is the same RFC 6962 tree
+    with SHA-256 over the raw tx bytes (`sha256=True`)."""
     if not 0 <= index < size or any(len(p) != HASH_LEN for p in proof):
         return False
+    h = _sha256 if sha256 else _blake3
     fn, sn = index, size - 1
-    node = _leaf_hash(leaf)
+    node = h(_LEAF_PREFIX + leaf)
     for sibling in proof:
         if sn == 0:
             return False
         if fn & 1 or fn == sn:
-            node = _node_hash(sibling, node)
+            node = h(_NODE_PREFIX + sibling + node)
             if not fn & 1:
                 while fn & 1 == 0 and fn != 0:
                     fn >>= 1
                     sn >>= 1
         else:
-            node = _node_hash(node, sibling)
+            node = h(_NODE_PREFIX + node + sibling)
         fn >>= 1
         sn >>= 1
     return sn == 0 and node == bytes(root)

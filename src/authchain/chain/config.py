@@ -8,6 +8,7 @@
     [metrics]   enabled, listen_addr
     [rpc]       listen_addr
     [node]      key_file
+    [abci]      listen_addr, unavailable_wait_secs, include_unverified_claims (CometBFT mode)
     [genesis]   timestamp_ms, min_fee, impersonation, [genesis.security] (the watermark floors),
                 [[genesis.validators]], [[genesis.accounts]]
 
@@ -125,6 +126,26 @@ class RpcConfig(_Section):
     listen_addr: ListenAddr = "127.0.0.1:26657"
 
 
+class AbciConfig(_Section):
+    """The ABCI server CometBFT drives (`authchain abci`, multi-validator networks)."""
+
+    listen_addr: str = "tcp://127.0.0.1:26658"
+    """CometBFT's `proxy_app`: tcp://HOST:PORT or unix:///PATH."""
+    unavailable_wait_secs: float = Field(20.0, ge=0)
+    """ProcessProposal waits this long for an unavailable V_auth, then votes REJECT for that
+    round only (nothing is recorded invalid)."""
+    include_unverified_claims: bool = False
+    """Byzantine test switch: propose and accept registrations without V_auth. Refused unless
+    the chain id ends in -test, -testnet or -devnet."""
+
+    @field_validator("listen_addr")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if not value.startswith(("tcp://", "unix://")):
+            raise ValueError(f"expected tcp://HOST:PORT or unix:///PATH, got {value!r}")
+        return value
+
+
 class NodeConfig(_Section):
     """This node's identity."""
 
@@ -200,6 +221,7 @@ class ChainConfig(TomlSettings):
     metrics: MetricsConfig = MetricsConfig()
     rpc: RpcConfig = RpcConfig()
     node: NodeConfig = NodeConfig()
+    abci: AbciConfig = AbciConfig()
     genesis: GenesisConfig = GenesisConfig()
 
 

@@ -30,6 +30,12 @@ DEFAULT_SCHEME = SigScheme.ML_DSA_65
 _PUBLIC_KEY_LEN = {SigScheme.ML_DSA_65: 1952, SigScheme.ED25519: 32}
 _SIGNATURE_LEN = {SigScheme.ML_DSA_65: 3309, SigScheme.ED25519: 64}
 
+
+def signature_size(scheme: SigScheme) -> int:
+    """Bytes in one signature of `scheme`."""
+    return _SIGNATURE_LEN[scheme]
+
+
 _Tx = TypeVar("_Tx", bound=Transaction)
 _PrivateKey = mldsa.MLDSA65PrivateKey | ed25519.Ed25519PrivateKey
 

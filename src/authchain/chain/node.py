@@ -34,7 +34,7 @@ from authchain.chain.errors import ConfigError, SignatureError
 from authchain.chain.metrics.prometheus import ChainMetrics
 from authchain.chain.ml_client import HttpMlVerifier
 from authchain.chain.rpc import RpcContext, create_rpc_app
-from authchain.chain.state import genesis_from_config
+from authchain.chain.state import Genesis, genesis_from_config
 from authchain.chain.storage import RocksDbBlockStore
 from authchain.chain.validation.ml import MlValidity, MlVerifier
 from authchain.web import Server, bind, make_server
@@ -72,6 +72,37 @@ def load_validator_key(config: ChainConfig) -> crypto.KeyPair | None:
 
 
 @dataclass
+class Parts:
+    """What both drivers open from a config: store, genesis, metrics, verifier, V_auth."""
+
+    store: RocksDbBlockStore
+    genesis: Genesis
+    metrics: ChainMetrics
+    verifier: MlVerifier
+    ml: MlValidity
+
+
+def open_parts(config: ChainConfig, *, verifier: MlVerifier | None = None) -> Parts:
+    """Open the store under `storage.path` and wire V_auth to the ML service."""
+    genesis = genesis_from_config(config)
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    metrics = ChainMetrics(registry)
+    verifier = verifier or HttpMlVerifier.from_config(config.ml_client, genesis.floors)
+    ml = MlValidity(
+        verifier,
+        max_artefacts_per_block=config.consensus.max_artefacts_per_block,
+        max_concurrency=config.ml_client.max_concurrency,
+        metrics=metrics,
+    )
+    store = RocksDbBlockStore(
+        config.storage.path, create_if_missing=config.storage.create_if_missing
+    )
+    return Parts(store, genesis, metrics, verifier, ml)
+
+
+@dataclass
 class Node:
     """One running authchain node."""
 
@@ -86,27 +117,13 @@ class Node:
     def open(cls, config: ChainConfig, *, verifier: MlVerifier | None = None) -> Node:
         """Open the store under `storage.path` and wire the engine; ConfigError if unusable."""
         key = load_validator_key(config)
-        genesis = genesis_from_config(config)
-        registry = CollectorRegistry()
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        metrics = ChainMetrics(registry)
-        verifier = verifier or HttpMlVerifier.from_config(config.ml_client, genesis.floors)
-        ml = MlValidity(
-            verifier,
-            max_artefacts_per_block=config.consensus.max_artefacts_per_block,
-            max_concurrency=config.ml_client.max_concurrency,
-            metrics=metrics,
-        )
-        store = RocksDbBlockStore(
-            config.storage.path, create_if_missing=config.storage.create_if_missing
-        )
+        p = open_parts(config, verifier=verifier)
         try:
-            engine = ConsensusEngine(store, genesis, config.consensus, ml, metrics=metrics)
+            engine = ConsensusEngine(p.store, p.genesis, config.consensus, p.ml, metrics=p.metrics)
         except Exception:
-            store.close()
+            p.store.close()
             raise
-        return cls(config, engine, store, metrics, key, verifier)
+        return cls(config, engine, p.store, p.metrics, key, p.verifier)
 
     def describe(self) -> str:
         """One line for the start-up log."""

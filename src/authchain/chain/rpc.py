@@ -37,11 +37,9 @@ from authchain.chain.schemas import (
     SubmitTx,
     SubmitTxAccepted,
     TxStatus,
-    artefact_to_public,
     block_to_public,
     tx_to_json,
 )
-from authchain.chain.state import get_account, get_artefact, get_usage
 from authchain.chain.types import AccountId, Aid, Block, BlockHash, Transaction, TxHash
 from authchain.web import ERROR_RESPONSES, ApiError, BodyLimit, install_error_handlers
 
@@ -131,9 +129,10 @@ async def get_tx(tx_hash: TxHash, ctx: ContextDep) -> TxStatus:
     engine = ctx.engine
     location = engine.store.get_tx_location(tx_hash)
     if location is not None:
-        block_hash, index = location
-        block = engine.store.get_block(block_hash)
+        height, index = location
+        block = engine.store.get_block_by_height(height)
         if block is not None:
+            block_hash = codec.compute_block_hash(block.header)
             leaves = [codec.compute_tx_hash(tx) for tx in block.txs]
             return TxStatus(
                 tx_hash=tx_hash,
@@ -187,25 +186,16 @@ async def get_block(ref: str, ctx: ContextDep) -> BlockPublic:
 @state_router.get("/artefacts/{aid}", tags=["state"])
 async def get_artefact_route(aid: Aid, ctx: ContextDep) -> ArtefactPublic:
     """A registered artefact: owner, watermark claim, registration height, use count."""
-    view = ctx.engine.view()
-    meta = get_artefact(view, aid)
-    if meta is None:
+    artefact = ctx.engine.app.artefact_public(aid)
+    if artefact is None:
         raise ApiError(404, "unknown_artefact", f"artefact {aid} is not registered")
-    usage = get_usage(view, aid)
-    return artefact_to_public(meta, usage.uses, usage.last_used_at)
+    return artefact
 
 
 @state_router.get("/accounts/{account}", tags=["state"])
 async def get_account_route(account: AccountId, ctx: ContextDep) -> AccountPublic:
     """Balance and nonces of any account (an unknown account has balance 0, nonce 0)."""
-    view = ctx.engine.view()
-    state = get_account(view, account)
-    return AccountPublic(
-        account=account,
-        balance=state.balance,
-        nonce=state.nonce,
-        next_nonce=ctx.engine.pool.next_nonce(view, account),
-    )
+    return ctx.engine.app.account_public(account)
 
 
 def create_rpc_app(context: RpcContext) -> FastAPI:

@@ -98,8 +98,14 @@ class TxStatus(_Schema):
     tx_count: int | None = Field(None, description="number of txs in the block (Merkle leaves)")
     tx_root: Hash256 | None = None
     proof: list[Hash256] | None = Field(
-        None, description="RFC 6962 audit path from the tx hash to tx_root (BLAKE3)"
+        None,
+        description="RFC 6962 audit path to tx_root: from the tx hash with BLAKE3 (embedded "
+        "node), or from the raw tx bytes with SHA-256 (CometBFT: tx_root is the data_hash)",
     )
+    proof_hash: Literal["blake3", "sha256"] | None = Field(
+        None, description="which hash the proof uses (absent: blake3)"
+    )
+    tx_bytes: str | None = Field(None, description="hex of the tx's bytes (sha256 proofs' leaf)")
     reason: str | None = None
     detail: str | None = None
 
@@ -110,6 +116,15 @@ def verify_tx_status_proof(status: TxStatus) -> bool:
         return False
     if status.index is None or status.tx_count is None:
         return False
+    if status.proof_hash == "sha256":
+        if status.tx_bytes is None:
+            return False
+        raw = bytes.fromhex(status.tx_bytes)
+        if codec.compute_tx_hash(codec.decode(raw, Transaction)) != status.tx_hash:
+            return False  # the proof must be of the tx the status names
+        return codec.verify_merkle_proof(
+            raw, status.index, status.tx_count, status.proof, status.tx_root, sha256=True
+        )
     return codec.verify_merkle_proof(
         status.tx_hash, status.index, status.tx_count, status.proof, status.tx_root
     )

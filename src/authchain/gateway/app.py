@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from authchain import __version__
+from authchain.gateway.comet_client import CometNodeClient
 from authchain.gateway.config import ApiSettings, get_settings
 from authchain.gateway.metrics import GatewayMetrics
 from authchain.gateway.node_client import HttpNodeClient, NodeClient
@@ -16,7 +17,8 @@ from authchain.web import BodyLimit, add_metrics_route, install_error_handlers
 
 
 def create_app(settings: ApiSettings | None = None, node: NodeClient | None = None) -> FastAPI:
-    """The gateway for `settings`, talking to `node` (default: HttpNodeClient(node_urls))."""
+    """The gateway for `settings`, talking to `node`: by default CometBFT's RPC where
+    `comet_rpc_urls` is set (a CometBFT network), else the embedded node's RPC (`node_urls`)."""
     settings = settings or get_settings()
     app = FastAPI(
         title="authchain gateway",
@@ -25,6 +27,8 @@ def create_app(settings: ApiSettings | None = None, node: NodeClient | None = No
         "read blocks, models and accounts.",
     )
     app.state.settings = settings
+    if node is None and settings.comet_rpc_urls:
+        node = CometNodeClient(settings.comet_rpc_urls, timeout_secs=settings.node_timeout_secs)
     app.state.node = node or HttpNodeClient(
         settings.node_urls, timeout_secs=settings.node_timeout_secs
     )

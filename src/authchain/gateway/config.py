@@ -24,11 +24,14 @@ class ApiSettings(TomlSettings):
     metrics_listen_addr: ListenAddr = "127.0.0.1:9899"
     node_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:26657"], min_length=1)
     """Node RPC URLs, tried in order (failover)."""
+    comet_rpc_urls: list[str] = Field(default_factory=list)
+    """CometBFT RPC URLs (a multi-validator network): when set, the gateway reads and writes
+    the chain through CometBFT instead of `node_urls`."""
     node_timeout_secs: float = Field(10.0, gt=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     """Largest accepted request body (413 above it)."""
 
-    @field_validator("node_urls")
+    @field_validator("node_urls", "comet_rpc_urls")
     @classmethod
     def _http_urls(cls, value: list[str]) -> list[str]:
         for url in value:

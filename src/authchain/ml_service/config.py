@@ -35,6 +35,8 @@ class MlServiceSettings(TomlSettings):
     """Where verification runs; `auto` picks CUDA when torch sees a GPU."""
     torch_threads: int = Field(0, ge=0, le=256)
     """CPU threads for torch; 0 keeps torch's default."""
+    peers: list[str] = Field(default_factory=list, max_length=64)
+    """Peer ML services (other validators') to fetch missing files from, by hash."""
     model_cache_size: int = Field(8, ge=0)
     stats_cache_size: int = Field(4096, ge=0)
 

@@ -5,14 +5,17 @@
                                           request is well-formed; ok=false carries a reason)
     PUT  /artefacts/{aid}                 raw artefact bytes; stored only if BLAKE3 == aid
     GET  /artefacts/{aid}                 whether it is stored (404 if not)
+    GET  /artefacts/{aid}/content         the stored bytes (peers fetch missing files here)
     PUT  /evidence/{evidence_hash}        raw evidence bytes; stored only if BLAKE3 matches
     GET  /evidence/{evidence_hash}        whether it is stored (404 if not)
+    GET  /evidence/{evidence_hash}/content  the stored bytes
     GET  /metrics                         Prometheus text format
 
 Malformed input is a 422 naming the field; an upload over its limit is a 413; a hash that does
 not match is a 400. A verification that fails for a reason of this machine rather than of the
 files (out of memory, a bug) is a 503: the chain reads it as "unavailable", never as invalid.
-Verification runs in a worker thread so the event loop keeps answering.
+Verification runs in a worker thread so the event loop keeps answering. Before it runs, files
+the request names but this service lacks are fetched from `peers` by hash (`peers.py`).
 `uvicorn authchain.ml_service.main:app` works as in the seed; `authchain ml-service` is the
 usual way to start it.
 """
@@ -27,11 +30,13 @@ from typing import Annotated
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.status import HTTP_201_CREATED
 
 from authchain import __version__
 from authchain.ml_service.config import MlServiceSettings, get_settings
+from authchain.ml_service.peers import PeerFetcher
 from authchain.ml_service.registry import FilesystemStore, UploadError
 from authchain.ml_service.schemas import (
     HealthResponse,
@@ -86,6 +91,12 @@ class Service:
             stats_cache_size=settings.stats_cache_size,
         )
         self.metrics = ServiceMetrics()
+        self.peers = PeerFetcher(
+            self.store,
+            settings.peers,
+            max_artefact_bytes=settings.max_artefact_bytes,
+            max_evidence_bytes=settings.max_evidence_bytes,
+        )
 
 
 def get_service(request: Request) -> Service:
@@ -109,6 +120,8 @@ async def verify(body: VerifyRequest, service: ServiceDep) -> VerifyResponse:
     """Check that the artefact `aid` carries the watermark its evidence describes, meets the
     chain's floors, and carries no earlier registration's watermark but its owner's."""
     started = time.perf_counter()
+    evidence = [body.evidence_hash, *(r.evidence_hash for r in body.registered)]
+    await service.peers.ensure(body.aid, evidence)
     try:
         response = await run_in_threadpool(service.verifier.verify, body)
     except Exception as exc:  # a fault of this machine (memory, a bug), not an answer
@@ -167,6 +180,12 @@ async def get_artefact(aid: HexId, service: ServiceDep) -> StoredFile:
     return _describe("artefact", aid, service.store.find_artefact(aid))
 
 
+@router.get("/artefacts/{aid}/content", tags=["files"], response_class=FileResponse)
+async def get_artefact_content(aid: HexId, service: ServiceDep) -> FileResponse:
+    """The stored artefact's bytes (what peers fetch; BLAKE3 of them is `aid`)."""
+    return _content("artefact", aid, service.store.find_artefact(aid))
+
+
 @router.put("/evidence/{evidence_hash}", status_code=HTTP_201_CREATED, tags=["files"])
 async def put_evidence(evidence_hash: HexId, request: Request, service: ServiceDep) -> StoredFile:
     """Upload an evidence file; kept only if BLAKE3(bytes) == evidence_hash."""
@@ -179,6 +198,18 @@ async def put_evidence(evidence_hash: HexId, request: Request, service: ServiceD
 async def get_evidence(evidence_hash: HexId, service: ServiceDep) -> StoredFile:
     """Whether an evidence file is stored."""
     return _describe("evidence", evidence_hash, service.store.find_evidence(evidence_hash))
+
+
+@router.get("/evidence/{evidence_hash}/content", tags=["files"], response_class=FileResponse)
+async def get_evidence_content(evidence_hash: HexId, service: ServiceDep) -> FileResponse:
+    """The stored evidence file's bytes."""
+    return _content("evidence", evidence_hash, service.store.find_evidence(evidence_hash))
+
+
+def _content(kind: str, file_id: str, path: Path | None) -> FileResponse:
+    if path is None:
+        raise ApiError(404, f"{kind}_not_found", f"no {kind} {file_id} is stored")
+    return FileResponse(path, media_type="application/octet-stream")
 
 
 def create_app(settings: MlServiceSettings | None = None) -> FastAPI:

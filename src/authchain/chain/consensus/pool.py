@@ -3,7 +3,8 @@
 Admission runs only cheap checks, never ML: decode (done by the caller), signature and chain id,
 nonce not already used, fee and balance, the Aid not registered and not already pending, no
 duplicate, room in the pool. Accepted txs are written to the store before `add` returns, so a
-restarted node still has them.
+restarted node still has them (under CometBFT, whose mempool holds them, the pool is an
+in-memory mirror).
 """
 
 from __future__ import annotations
@@ -50,11 +51,16 @@ class PoolRejected(Rejected):
 class TxPool:
     """Pending transactions, in arrival order, mirrored in the store."""
 
-    def __init__(self, store: BlockStore, genesis: Genesis, max_size: int) -> None:
+    def __init__(
+        self, store: BlockStore, genesis: Genesis, max_size: int, *, persist: bool = True
+    ) -> None:
         self._store = store
         self._genesis = genesis
         self.max_size = max_size
-        self._txs: dict[TxHash, Transaction] = dict(store.pool_txs())
+        self.persist = persist
+        """Mirror the pool in the store (the embedded driver). Under CometBFT the pool is a
+        mirror of CometBFT's mempool, which holds the txs, so nothing is written."""
+        self._txs: dict[TxHash, Transaction] = dict(store.pool_txs()) if persist else {}
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -89,7 +95,8 @@ class TxPool:
     def add(self, view: StateView, tx: Transaction) -> TxHash:
         """CheckTx, then persist and keep the tx."""
         tx_hash = self.check(view, tx)
-        self._store.commit(Commit(pool_add=[tx]))
+        if self.persist:
+            self._store.commit(Commit(pool_add=[tx]))
         self._txs[tx_hash] = tx
         return tx_hash
 
@@ -117,8 +124,3 @@ class TxPool:
         """Drop txs from memory (the caller's Commit removes them from the store)."""
         for tx_hash in tx_hashes:
             self._txs.pop(tx_hash, None)
-
-    def restore(self, txs: Iterable[Transaction]) -> None:
-        """Take back txs (from blocks a reorg dropped); the caller's Commit persists them."""
-        for tx in txs:
-            self._txs.setdefault(codec.compute_tx_hash(tx), tx)

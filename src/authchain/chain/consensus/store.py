@@ -31,7 +31,7 @@ class Commit:
     pool_remove: set[TxHash] = field(default_factory=set)
     meta: dict[bytes, bytes | None] = field(default_factory=dict)
     tx_index: dict[TxHash, bytes | None] = field(default_factory=dict)
-    """Where committed txs are: encode([block_hash, index]); None when a reorg drops one."""
+    """Where committed txs are: encode([height, index])."""
     rejected: dict[TxHash, bytes] = field(default_factory=dict)
     """Why dropped txs were dropped (canonical `TxRejection` bytes)."""
     tip: BlockHash | None = None
@@ -85,8 +85,8 @@ class BlockStore(Protocol):
         """One metadata value."""
         ...
 
-    def get_tx_location(self, tx_hash: TxHash) -> tuple[BlockHash, int] | None:
-        """Canonical block and index of a committed tx."""
+    def get_tx_location(self, tx_hash: TxHash) -> tuple[Height, int] | None:
+        """Height and index in its block of a committed tx."""
         ...
 
     def get_rejection(self, tx_hash: TxHash) -> bytes | None:

@@ -29,7 +29,7 @@ class Column(enum.StrEnum):
     STATE = "state"  # application state, opaque to the store
     UNDO = "undo"  # block hash -> undo record for rolling state back
     POOL = "pool"  # tx hash -> canonical tx bytes
-    TX_INDEX = "tx_index"  # tx hash -> encode([block hash, index]) for canonical txs
+    TX_INDEX = "tx_index"  # tx hash -> encode([height, index]) for committed txs
     REJECTED = "rejected"  # tx hash -> encode(TxRejection)
 
 
@@ -117,13 +117,13 @@ class KvBlockStore:
     def get_meta(self, key: bytes) -> bytes | None:
         return self._kv.get(Column.META, key)
 
-    def get_tx_location(self, tx_hash: TxHash) -> tuple[BlockHash, int] | None:
+    def get_tx_location(self, tx_hash: TxHash) -> tuple[Height, int] | None:
         raw = self._kv.get(Column.TX_INDEX, tx_hash)
         if raw is None:
             return None
         try:
-            location: tuple[bytes, int] = codec.decode(raw, tuple[bytes, int])
-            return BlockHash(location[0]), location[1]
+            location: tuple[int, int] = codec.decode(raw, tuple[int, int])
+            return location
         except (DecodeError, InvalidField) as exc:
             raise StorageError(f"corrupt tx index entry: {exc}", key=tx_hash) from exc
 

@@ -1,0 +1,715 @@
+"""The authchain application: state machine, V_base tx rules and V_auth, one method per ABCI++
+call (DESIGN.md §4), shaped like CometBFT's kvstore example app.
+
+Two drivers run it:
+- `consensus.engine.ConsensusEngine`, the embedded single-validator driver (`authchain node`);
+- `abci.server.AbciServer`, which CometBFT drives over ABCI 2.0 (`authchain abci`).
+
+    info              last committed height and app hash (the state root), for the handshake
+    init_chain        write the genesis state (once); its root is the genesis app hash
+    check_tx          pool admission: cheap rules only, never ML; `recheck` after each commit
+    prepare_proposal  proposer: pick pool txs that pass the state rules, run V_auth on the
+                      registrations, drop answered failures (reason recorded), keep unavailable
+                      ones for a later block
+    process_proposal  every validator: the tx rules of V_base and V_auth on the whole block;
+                      InvalidBlock only for a definite failure, MlUnavailable when V_auth had no
+                      answer (never an invalid verdict)
+    finalize_block    execute a decided block: per-tx results, lineage, the new app hash
+    commit            write the finalized block's state, tx index and pool removals atomically
+    query             read-only JSON views: status, accounts, artefacts, tx status
+
+The application reads no clock: block time and height come in as arguments. Its only I/O seam
+is the `MlVerifier` behind `MlValidity` and the `BlockStore`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from authchain.chain import codec
+from authchain.chain.config import ConsensusConfig
+from authchain.chain.consensus.pool import TxPool
+from authchain.chain.consensus.store import BlockStore, Commit
+from authchain.chain.errors import DecodeError, InvalidField, Rejected, StorageError
+from authchain.chain.metrics.prometheus import ChainMetrics
+from authchain.chain.schemas import (
+    AccountPublic,
+    ArtefactPublic,
+    artefact_to_public,
+    tx_to_json,
+)
+from authchain.chain.state import (
+    Genesis,
+    InvalidTx,
+    StateView,
+    TxReason,
+    check_tx_state,
+    compute_state_root,
+    genesis_state,
+    get_account,
+    get_artefact,
+    get_registrations,
+    get_usage,
+    process_lineage,
+    process_tx,
+    try_process_tx,
+)
+from authchain.chain.types import (
+    ZERO_HASH,
+    AccountId,
+    Aid,
+    ArtefactMetadata,
+    Block,
+    BlockHash,
+    Hash256,
+    Header,
+    Height,
+    Record,
+    Transaction,
+    TxHash,
+    TxRegisterModel,
+    get_signer,
+)
+from authchain.chain.validation.base import BlockReason, InvalidBlock
+from authchain.chain.validation.ml import (
+    ArtefactClaim,
+    FilesUnavailable,
+    MlUnavailable,
+    MlValidity,
+    Verdict,
+    get_claims,
+    get_lineage,
+    make_claim,
+)
+
+log = logging.getLogger(__name__)
+
+META_HEIGHT = b"app/height"
+META_APP_HASH = b"app/hash"
+
+# Permanent reasons: such a tx can never become valid, so the proposer drops it from the pool.
+PERMANENT = frozenset(
+    {
+        TxReason.BAD_SIGNATURE,
+        TxReason.UNSIGNED_NOT_ALLOWED,
+        TxReason.AID_ALREADY_REGISTERED,
+        TxReason.CLAIM_BELOW_FLOOR,
+    }
+)
+TEST_CHAIN = re.compile(r"(^|-)(test|testnet|devnet)$")
+"""Chain ids that may run misbehaviour switches: `...-test`, `...-testnet`, `...-devnet`."""
+
+
+class TxRejection(Record, frozen=True):
+    """Why a pool tx was dropped: a stable reason code and a human detail."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppInfo:
+    """What the handshake needs: the last committed height and its app hash."""
+
+    height: Height
+    app_hash: Hash256
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    """One tx's outcome in a finalized block: code 0 applied, otherwise skipped with a reason."""
+
+    code: int
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finalized:
+    """`finalize_block`'s answer; its writes wait in the application until `commit`."""
+
+    height: Height
+    app_hash: Hash256
+    results: tuple[TxResult, ...]
+    lineage: Mapping[Aid, tuple[Aid, ...]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    finalized: Finalized
+    writes: dict[bytes, bytes | None]
+    tx_hashes: list[TxHash]
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalLimits:
+    """How much one proposal may hold."""
+
+    max_txs: int
+    max_bytes: int
+    """Sum of the encoded txs' sizes."""
+    tx_overhead: int = 0
+    """Bytes a tx adds to the block besides its encoding (framing)."""
+
+
+@dataclass(slots=True)
+class Proposal:
+    """`prepare_proposal`'s answer: the txs to propose and the pool txs dropped on the way."""
+
+    txs: list[Transaction]
+    dropped: dict[TxHash, TxRejection] = field(default_factory=dict)
+
+
+class Misbehaviour(Exception):
+    """A misbehaviour switch was asked for where it is not allowed."""
+
+
+def compute_genesis_block(genesis: Genesis, config: ConsensusConfig) -> Block:
+    """Block 0: commits to the genesis state and, through pos_proof, to the chain's rules:
+    fees, impersonation, validators, the block validity limits and the watermark floors."""
+    f = genesis.floors
+    rules = codec.encode(
+        (
+            "authchain/genesis/v2",
+            genesis.chain_id,
+            genesis.min_fee,
+            genesis.impersonation,
+            tuple((v.scheme.value, v.public_key) for v in genesis.validators),
+            config.validity_rules(),
+            (
+                f.min_trigger_count, f.min_signature_bits, f.trigger_p_log2, f.feature_p_log2,
+                f.derivative_p_log2, f.max_logit_band,
+            ),
+        )
+    )  # fmt: skip
+    header = Header(
+        parent=BlockHash(ZERO_HASH),
+        height=0,
+        timestamp=genesis.timestamp_ms,
+        proposer=AccountId(ZERO_HASH),
+        tx_root=codec.compute_tx_root(()),
+        state_root=compute_state_root(sorted(genesis_state(genesis).items())),
+        pos_proof=bytes(codec.hash_bytes(rules)),
+    )
+    return Block(header)
+
+
+class Application:
+    """authchain's ABCI++ application over a `BlockStore`."""
+
+    def __init__(
+        self,
+        store: BlockStore,
+        genesis: Genesis,
+        config: ConsensusConfig,
+        ml: MlValidity,
+        *,
+        metrics: ChainMetrics | None = None,
+        persist_pool: bool = True,
+        include_unverified_claims: bool = False,
+    ) -> None:
+        if include_unverified_claims and not TEST_CHAIN.search(genesis.chain_id):
+            raise Misbehaviour(
+                f"misbehaviour switches run only on test chains (chain id ending in -test, "
+                f"-testnet or -devnet), not on {genesis.chain_id!r}"
+            )
+        self.store = store
+        self.genesis = genesis
+        self.config = config
+        self.genesis_hash = codec.compute_block_hash(compute_genesis_block(genesis, config).header)
+        """Commits to the genesis state and the chain's rules (validators, limits, floors)."""
+        self.ml = ml
+        self.metrics = metrics
+        self.include_unverified_claims = include_unverified_claims
+        """Byzantine test switch: propose registrations without running V_auth, and accept
+        any proposal's claims unverified (finalize still verifies, or the app hash would
+        fork from the honest validators')."""
+        self._state: dict[bytes, bytes] = dict(store.iter_state())
+        self.pool = TxPool(store, genesis, config.max_pool_txs, persist=persist_pool)
+        self._pending: _Pending | None = None
+        self.extra_status: dict[str, int] = {}
+        """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""
+        self._waiting: dict[TxHash, Height] = {}
+        """Registrations whose files are not uploaded yet: the height they were first tried."""
+        if include_unverified_claims:
+            log.warning("MISBEHAVING: proposing and accepting registrations without V_auth")
+
+    # --- Info / InitChain -------------------------------------------------------------------
+
+    def info(self) -> AppInfo:
+        """The last committed height and app hash (height 0 before `init_chain`)."""
+        raw_height = self.store.get_meta(META_HEIGHT)
+        raw_hash = self.store.get_meta(META_APP_HASH)
+        if raw_height is None or raw_hash is None:
+            return AppInfo(0, Hash256(b"\0" * 32))
+        return AppInfo(int.from_bytes(raw_height, "big"), Hash256(raw_hash))
+
+    @property
+    def height(self) -> Height:
+        return self.info().height
+
+    def init_chain(self, extra: Commit | None = None) -> Hash256:
+        """Write the genesis state if the store has none; the genesis app hash either way."""
+        root = compute_state_root(sorted(genesis_state(self.genesis).items()))
+        if self.store.get_meta(META_APP_HASH) is not None:
+            return root
+        commit = extra or Commit()
+        commit.state = dict(genesis_state(self.genesis))
+        commit.meta |= {META_HEIGHT: (0).to_bytes(8, "big"), META_APP_HASH: bytes(root)}
+        self.store.commit(commit)
+        self._state = dict(self.store.iter_state())
+        return root
+
+    def view(self) -> StateView:
+        """A read view of the committed state."""
+        return StateView(self._state)
+
+    # --- CheckTx ----------------------------------------------------------------------------
+
+    def check_tx(self, tx: Transaction, *, recheck: bool = False) -> TxHash:
+        """Admit `tx` to the pool (raises InvalidTx or PoolRejected with the reason). On a
+        recheck (after a commit) the tx is already pooled: only its state rules are checked
+        again, and a tx this node dropped in a proposal stays dropped."""
+        try:
+            if not recheck:
+                tx_hash = self.pool.add(self.view(), tx)
+            else:
+                tx_hash = codec.compute_tx_hash(tx)
+                rejection = self.get_rejection(tx_hash)
+                if rejection is not None:
+                    raise Rejected(rejection.reason, rejection.detail)
+                try:
+                    check_tx_state(self.view(), tx, self.genesis, future_nonce_ok=True)
+                except Rejected:
+                    self.pool.forget([tx_hash])
+                    raise
+        except Rejected as exc:
+            if self.metrics:
+                self.metrics.txs_rejected.labels(reason=exc.reason).inc()
+            raise
+        self._update_gauges()
+        return tx_hash
+
+    def get_rejection(self, tx_hash: TxHash) -> TxRejection | None:
+        """Why a tx was dropped from the pool, if it was."""
+        raw = self.store.get_rejection(tx_hash)
+        return None if raw is None else codec.decode(raw, TxRejection)
+
+    # --- PrepareProposal --------------------------------------------------------------------
+
+    async def prepare_proposal(
+        self,
+        candidates: Sequence[Transaction],
+        height: Height,
+        proposer: AccountId,
+        limits: ProposalLimits,
+    ) -> Proposal:
+        """The txs to propose at `height`, from `candidates` in nonce-then-arrival order.
+
+        Txs that break a state rule for good are dropped; registrations that V_auth answered
+        `ok=false` are dropped with the verifier's reason; those V_auth could not answer stay
+        in the pool (files never uploaded are dropped after `files_wait_blocks`)."""
+        dropped: dict[TxHash, TxRejection] = {}
+        selected = self._select(candidates, height, proposer, limits, dropped)
+        if not self.include_unverified_claims:
+            registered = _registrations_for(self.view(), selected)
+            claims = {
+                codec.compute_tx_hash(tx): make_claim(tx, registered)
+                for tx in selected
+                if isinstance(tx, TxRegisterModel)
+            }
+            results = await self.ml.verify_claims(list(claims.values()))
+            skip: set[TxHash] = set()
+            for tx_hash, result in zip(claims, results, strict=True):
+                if isinstance(result, MlUnavailable):
+                    skip.add(tx_hash)  # stays pooled: unavailable is not invalid
+                    self._note_unavailable(tx_hash, height, result, dropped)
+                elif not result.ok:
+                    skip.add(tx_hash)
+                    dropped[tx_hash] = TxRejection(
+                        result.reason or "ml_auth_failed", verdict_text(result)
+                    )
+                else:
+                    self._waiting.pop(tx_hash, None)
+            kept = [tx for tx in selected if codec.compute_tx_hash(tx) not in skip]
+            # Removing a tx can break a later one from the same signer (nonce gap): re-select.
+            selected = self._select(kept, height, proposer, limits, dropped)
+        if dropped:
+            self._drop(dropped)
+        return Proposal(selected, dropped)
+
+    def _select(
+        self,
+        candidates: Sequence[Transaction],
+        height: Height,
+        proposer: AccountId,
+        limits: ProposalLimits,
+        dropped: dict[TxHash, TxRejection],
+    ) -> list[Transaction]:
+        view = self.view()
+        out: list[Transaction] = []
+        size = 0
+        artefacts = 0
+        for tx in candidates:
+            if len(out) >= limits.max_txs:
+                break
+            tx_size = len(codec.encode(tx)) + limits.tx_overhead
+            if size + tx_size > limits.max_bytes:
+                continue
+            if isinstance(tx, TxRegisterModel) and artefacts >= self.ml.max_artefacts_per_block:
+                continue
+            try:
+                try_process_tx(view, tx, self.genesis, height, proposer)
+            except InvalidTx as exc:
+                stale = exc.reason is TxReason.BAD_NONCE and tx.nonce < _nonce_in(view, tx)
+                if exc.reason in PERMANENT or stale:
+                    dropped[codec.compute_tx_hash(tx)] = TxRejection(exc.reason, exc.detail)
+                continue
+            out.append(tx)
+            size += tx_size
+            artefacts += isinstance(tx, TxRegisterModel)
+        return out
+
+    def _note_unavailable(
+        self,
+        tx_hash: TxHash,
+        height: Height,
+        error: MlUnavailable,
+        dropped: dict[TxHash, TxRejection],
+    ) -> None:
+        """A registration V_auth could not judge stays pooled; one whose files are still not
+        uploaded `files_wait_blocks` after it was first tried is dropped (`files_unavailable`)."""
+        if not isinstance(error, FilesUnavailable):
+            log.warning("V_auth unavailable for tx %s: %s", tx_hash.short(), error)
+            return
+        first = self._waiting.setdefault(tx_hash, height)
+        waited = height - first
+        if waited >= self.config.files_wait_blocks:
+            self._waiting.pop(tx_hash, None)
+            dropped[tx_hash] = TxRejection(
+                "files_unavailable",
+                f"{error.reason} for {waited} blocks (consensus.files_wait_blocks = "
+                f"{self.config.files_wait_blocks}): upload the files and submit it again",
+            )
+        else:
+            log.info(
+                "tx %s waits for its files (%s, %d of %d blocks)", tx_hash.short(),
+                error.reason, waited, self.config.files_wait_blocks,
+            )  # fmt: skip
+
+    def _drop(self, dropped: dict[TxHash, TxRejection]) -> None:
+        self.store.commit(
+            Commit(
+                pool_remove=set(dropped) if self.pool.persist else set(),
+                rejected={h: codec.encode(r) for h, r in dropped.items()},
+            )
+        )
+        self.pool.forget(dropped)
+        for tx_hash, rejection in dropped.items():
+            self._waiting.pop(tx_hash, None)
+            log.info("dropped tx %s: %s (%s)", tx_hash.short(), rejection.reason, rejection.detail)
+            if self.metrics:
+                self.metrics.txs_rejected.labels(reason=rejection.reason).inc()
+        self._update_gauges()
+
+    # --- ProcessProposal --------------------------------------------------------------------
+
+    async def process_proposal(
+        self, txs: Sequence[Transaction], height: Height, proposer: AccountId
+    ) -> None:
+        """V_base's tx rules and V_auth on a proposed block at `height` (on the committed
+        state): InvalidBlock for a definite failure, MlUnavailable when V_auth had no answer."""
+        self.validate_txs_shape(txs)
+        view = self.view()
+        registered = _registrations_for(view, txs)
+        child = view.child()
+        for i, tx in enumerate(txs):
+            try:
+                process_tx(child, tx, self.genesis, height, proposer)
+            except InvalidTx as exc:
+                raise InvalidBlock(BlockReason.INVALID_TX, f"tx {i}: {exc}") from exc
+        if self.include_unverified_claims:
+            return
+        await self.ml.check_block(txs, registered)
+
+    def validate_txs_shape(self, txs: Sequence[Transaction]) -> None:
+        """Tx count, and no Aid registered twice inside one block."""
+        if len(txs) > self.config.max_block_txs:
+            raise InvalidBlock(
+                BlockReason.TOO_MANY_TXS, f"{len(txs)} txs > {self.config.max_block_txs}"
+            )
+        seen: set[Aid] = set()
+        for i, tx in enumerate(txs):
+            if isinstance(tx, TxRegisterModel):
+                if tx.aid in seen:
+                    raise InvalidBlock(
+                        BlockReason.DUPLICATE_AID, f"tx {i} registers {tx.aid} again"
+                    )
+                seen.add(tx.aid)
+
+    # --- FinalizeBlock ----------------------------------------------------------------------
+
+    async def finalize_block(
+        self,
+        txs: Sequence[Transaction | None],
+        height: Height,
+        proposer: AccountId,
+        *,
+        strict: bool = False,
+    ) -> Finalized:
+        """Execute a decided block on the committed state; its writes wait for `commit`.
+
+        Each tx is applied or skipped with its reason (None stands for bytes that did not
+        decode). V_auth runs for every claim (from the verdict cache after ProcessProposal)
+        because lineage is part of the state; a claim that fails it is skipped. With `strict`
+        (the embedded driver, which signs what it executes) any skipped tx is InvalidBlock.
+        MlUnavailable means no answer yet: the caller retries, nothing is written."""
+        if self._pending is not None and self._pending.finalized.height != height:
+            raise StorageError(f"block {self._pending.finalized.height} finalized, not committed")
+        if height != self.height + 1:
+            raise StorageError(f"finalize {height} after committed height {self.height}")
+        view = self.view()
+        decoded = [tx for tx in txs if tx is not None]
+        registered = _registrations_for(view, decoded)
+        verdicts: dict[TxHash, tuple[ArtefactClaim, Verdict]] = {}
+        claims = {
+            codec.compute_tx_hash(tx): make_claim(tx, registered)
+            for tx in decoded
+            if isinstance(tx, TxRegisterModel)
+        }
+        answers = await self.ml.verify_claims(list(claims.values()))
+        for (tx_hash, claim), answer in zip(claims.items(), answers, strict=True):
+            if isinstance(answer, MlUnavailable):
+                raise answer
+            verdicts[tx_hash] = (claim, answer)
+        child = view.child()
+        results: list[TxResult] = []
+        lineage: dict[Aid, tuple[Aid, ...]] = {}
+        seen_aids: set[Aid] = set()
+        for tx in txs:
+            result = self._execute(child, tx, height, proposer, verdicts, seen_aids, lineage)
+            if strict and result.code:
+                raise InvalidBlock(
+                    BlockReason.ML_AUTH_FAILED
+                    if result.reason == "ml_auth_failed"
+                    else BlockReason.INVALID_TX,
+                    f"tx {len(results)}: {result.reason}: {result.detail}",
+                )
+            results.append(result)
+        process_lineage(child, lineage)
+        writes = dict(child.writes)
+        app_hash = compute_state_root(child.items())
+        finalized = Finalized(height, app_hash, tuple(results), lineage)
+        hashes = [codec.compute_tx_hash(tx) for tx in decoded]
+        self._pending = _Pending(finalized, writes, hashes)
+        return finalized
+
+    def _execute(
+        self,
+        view: StateView,
+        tx: Transaction | None,
+        height: Height,
+        proposer: AccountId,
+        verdicts: Mapping[TxHash, tuple[ArtefactClaim, Verdict]],
+        seen_aids: set[Aid],
+        lineage: dict[Aid, tuple[Aid, ...]],
+    ) -> TxResult:
+        if tx is None:
+            return TxResult(1, "invalid_tx", "not the canonical encoding of a transaction")
+        if isinstance(tx, TxRegisterModel):
+            if tx.aid in seen_aids:
+                return TxResult(1, BlockReason.DUPLICATE_AID, f"{tx.aid} registered twice")
+            claim, verdict = verdicts[codec.compute_tx_hash(tx)]
+            if not verdict.ok:
+                return TxResult(1, "ml_auth_failed", verdict_text(verdict))
+        try:
+            try_process_tx(view, tx, self.genesis, height, proposer)
+        except InvalidTx as exc:
+            return TxResult(1, exc.reason, exc.detail)
+        if isinstance(tx, TxRegisterModel):
+            seen_aids.add(tx.aid)
+            lineage[tx.aid] = get_lineage(claim, verdict)
+        return TxResult(0)
+
+    # --- Commit -----------------------------------------------------------------------------
+
+    def commit(self, extra: Commit | None = None) -> Finalized:
+        """Write the finalized block atomically: state, height and app hash, tx index (our tx
+        hash -> encode([height, index])), pool removals, plus what the driver adds."""
+        pending = self._pending
+        if pending is None:
+            raise StorageError("commit without a finalized block")
+        f = pending.finalized
+        commit = extra or Commit()
+        commit.state = pending.writes
+        commit.meta |= {META_HEIGHT: f.height.to_bytes(8, "big"), META_APP_HASH: bytes(f.app_hash)}
+        commit.tx_index |= {h: codec.encode((f.height, i)) for i, h in enumerate(pending.tx_hashes)}
+        if self.pool.persist:
+            commit.pool_remove |= set(pending.tx_hashes)
+        self.store.commit(commit)
+        self._pending = None
+        for key, value in pending.writes.items():
+            if value is None:
+                self._state.pop(key, None)
+            else:
+                self._state[key] = value
+        self.pool.forget(pending.tx_hashes)
+        for tx_hash in pending.tx_hashes:
+            self._waiting.pop(tx_hash, None)
+        if self.metrics:
+            self.metrics.txs_committed.inc(sum(1 for r in f.results if r.code == 0))
+        self._update_gauges(f.height)
+        return f
+
+    def discard(self) -> None:
+        """Forget a finalized block that will not be committed (the embedded driver's own
+        block failed its header checks)."""
+        self._pending = None
+
+    # --- Query ------------------------------------------------------------------------------
+
+    def account_public(self, account: AccountId) -> AccountPublic:
+        """Balance and nonces of an account; `next_nonce` counts pooled txs."""
+        view = self.view()
+        state = get_account(view, account)
+        return AccountPublic(
+            account=account,
+            balance=state.balance,
+            nonce=state.nonce,
+            next_nonce=self.pool.next_nonce(view, account),
+        )
+
+    def artefact_public(self, aid: Aid) -> ArtefactPublic | None:
+        """A registered artefact with its use count."""
+        view = self.view()
+        meta = get_artefact(view, aid)
+        if meta is None:
+            return None
+        usage = get_usage(view, aid)
+        return artefact_to_public(meta, usage.uses, usage.last_used_at)
+
+    def tx_status(self, tx_hash: TxHash) -> dict[str, Any] | None:
+        """committed (height, index), queued (the tx) or rejected (reason); None if unknown."""
+        location = self.store.get_tx_location(tx_hash)
+        if location is not None:
+            return {"status": "committed", "height": location[0], "index": location[1]}
+        pending = self.pool.get(tx_hash)
+        if pending is not None:
+            return {"status": "queued", "tx": tx_to_json(pending)}
+        rejection = self.get_rejection(tx_hash)
+        if rejection is not None:
+            return {"status": "rejected", "reason": rejection.reason, "detail": rejection.detail}
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """The application's side of a node's status."""
+        info = self.info()
+        g = self.genesis
+        return {
+            "chain_id": g.chain_id,
+            "genesis_hash": str(self.genesis_hash),
+            "height": info.height,
+            "app_hash": info.app_hash.hex(),
+            "pool_size": len(self.pool),
+            "pending_registrations": len(self.pool.pending_aids()),
+            "min_fee": g.min_fee,
+            "impersonation": g.impersonation,
+            "validators": [str(v.account) for v in g.validators],
+            "misbehaving": self.include_unverified_claims,
+            **self.extra_status,
+        }
+
+    def query(self, path: str) -> tuple[int, bytes]:
+        """ABCI Query: `(0, JSON)` for a found record, `(1, JSON error)` otherwise.
+
+        /status                 the application's status
+        /accounts/{account}     AccountPublic
+        /artefacts/{aid}        ArtefactPublic
+        /txs/{tx_hash}          {"status": committed | queued | rejected, ...}
+        """
+        kind, _, ref = path.strip("/").partition("/")
+        try:
+            if kind == "status" and not ref:
+                return 0, _json(self.status())
+            if kind == "accounts":
+                return 0, _json(self.account_public(AccountId.from_hex(ref, field="account")))
+            if kind == "artefacts":
+                artefact = self.artefact_public(Aid.from_hex(ref, field="aid"))
+                if artefact is not None:
+                    return 0, _json(artefact.model_dump(mode="json"))
+                return 1, _error("unknown_artefact", f"artefact {ref} is not registered")
+            if kind == "txs":
+                tx_status = self.tx_status(TxHash.from_hex(ref, field="tx_hash"))
+                if tx_status is not None:
+                    return 0, _json(tx_status)
+                return 1, _error("unknown_tx", f"no transaction {ref} is known here")
+        except InvalidField as exc:
+            return 1, _error("invalid_request", str(exc), exc.field)
+        return 1, _error("unknown_path", f"no query path {path!r}")
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def decode_tx(self, raw: bytes) -> Transaction:
+        """A tx from its canonical bytes; InvalidTx(invalid_tx) naming the field."""
+        try:
+            tx: Transaction = codec.decode(raw, Transaction)
+        except InvalidField as exc:
+            raise Rejected("invalid_tx", f"tx.{exc.field}: {exc.message}", field=exc.field) from exc
+        except DecodeError as exc:
+            raise Rejected("invalid_tx", f"tx: {exc}") from exc
+        return tx
+
+    def _update_gauges(self, height: Height | None = None) -> None:
+        if self.metrics:
+            if height is not None:
+                self.metrics.chain_height.set(height)
+            self.metrics.pool_size.set(len(self.pool))
+
+
+def _json(value: Any) -> bytes:
+    if isinstance(value, AccountPublic):
+        value = value.model_dump(mode="json")
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _error(reason: str, detail: str, field: str | None = None) -> bytes:
+    return _json({"reason": reason, "detail": detail, "field": field})
+
+
+def _registrations_for(view: StateView, txs: Iterable[Transaction]) -> list[ArtefactMetadata]:
+    """The registrations in `view` that `txs`' claims are checked against; none are read (an
+    O(state) scan) when no tx registers a model."""
+    if not any(isinstance(tx, TxRegisterModel) for tx in txs):
+        return []
+    return get_registrations(view)
+
+
+def _nonce_in(view: StateView, tx: Transaction) -> int:
+    return get_account(view, get_signer(tx)).nonce
+
+
+def verdict_text(v: Verdict) -> str:
+    """A failed verdict in one line: the verifier's reason and its statistics."""
+    names = ("trigger_acc", "feat_dist", "logit_stat", "p_value", "feat_p_value")
+    parts = [f"{n}={getattr(v, n):.6g}" for n in names if getattr(v, n) is not None]
+    text = f"V_auth failed: {v.reason or 'no reason given'}"
+    if v.detail:  # the verifier's own account names every statistic
+        return f"{text}: {v.detail:.500}"
+    return text + (f" ({', '.join(parts)})" if parts else "")
+
+
+__all__ = [
+    "AppInfo",
+    "Application",
+    "Finalized",
+    "Proposal",
+    "ProposalLimits",
+    "TxRejection",
+    "TxResult",
+    "get_claims",
+]

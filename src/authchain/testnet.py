@@ -1,0 +1,316 @@
+"""A local multi-validator testnet on CometBFT: `authchain testnet --validators N --dir DIR`.
+
+Validator i gets the loopback address 127.0.0.(i+1) (`first_ip` moves the range) with
+CometBFT's default ports, and processes of its own:
+
+    ML service     127.0.0.(i+1):8080   its own model and evidence store; fetches missing
+                                        files from the other validators' services by hash
+    authchain abci 127.0.0.(i+1):26658  the application, its own RocksDB, metrics on :9898
+    cometbft       127.0.0.(i+1):26656 (p2p), :26657 (RPC), :26660 (Prometheus)
+
+and one gateway at 127.0.0.1:8081 (metrics :9899) reads and writes through CometBFT's RPC.
+
+`init()` writes everything once: `cometbft testnet` makes the CometBFT homes (keys, genesis,
+peers); their config.toml gets each validator's addresses and the consensus timeouts; every
+validator's authchain config (`DIR/nodeI/authchain.toml`) is `configs/devnet.toml` with the
+chain id, the CometBFT validators' Ed25519 keys as genesis.validators and local paths. A second
+run on the same DIR reuses it, so a stopped testnet starts again where it stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomli_w
+
+from authchain.chain.abci.gen import COMETBFT_VERSION
+from authchain.devnet import DevnetError, Process
+
+COMETBFT_ENV = "AUTHCHAIN_COMETBFT"
+DEFAULT_CHAIN_ID = "authchain-testnet"
+
+
+def find_cometbft(repo: Path) -> Path:
+    """The cometbft binary: $AUTHCHAIN_COMETBFT, the repo's bin/, or PATH."""
+    for candidate in (
+        os.environ.get(COMETBFT_ENV),
+        repo / "bin" / "cometbft",
+        shutil.which("cometbft"),
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise DevnetError(
+        f"no cometbft binary: run `make cometbft` (go install github.com/cometbft/cometbft/"
+        f"cmd/cometbft@{COMETBFT_VERSION} into bin/) or set {COMETBFT_ENV}"
+    )
+
+
+@dataclass
+class Validator:
+    """One validator's addresses and directories."""
+
+    index: int
+    host: str
+    root: Path
+    """DIR/node<i>: authchain config, RocksDB, files, logs."""
+    home: Path
+    """DIR/cometbft/node<i>: the CometBFT home."""
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:26657"
+
+    @property
+    def ml_url(self) -> str:
+        return f"http://{self.host}:8080"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "authchain.toml"
+
+
+@dataclass
+class Testnet:
+    """N validators on CometBFT, and a gateway, as real processes."""
+
+    root: Path
+    validators: int = 4
+    first_ip: str = "127.0.0.1"
+    chain_id: str = DEFAULT_CHAIN_ID
+    gateway_port: int = 8081
+    gateway_metrics_port: int = 9899
+    timeout_propose: str = "10s"
+    timeout_commit: str = "1s"
+    unavailable_wait_secs: float = 10.0
+    repo: Path = field(default_factory=Path.cwd)
+    cometbft: Path | None = None
+    nodes: list[Validator] = field(default_factory=list)
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        head, _, last = self.first_ip.rpartition(".")
+        if not head.startswith("127.") or int(last) + self.validators > 255:
+            raise ValueError(f"first_ip {self.first_ip}: need {self.validators} loopback hosts")
+        self.root = self.root.resolve()
+        self.nodes = [
+            Validator(i, f"{head}.{int(last) + i}", self.root / f"node{i}",
+                      self.root / "cometbft" / f"node{i}")
+            for i in range(self.validators)
+        ]  # fmt: skip
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    # --- init -----------------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Write the CometBFT homes and authchain configs, unless DIR already has them."""
+        if all(n.config_path.exists() for n in self.nodes):
+            return
+        cometbft = self.cometbft or find_cometbft(self.repo)
+        shutil.rmtree(self.root / "cometbft", ignore_errors=True)
+        subprocess.run(
+            [str(cometbft), "testnet", "--v", str(self.validators),
+             "--o", str(self.root / "cometbft"), "--starting-ip-address", self.nodes[0].host],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        keys = [self._public_key(n) for n in self.nodes]
+        for node in self.nodes:
+            genesis_path = node.home / "config" / "genesis.json"
+            genesis = json.loads(genesis_path.read_text())
+            genesis["chain_id"] = self.chain_id
+            genesis_path.write_text(json.dumps(genesis, indent=2))
+            self._write_comet_config(node)
+            node.root.mkdir(parents=True, exist_ok=True)
+            (node.root / "logs").mkdir(exist_ok=True)
+            node.config_path.write_text(tomli_w.dumps(self._authchain_config(node, keys)))
+
+    def _public_key(self, node: Validator) -> bytes:
+        key = json.loads((node.home / "config" / "priv_validator_key.json").read_text())
+        return base64.b64decode(key["pub_key"]["value"])
+
+    def _write_comet_config(self, node: Validator) -> None:
+        path = node.home / "config" / "config.toml"
+        config = tomllib.loads(path.read_text())
+        h = node.host
+        config["proxy_app"] = f"tcp://{h}:26658"
+        config["moniker"] = f"validator{node.index}"
+        config["log_level"] = "consensus:info,state:info,*:error"
+        config["rpc"]["laddr"] = f"tcp://{h}:26657"
+        config["p2p"]["laddr"] = f"tcp://{h}:26656"
+        config["p2p"]["addr_book_strict"] = False
+        config["p2p"]["allow_duplicate_ip"] = True
+        config["consensus"]["timeout_propose"] = self.timeout_propose
+        config["consensus"]["timeout_commit"] = self.timeout_commit
+        config["consensus"]["create_empty_blocks"] = True
+        config["instrumentation"]["prometheus"] = True
+        config["instrumentation"]["prometheus_listen_addr"] = f"{h}:26660"
+        config["tx_index"]["indexer"] = "kv"
+        path.write_text(tomli_w.dumps(config))
+
+    def _authchain_config(self, node: Validator, keys: list[bytes]) -> dict[str, Any]:
+        config = tomllib.loads((self.repo / "configs" / "devnet.toml").read_text())
+        config["chain_id"] = self.chain_id
+        config["storage"]["path"] = str(node.root / "chain-db")
+        config["ml_client"]["base_url"] = node.ml_url
+        config["metrics"]["listen_addr"] = f"{node.host}:9898"
+        config.pop("node", None)  # CometBFT holds the validator key
+        config.pop("rpc", None)  # CometBFT serves the RPC
+        config["abci"] = {
+            "listen_addr": f"tcp://{node.host}:26658",
+            "unavailable_wait_secs": self.unavailable_wait_secs,
+        }
+        config["genesis"]["validators"] = [
+            {"scheme": "ed25519", "public_key": key.hex()} for key in keys
+        ]
+        return config
+
+    # --- processes ------------------------------------------------------------------------
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every validator's ML service, app and CometBFT node, then the gateway, and
+        wait for the first block."""
+        self.init()
+        for node in self.nodes:
+            self._start_ml(node)
+        for node in self.nodes:
+            self.processes[f"ml{node.index}"].wait_http(f"{node.ml_url}/health", timeout)
+        for node in self.nodes:
+            self.start_validator(node.index, timeout=timeout)
+        gateway = Process(
+            ["gateway"], self.root / "gateway.log", cwd=self.repo,
+            env={
+                "AUTHCHAIN_API_LISTEN_ADDR": f"127.0.0.1:{self.gateway_port}",
+                "AUTHCHAIN_API_METRICS_LISTEN_ADDR": f"127.0.0.1:{self.gateway_metrics_port}",
+                "AUTHCHAIN_API_COMET_RPC_URLS": json.dumps([n.rpc_url for n in self.nodes]),
+            },
+        ).start()  # fmt: skip
+        self.processes["gateway"] = gateway
+        gateway.wait_http(f"{self.gateway_url}/health", timeout)
+        self.wait_height(1, timeout)
+
+    def _start_ml(self, node: Validator) -> None:
+        peers = [n.ml_url for n in self.nodes if n is not node]
+        env = {
+            "ML_SERVICE_LISTEN_ADDR": f"{node.host}:8080",
+            "ML_SERVICE_MODEL_ROOT": str(node.root / "models"),
+            "ML_SERVICE_EVIDENCE_ROOT": str(node.root / "evidence"),
+            "ML_SERVICE_PEERS": json.dumps(peers),
+            "ML_SERVICE_TORCH_THREADS": "1",
+        }
+        log = node.root / "logs" / "ml-service.log"
+        self.processes[f"ml{node.index}"] = Process(
+            ["ml-service"], log, env=env, cwd=self.repo
+        ).start()
+
+    def start_validator(
+        self, index: int, *, include_unverified_claims: bool = False, timeout: float = 60.0
+    ) -> None:
+        """Start validator `index`'s app and CometBFT node (its ML service runs apart)."""
+        node = self.nodes[index]
+        env = {"AUTHCHAIN_ABCI__INCLUDE_UNVERIFIED_CLAIMS": str(include_unverified_claims).lower()}
+        app = Process(
+            ["abci", "--config", str(node.config_path)], node.root / "logs" / "abci.log",
+            env=env, cwd=self.repo,
+        ).start()  # fmt: skip
+        self.processes[f"app{index}"] = app
+        app.wait_tcp(node.host, 26658, timeout)
+        cometbft = self.cometbft or find_cometbft(self.repo)
+        comet = Process(
+            ["start", "--home", str(node.home)], node.root / "logs" / "cometbft.log",
+            cwd=self.repo, program=[str(cometbft)],
+        ).start()  # fmt: skip
+        self.processes[f"comet{index}"] = comet
+        comet.wait_http(f"{node.rpc_url}/health", timeout)
+
+    def stop_validator(self, index: int, sig: int = signal.SIGTERM) -> dict[str, int]:
+        """Stop validator `index`'s CometBFT node and app (SIGKILL: a crash)."""
+        return {
+            name: self.processes.pop(name).stop(sig)
+            for name in (f"comet{index}", f"app{index}")
+            if name in self.processes
+        }
+
+    def stop_ml(self, index: int) -> int:
+        return self.processes.pop(f"ml{index}").stop()
+
+    def start_ml(self, index: int, timeout: float = 120.0) -> None:
+        node = self.nodes[index]
+        self._start_ml(node)
+        self.processes[f"ml{index}"].wait_http(f"{node.ml_url}/health", timeout)
+
+    def stop(self) -> dict[str, int]:
+        """Stop the gateway, then every validator, then the ML services; exit codes."""
+        codes = {}
+        order = ["gateway"] + [f"comet{n.index}" for n in self.nodes]
+        order += [f"app{n.index}" for n in self.nodes] + [f"ml{n.index}" for n in self.nodes]
+        for name in order:
+            if name in self.processes:
+                codes[name] = self.processes.pop(name).stop()
+        return codes
+
+    # --- reading the network --------------------------------------------------------------
+
+    def rpc(self, index: int, method: str, **params: Any) -> Any:
+        """One CometBFT JSON-RPC call on validator `index`."""
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        answer = httpx.post(self.nodes[index].rpc_url, json=body, timeout=10).json()
+        if "error" in answer:
+            raise DevnetError(f"{method} on validator {index}: {answer['error']}")
+        return answer["result"]
+
+    def app_status(self, index: int) -> dict[str, Any]:
+        """The application's own status (abci_query /status) on validator `index`."""
+        result = self.rpc(index, "abci_query", path="/status", data="", height="0", prove=False)
+        value: dict[str, Any] = json.loads(base64.b64decode(result["response"]["value"]))
+        return value
+
+    def height(self, index: int) -> int:
+        return int(self.rpc(index, "status")["sync_info"]["latest_block_height"])
+
+    def wait_height(
+        self, height: int, timeout: float = 60.0, nodes: list[int] | None = None
+    ) -> None:
+        """Wait until every validator in `nodes` (default all running) reached `height`."""
+        deadline = time.monotonic() + timeout
+        indices = nodes if nodes is not None else self.running()
+        while time.monotonic() < deadline:
+            try:
+                if all(self.height(i) >= height for i in indices):
+                    return
+            except (httpx.HTTPError, DevnetError):
+                pass
+            time.sleep(0.25)
+        raise DevnetError(f"validators {indices} did not reach height {height} in {timeout}s")
+
+    def running(self) -> list[int]:
+        """Validators whose CometBFT node runs."""
+        return [n.index for n in self.nodes if f"comet{n.index}" in self.processes]
+
+    def status_line(self) -> str:
+        """height · validators up · pending registrations, for the live display."""
+        heights, pending, up = [], 0, 0
+        for node in self.nodes:
+            try:
+                heights.append(self.height(node.index))
+                pending = max(pending, int(self.app_status(node.index)["pending_registrations"]))
+                up += 1
+            except (httpx.HTTPError, DevnetError, KeyError, ValueError):
+                continue
+        height = max(heights) if heights else 0
+        return (
+            f"height {height} · validators up {up}/{len(self.nodes)} · "
+            f"pending registrations {pending} · gateway {self.gateway_url}"
+        )
