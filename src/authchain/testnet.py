@@ -84,6 +84,8 @@ class Validator:
 class Testnet:
     """N validators on CometBFT, and a gateway, as real processes."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     root: Path
     validators: int = 4
     first_ip: str = "127.0.0.1"

@@ -339,6 +339,12 @@ class Application:
             kept = [tx for tx in selected if codec.compute_tx_hash(tx) not in skip]
             # Removing a tx can break a later one from the same signer (nonce gap): re-select.
             selected = self._select(kept, height, proposer, limits, dropped)
+        elif any(isinstance(tx, TxRegisterModel) for tx in selected):
+            unverified = sum(isinstance(tx, TxRegisterModel) for tx in selected)
+            self.extra_status["unverified_claims_proposed"] = (
+                self.extra_status.get("unverified_claims_proposed", 0) + unverified
+            )
+            log.warning("MISBEHAVING: proposing %d registrations without V_auth", unverified)
         if dropped:
             self._drop(dropped)
         return Proposal(selected, dropped)

@@ -210,7 +210,7 @@ def verify_merkle_proof(
     """Whether `proof` shows `leaf` at `index` in a tree of `size` leaves with `root`.
 
     authchain's tx_root hashes with BLAKE3; CometBFT's data_hash is the same RFC 6962 tree
-    with SHA-256 over the raw tx bytes (`sha256=True`)."""
+    with SHA-256 (`sha256=True`) over the SHA-256 hashes of the txs."""
     if not 0 <= index < size or any(len(p) != HASH_LEN for p in proof):
         return False
     h = _sha256 if sha256 else _blake3

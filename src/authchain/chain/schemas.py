@@ -11,6 +11,7 @@ This module imports only types and codec, so the gateway may use it.
 from __future__ import annotations
 
 import enum
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -100,7 +101,7 @@ class TxStatus(_Schema):
     proof: list[Hash256] | None = Field(
         None,
         description="RFC 6962 audit path to tx_root: from the tx hash with BLAKE3 (embedded "
-        "node), or from the raw tx bytes with SHA-256 (CometBFT: tx_root is the data_hash)",
+        "node), or from SHA-256 of the tx bytes with SHA-256 (CometBFT: tx_root is data_hash)",
     )
     proof_hash: Literal["blake3", "sha256"] | None = Field(
         None, description="which hash the proof uses (absent: blake3)"
@@ -122,8 +123,9 @@ def verify_tx_status_proof(status: TxStatus) -> bool:
         raw = bytes.fromhex(status.tx_bytes)
         if codec.compute_tx_hash(codec.decode(raw, Transaction)) != status.tx_hash:
             return False  # the proof must be of the tx the status names
+        leaf = hashlib.sha256(raw).digest()  # CometBFT's leaves are the txs' SHA-256 hashes
         return codec.verify_merkle_proof(
-            raw, status.index, status.tx_count, status.proof, status.tx_root, sha256=True
+            leaf, status.index, status.tx_count, status.proof, status.tx_root, sha256=True
         )
     return codec.verify_merkle_proof(
         status.tx_hash, status.index, status.tx_count, status.proof, status.tx_root

@@ -1,0 +1,230 @@
+"""A 4-validator CometBFT testnet: real `cometbft` processes on 127.0.0.21-24, each validator
+with its own `authchain abci` app, RocksDB and ML service, and a gateway on CometBFT's RPC.
+
+The tests run in order on one network: an honest registration (files uploaded to one
+validator only, fetched by the others), a forged claim, one validator's ML service down, a
+validator crash, and a Byzantine proposer that includes an unverified forged claim.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+from authchain.chain import crypto
+from authchain.chain.schemas import verify_tx_status_proof
+from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
+from authchain.client import GatewayClient, MlServiceClient
+from authchain.devnet import free_port
+from authchain.ml_service.artefact import encode_artefact, load_artefact
+from authchain.ml_service.cli import evidence_command, train_command
+from authchain.ml_service.watermark.embed import EmbedSpec
+from authchain.testnet import Testnet
+from tests.e2e.conftest import REPO
+from tests.e2e.test_devnet import seed_body
+from tests.ml_models import SEED_PROFILE, TrainedModel
+
+pytestmark = pytest.mark.e2e
+PROFILE = WmProfile(**SEED_PROFILE)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
+    port = free_port()
+    testnet = Testnet(
+        tmp_path_factory.mktemp("testnet"), first_ip="127.0.0.21", repo=REPO,
+        gateway_port=port, gateway_metrics_port=free_port(), unavailable_wait_secs=5.0,
+    )  # fmt: skip
+    testnet.start()
+    yield testnet
+    codes = testnet.stop()
+    assert set(codes.values()) == {0}, codes
+
+
+@pytest.fixture(scope="module")
+def gw(net: Testnet) -> Iterator[GatewayClient]:
+    client = GatewayClient(net.gateway_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def ml0(net: Testnet) -> Iterator[MlServiceClient]:
+    """Validator 0's ML service: the only one files are uploaded to."""
+    client = MlServiceClient(net.nodes[0].ml_url)
+    yield client
+    client.close()
+
+
+def query_tx(net: Testnet, index: int, tx_hash: str) -> dict[str, Any]:
+    result = net.rpc(index, "abci_query", path=f"/txs/{tx_hash}", data="", height="0", prove=False)
+    value: dict[str, Any] = json.loads(base64.b64decode(result["response"]["value"]))
+    return value
+
+
+def block_headers(net: Testnet, index: int, heights: range) -> list[tuple[str, str]]:
+    out = []
+    for h in heights:
+        found = net.rpc(index, "block", height=str(h))
+        out.append((found["block_id"]["hash"], found["block"]["header"]["app_hash"]))
+    return out
+
+
+def assert_same_chain(net: Testnet, nodes: list[int]) -> None:
+    """Every validator in `nodes` holds the same blocks and app hashes at every height, and its
+    own application's app hash is the one the next block commits to."""
+    top = min(net.height(i) for i in nodes)
+    heights = range(1, top + 1)
+    reference = block_headers(net, nodes[0], heights)
+    for i in nodes[1:]:
+        assert block_headers(net, i, heights) == reference, f"validator {i} differs"
+    for i in nodes:
+        app = net.app_status(i)
+        net.wait_height(app["height"] + 1, 30, [i])
+        following = net.rpc(i, "block", height=str(app["height"] + 1))
+        assert following["block"]["header"]["app_hash"].lower() == app["app_hash"]
+
+
+def train(tmp: Path, key: crypto.KeyPair, seed: int) -> tuple[Aid, EvidenceHash, Path]:
+    result = train_command(
+        bytes(key.account), tmp, tiny=True, epochs=None, seed=seed, watermark=True, base=None,
+        spec=EmbedSpec(),
+    )  # fmt: skip
+    assert result["passes"], result
+    return Aid.from_hex(result["aid"]), EvidenceHash.from_hex(result["evidence_hash"]), tmp
+
+
+def stolen(model: TrainedModel, thief: crypto.KeyPair, tmp: Path, nudge: int) -> tuple[Aid, Path]:
+    """The owner's model with one weight nudged (a new aid) and the thief's fresh evidence."""
+    loaded = load_artefact(model.artefact)
+    with torch.no_grad():
+        loaded.model.state_dict()["fc.bias"][nudge] += 1e-6
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "model.safetensors"
+    path.write_bytes(encode_artefact(loaded.model, loaded.arch, loaded.config))
+    made = evidence_command(path, bytes(thief.account), tmp, EmbedSpec())
+    assert made["passes"] is False
+    return Aid.from_hex(made["aid"]), tmp
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def test_honest_registration_is_committed_by_all_four(
+    net: Testnet, gw: GatewayClient, ml0: MlServiceClient, watermarked: TrainedModel
+) -> None:
+    ml0.upload_artefact(watermarked.artefact)  # one upload, to one validator's service
+    ml0.upload_evidence(watermarked.evidence)
+    status = gw.wait_for_tx(gw.register_unsigned(seed_body(watermarked))["tx_hash"])
+    assert status.status == "committed", status
+    assert status.proof_hash == "sha256" and verify_tx_status_proof(status)
+    # the proof is CometBFT's own: its data_hash for that height
+    header = net.rpc(1, "block", height=str(status.height))["block"]["header"]
+    assert header["data_hash"].lower() == str(status.tx_root)
+    for node in net.nodes:  # every validator verified it: each fetched the files from a peer
+        assert httpx.get(f"{node.ml_url}/artefacts/{watermarked.aid}").status_code == 200
+        model = net.rpc(node.index, "abci_query", path=f"/artefacts/{watermarked.aid}", data="")
+        assert model["response"]["code"] == 0
+    body = httpx.get(f"{gw.http.base_url}/models/{watermarked.aid}").json()
+    assert body["owner"] == watermarked.owner
+    block = gw.block(status.height or 0)
+    assert [t["hash"] for t in block["txs"]] == [str(status.tx_hash)]
+    assert_same_chain(net, [0, 1, 2, 3])
+
+
+def test_forged_claim_is_never_committed(
+    net: Testnet, gw: GatewayClient, ml0: MlServiceClient, watermarked: TrainedModel,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    thief = crypto.KeyPair.generate(SigScheme.ED25519)
+    aid, directory = stolen(watermarked, thief, tmp_path, nudge=0)
+    ml0.upload_artefact(directory / "model.safetensors")
+    ev = EvidenceHash.from_hex(ml0.upload_evidence(directory / "evidence.json"))
+    tx_hash = gw.register_signed(thief, aid, ev, PROFILE)
+    status = gw.wait_for_tx(tx_hash)
+    assert status.status == "rejected", status
+    assert "trigger_p_above_floor" in (status.reason or "")
+    height = net.height(0)
+    net.wait_height(height + 4, 60)  # every validator has proposed since
+    for i in range(4):
+        assert query_tx(net, i, tx_hash).get("status") != "committed"
+    assert httpx.get(f"{gw.http.base_url}/models/{aid}").status_code == 404
+
+
+def test_one_ml_service_down_the_others_commit_and_nothing_is_invalid(
+    net: Testnet, gw: GatewayClient, ml0: MlServiceClient, tmp_path: Path
+) -> None:
+    owner = crypto.KeyPair.generate(SigScheme.ED25519)
+    aid, ev, directory = train(tmp_path, owner, seed=21)
+    ml0.upload_artefact(directory / "model.safetensors")
+    ml0.upload_evidence(directory / "evidence.json")
+    assert net.stop_ml(1) == 0
+    try:
+        tx_hash = gw.register_signed(owner, aid, ev, PROFILE)
+        status = gw.wait_for_tx(tx_hash)
+        assert status.status == "committed", status  # validators 0, 2 and 3 verified it
+        top = net.height(0)
+        net.wait_height(top + 2, 60, [0, 2, 3])  # ... and keep committing
+        assert net.height(1) <= (status.height or 0)  # validator 1 waits for its verifier
+        assert query_tx(net, 1, tx_hash)["status"] != "rejected"
+    finally:
+        net.start_ml(1)
+    net.wait_height(net.height(0), 90, [1])  # it catches up once its verifier is back
+    assert query_tx(net, 1, tx_hash)["status"] == "committed"
+    abci_log = (net.nodes[1].root / "logs" / "abci.log").read_text()
+    assert "decided but V_auth is unavailable" in abci_log  # it waited; it judged nothing
+    assert_same_chain(net, [0, 1, 2, 3])
+
+
+def test_validator_crash_the_others_go_on_and_it_catches_up(net: Testnet) -> None:
+    killed = net.stop_validator(3, signal.SIGKILL)
+    assert set(killed.values()) == {-signal.SIGKILL}
+    top = net.height(0)
+    net.wait_height(top + 3, 60, [0, 1, 2])
+    net.start_validator(3)
+    net.wait_height(net.height(0), 90, [3])
+    assert_same_chain(net, [0, 1, 2, 3])
+
+
+def test_byzantine_proposer_forged_claim_is_rejected_and_the_chain_goes_on(
+    net: Testnet, gw: GatewayClient, ml0: MlServiceClient, watermarked: TrainedModel,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    net.stop_validator(3)
+    net.start_validator(3, include_unverified_claims=True)
+    assert net.app_status(3)["misbehaving"] is True
+    rejected_before = sum(net.app_status(i)["proposals_rejected"] for i in range(3))
+    thief = crypto.KeyPair.generate(SigScheme.ED25519)
+    aid, directory = stolen(watermarked, thief, tmp_path, nudge=1)
+    ml0.upload_artefact(directory / "model.safetensors")
+    ev = EvidenceHash.from_hex(ml0.upload_evidence(directory / "evidence.json"))
+    tx_hash = gw.register_signed(thief, aid, ev, PROFILE)
+    wait_until(
+        lambda: net.app_status(3).get("unverified_claims_proposed", 0) >= 1,
+        90, "the Byzantine validator to propose the forged claim",
+    )  # fmt: skip
+    wait_until(
+        lambda: sum(net.app_status(i)["proposals_rejected"] for i in range(3)) > rejected_before,
+        60, "the honest validators to reject its proposal",
+    )  # fmt: skip
+    top = net.height(0)
+    net.wait_height(top + 3, 90, [0, 1, 2])  # the chain goes on without the claim
+    for i in range(4):
+        assert query_tx(net, i, tx_hash).get("status") != "committed"
+    assert httpx.get(f"{gw.http.base_url}/models/{aid}").status_code == 404
+    net.stop_validator(3)
+    net.start_validator(3)
+    assert_same_chain(net, [0, 1, 2, 3])
