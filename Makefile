@@ -4,25 +4,43 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo devnet test lint typecheck unit bench clean
+# CometBFT drives multi-validator networks (authchain abci). The version is pinned in one place,
+# authchain/chain/abci/gen.py; `go install` builds it into ./bin and puts its .proto files in the
+# Go module cache, from which the ABCI protobuf classes are generated (never committed).
+COMETBFT_VERSION := $(shell sed -n 's/^COMETBFT_VERSION = "\(.*\)"/\1/p' src/authchain/chain/abci/gen.py)
+COMETBFT := bin/cometbft
+PROTO    := src/authchain/chain/abci/pb/.generated
+
+.PHONY: demo devnet testnet test lint typecheck unit bench bench-cometbft cometbft proto clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[ml,dev]'
+	$(BIN)/pip install --quiet -e '.[ml,dev,cometbft]'
 	touch $(STAMP)
+
+$(COMETBFT): src/authchain/chain/abci/gen.py
+	GOBIN=$(CURDIR)/bin go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
+	touch $(COMETBFT)
+
+$(PROTO): $(STAMP) $(COMETBFT)
+	$(BIN)/python -m authchain.chain.abci.gen
+
+cometbft: $(COMETBFT)
+
+proto: $(PROTO)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks expts
 	$(BIN)/ruff format --check src tests benchmarks expts
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) $(PROTO)
 	$(BIN)/mypy
 
 test: lint typecheck
 	$(BIN)/pytest -q
 
-unit: $(STAMP)
+unit: $(STAMP) $(PROTO)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
@@ -35,5 +53,9 @@ demo: $(STAMP)
 devnet: $(STAMP)
 	$(BIN)/authchain devnet
 
+testnet: $(STAMP) $(PROTO)
+	$(BIN)/authchain testnet --validators 4 --dir data/testnet
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache src/*.egg-info bin \
+		src/authchain/chain/abci/pb

@@ -1,0 +1,206 @@
+"""The ABCI 2.0 server over the Application, message by message (verifier double: unit level).
+
+The same calls CometBFT makes, in its order: Info, InitChain, CheckTx, PrepareProposal,
+ProcessProposal, FinalizeBlock, Commit, Query; and the varint framing on a real stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+
+import pytest
+
+from authchain.chain import codec, crypto
+from authchain.chain.abci.proto import abci
+from authchain.chain.abci.server import AbciServer, frame, read_message
+from authchain.chain.app import Application, Misbehaviour
+from authchain.chain.config import ConsensusConfig
+from authchain.chain.state import Validator, compute_state_root, genesis_state
+from authchain.chain.storage import MemBlockStore
+from authchain.chain.types import SigScheme
+from authchain.chain.validation.ml import MlValidity
+from tests.unit.test_engine import CHAIN, OWNER, FakeVerifier, aid, make_genesis, register
+
+COMET_KEY = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x07" * 32)
+ADDRESS = hashlib.sha256(COMET_KEY.public_key).digest()[:20]
+
+
+def make_server(
+    verifier: FakeVerifier | None = None, wait: float = 0.0, chain_id: str = CHAIN
+) -> AbciServer:
+    genesis = dataclasses.replace(
+        make_genesis(),
+        chain_id=chain_id,
+        validators=(Validator(COMET_KEY.account, COMET_KEY.scheme, COMET_KEY.public_key),),
+    )
+    ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=4)
+    app = Application(
+        MemBlockStore(), genesis, ConsensusConfig(max_pool_txs=10), ml, persist_pool=False
+    )
+    return AbciServer(app, unavailable_wait_secs=wait)
+
+
+async def call(server: AbciServer, **request: object) -> abci.Response:
+    return await server.handle(abci.Request(**request))  # type: ignore[arg-type]
+
+
+async def init(server: AbciServer) -> bytes:
+    response = await call(
+        server, init_chain=abci.RequestInitChain(chain_id=server.app.genesis.chain_id)
+    )
+    return response.init_chain.app_hash
+
+
+async def test_a_block_goes_through_every_phase() -> None:
+    server = make_server(FakeVerifier(failing={aid(2)}))
+    info = (await call(server, info=abci.RequestInfo())).info
+    assert info.last_block_height == 0 and info.last_block_app_hash == b""
+    genesis_root = compute_state_root(sorted(genesis_state(server.app.genesis).items()))
+    assert await init(server) == bytes(genesis_root)
+
+    good, forged = codec.encode(register(1, 0)), codec.encode(register(2, 1))
+    for raw in (good, forged):
+        checked = (await call(server, check_tx=abci.RequestCheckTx(tx=raw))).check_tx
+        assert checked.code == 0, checked.log
+    prepared = await call(
+        server,
+        prepare_proposal=abci.RequestPrepareProposal(
+            txs=[forged, good], max_tx_bytes=1 << 20, height=1, proposer_address=ADDRESS
+        ),
+    )
+    assert list(prepared.prepare_proposal.txs) == [good]  # nonce order; the forgery dropped
+    rejection = server.app.get_rejection(codec.compute_tx_hash(register(2, 1)))
+    assert rejection is not None and rejection.reason == "watermark_not_found"
+
+    status = abci.ResponseProcessProposal
+    processed = await call(
+        server,
+        process_proposal=abci.RequestProcessProposal(
+            txs=[good, forged], height=1, proposer_address=ADDRESS
+        ),
+    )
+    assert processed.process_proposal.status == status.REJECT  # an answered V_auth failure
+    processed = await call(
+        server,
+        process_proposal=abci.RequestProcessProposal(
+            txs=[good], height=1, proposer_address=ADDRESS
+        ),
+    )
+    assert processed.process_proposal.status == status.ACCEPT
+
+    finalized = (
+        await call(
+            server,
+            finalize_block=abci.RequestFinalizeBlock(
+                txs=[good], height=1, proposer_address=ADDRESS
+            ),
+        )
+    ).finalize_block
+    assert [r.code for r in finalized.tx_results] == [0]
+    event = finalized.tx_results[0].events[0]
+    assert event.type == "authchain" and event.attributes[0].key == "tx_hash"
+    assert event.attributes[0].value == str(codec.compute_tx_hash(register(1, 0)))
+    assert server.app.height == 0  # nothing is written before Commit
+    await call(server, commit=abci.RequestCommit())
+    info = (await call(server, info=abci.RequestInfo())).info
+    assert info.last_block_height == 1 and info.last_block_app_hash == finalized.app_hash
+
+    # the forgery stays dropped on recheck, so CometBFT evicts it from its mempool
+    recheck = abci.RequestCheckTx(tx=forged, type=abci.RECHECK)
+    answer = (await call(server, check_tx=recheck)).check_tx
+    assert answer.code != 0 and json.loads(answer.log)["reason"] == "watermark_not_found"
+
+    query = (await call(server, query=abci.RequestQuery(path=f"/artefacts/{aid(1)}"))).query
+    assert query.code == 0 and json.loads(query.value)["owner"] == str(OWNER.account)
+    tx_hash = codec.compute_tx_hash(register(1, 0))
+    query = (await call(server, query=abci.RequestQuery(path=f"/txs/{tx_hash}"))).query
+    assert json.loads(query.value) == {"status": "committed", "height": 1, "index": 0}
+    query = (await call(server, query=abci.RequestQuery(path="/accounts/zz"))).query
+    assert query.code == 1 and json.loads(query.value)["field"] == "account"
+    # the proposer's fees go to the account of its CometBFT key
+    account = json.loads(
+        (
+            await call(server, query=abci.RequestQuery(path=f"/accounts/{COMET_KEY.account}"))
+        ).query.value
+    )
+    assert account["account"] == str(COMET_KEY.account)
+
+
+async def test_check_tx_names_the_reason() -> None:
+    server = make_server()
+    await init(server)
+    bad = codec.encode(crypto.sign_tx(register(1, 0, signed=False), OWNER, CHAIN + "-other"))
+    answer = (await call(server, check_tx=abci.RequestCheckTx(tx=bad))).check_tx
+    assert answer.code != 0 and json.loads(answer.log)["reason"] == "bad_signature"
+    answer = (await call(server, check_tx=abci.RequestCheckTx(tx=b"\x01\x02"))).check_tx
+    assert answer.code != 0 and json.loads(answer.log)["reason"] == "invalid_tx"
+
+
+async def test_unavailable_verifier_never_records_anything_invalid() -> None:
+    verifier = FakeVerifier(down=True)
+    server = make_server(verifier, wait=0.0)
+    await init(server)
+    raw = codec.encode(register(1, 0))
+    assert (await call(server, check_tx=abci.RequestCheckTx(tx=raw))).check_tx.code == 0
+    prepared = await call(
+        server,
+        prepare_proposal=abci.RequestPrepareProposal(
+            txs=[raw], max_tx_bytes=1 << 20, height=1, proposer_address=ADDRESS
+        ),
+    )
+    assert list(prepared.prepare_proposal.txs) == []  # left out, still pooled
+    assert codec.compute_tx_hash(register(1, 0)) in server.app.pool
+    processed = await call(
+        server,
+        process_proposal=abci.RequestProcessProposal(txs=[raw], height=1, proposer_address=ADDRESS),
+    )
+    # after the wait: a vote against this round's proposal, and no record of anything invalid
+    assert processed.process_proposal.status == abci.ResponseProcessProposal.REJECT
+    assert server.app.get_rejection(codec.compute_tx_hash(register(1, 0))) is None
+    # a decided block waits for the verifier instead of guessing
+    request = abci.RequestFinalizeBlock(txs=[raw], height=1, proposer_address=ADDRESS)
+    finalize = asyncio.create_task(call(server, finalize_block=request))
+    await asyncio.sleep(0.7)
+    assert not finalize.done()
+    verifier.down = False
+    finalized = (await asyncio.wait_for(finalize, 10)).finalize_block
+    assert [r.code for r in finalized.tx_results] == [0]
+
+
+def test_misbehaviour_switch_is_refused_outside_test_chains() -> None:
+    ml = MlValidity(FakeVerifier(), max_artefacts_per_block=4)
+    with pytest.raises(Misbehaviour, match="test chains"):
+        Application(
+            MemBlockStore(), make_genesis(), ConsensusConfig(), ml, include_unverified_claims=True
+        )
+    genesis = dataclasses.replace(make_genesis(), chain_id="authchain-testnet")
+    app = Application(
+        MemBlockStore(), genesis, ConsensusConfig(), ml, include_unverified_claims=True
+    )
+    assert app.status()["misbehaving"] is True
+
+
+async def test_init_chain_refuses_another_chain_id() -> None:
+    server = make_server()
+    response = await call(server, init_chain=abci.RequestInitChain(chain_id="someone-else"))
+    assert response.WhichOneof("value") == "exception"
+    assert "chain id" in response.exception.error
+
+
+async def test_framing_round_trips_on_a_stream() -> None:
+    request = abci.Request(check_tx=abci.RequestCheckTx(tx=b"x" * 300))  # a 2-byte varint
+    payload = request.SerializeToString()
+    reader = asyncio.StreamReader()
+    reader.feed_data(
+        frame(payload) + frame(abci.Request(flush=abci.RequestFlush()).SerializeToString())
+    )
+    reader.feed_eof()
+    first = await read_message(reader)
+    assert first is not None and first.check_tx.tx == b"x" * 300
+    second = await read_message(reader)
+    assert second is not None and second.WhichOneof("value") == "flush"
+    assert await read_message(reader) is None
+    assert frame(b"\0" * 300)[:2] == bytes([0xAC, 0x02])
