@@ -528,6 +528,12 @@ def testnet(
     ),
     chain_id: str = typer.Option("authchain-testnet", "--chain-id", help="The chain id."),
     gateway_port: int = typer.Option(8081, "--gateway-port", help="Gateway port on 127.0.0.1."),
+    init_only: bool = typer.Option(
+        False, "--init-only", help="Write the CometBFT homes and chain configs, start nothing."
+    ),
+    compose: bool = typer.Option(
+        False, "--compose", help="Configs for deploy/docker-compose.testnet.yml (with --init-only)."
+    ),
 ) -> None:
     """Run N validators on CometBFT, each with its own app, RocksDB and ML service, and a
     gateway in front, until Ctrl-C or SIGTERM (which stop everything it started).
@@ -537,6 +543,7 @@ def testnet(
     binary (`make cometbft`).
     """
     import signal as signals
+    import subprocess
     import time
 
     from rich.live import Live
@@ -547,8 +554,16 @@ def testnet(
     setup_logging("warning")
     net = Testnet(
         directory, validators=validators, first_ip=first_ip, chain_id=chain_id,
-        gateway_port=gateway_port, gateway_metrics_port=gateway_port + 1818,
+        gateway_port=gateway_port, gateway_metrics_port=gateway_port + 1818, compose=compose,
     )  # fmt: skip
+    if init_only or compose:
+        try:
+            net.init()
+        except (DevnetError, OSError, subprocess.CalledProcessError) as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+        out.print(f"{validators} validators written to {directory}")
+        return
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:

@@ -97,6 +97,9 @@ class Testnet:
     unavailable_wait_secs: float = 10.0
     repo: Path = field(default_factory=Path.cwd)
     cometbft: Path | None = None
+    compose: bool = False
+    """Write configs for deploy/docker-compose.testnet.yml: validator i's containers are
+    cometbft<i>, app<i> and ml<i>, each listening on all its interfaces."""
     nodes: list[Validator] = field(default_factory=list)
     processes: dict[str, Process] = field(default_factory=dict)
 
@@ -123,9 +126,14 @@ class Testnet:
             return
         cometbft = self.cometbft or find_cometbft(self.repo)
         shutil.rmtree(self.root / "cometbft", ignore_errors=True)
+        peers = (
+            ["--hostname-prefix", "cometbft"]
+            if self.compose
+            else ["--starting-ip-address", self.nodes[0].host]
+        )
         subprocess.run(
             [str(cometbft), "testnet", "--v", str(self.validators),
-             "--o", str(self.root / "cometbft"), "--starting-ip-address", self.nodes[0].host],
+             "--o", str(self.root / "cometbft"), *peers],
             check=True, capture_output=True,
         )  # fmt: skip
         keys = [self._public_key(n) for n in self.nodes]
@@ -146,8 +154,8 @@ class Testnet:
     def _write_comet_config(self, node: Validator) -> None:
         path = node.home / "config" / "config.toml"
         config = tomllib.loads(path.read_text())
-        h = node.host
-        config["proxy_app"] = f"tcp://{h}:26658"
+        h = "0.0.0.0" if self.compose else node.host
+        config["proxy_app"] = f"tcp://{f'app{node.index}' if self.compose else h}:26658"
         config["moniker"] = f"validator{node.index}"
         config["log_level"] = "consensus:info,state:info,*:error"
         config["rpc"]["laddr"] = f"tcp://{h}:26657"
@@ -165,13 +173,18 @@ class Testnet:
     def _authchain_config(self, node: Validator, keys: list[bytes]) -> dict[str, Any]:
         config = tomllib.loads((self.repo / "configs" / "devnet.toml").read_text())
         config["chain_id"] = self.chain_id
-        config["storage"]["path"] = str(node.root / "chain-db")
-        config["ml_client"]["base_url"] = node.ml_url
-        config["metrics"]["listen_addr"] = f"{node.host}:9898"
+        h = "0.0.0.0" if self.compose else node.host
+        config["storage"]["path"] = (
+            "/data/chain-db" if self.compose else str(node.root / "chain-db")
+        )
+        config["ml_client"]["base_url"] = (
+            f"http://ml{node.index}:8080" if self.compose else node.ml_url
+        )
+        config["metrics"]["listen_addr"] = f"{h}:9898"
         config.pop("node", None)  # CometBFT holds the validator key
         config.pop("rpc", None)  # CometBFT serves the RPC
         config["abci"] = {
-            "listen_addr": f"tcp://{node.host}:26658",
+            "listen_addr": f"tcp://{h}:26658",
             "unavailable_wait_secs": self.unavailable_wait_secs,
         }
         config["genesis"]["validators"] = [

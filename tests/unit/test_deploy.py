@@ -58,8 +58,11 @@ def test_built_services_reference_real_files_and_commands(service: str) -> None:
     assert context == REPO
     name = Path(spec["build"]["dockerfile"]).name
     assert (context / spec["build"]["dockerfile"]).is_file()
+    stages = {r.split()[-1] for i, r in dockerfile(name) if i == "FROM" and " AS " in r.upper()}
     for instruction, rest in dockerfile(name):
-        if instruction == "COPY":
+        if instruction == "COPY" and rest.startswith("--from="):
+            assert rest.split()[0].removeprefix("--from=") in stages  # a build stage's files
+        elif instruction == "COPY":
             for source in rest.split()[:-1]:
                 assert (context / source).exists(), f"{name}: COPY {source} does not exist"
         if instruction in ("CMD", "ENTRYPOINT"):
@@ -96,3 +99,53 @@ def test_compose_prometheus_scrapes_the_services() -> None:
         t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
     }
     assert targets == {"node:9898", "gateway:9899", "ml-service:8080"}
+
+
+TESTNET = yaml.safe_load((DEPLOY / "docker-compose.testnet.yml").read_text())
+
+
+def test_testnet_compose_runs_four_validators_of_real_commands() -> None:
+    services = TESTNET["services"]
+    for i in range(4):
+        assert {f"ml{i}", f"app{i}", f"cometbft{i}"} <= set(services)
+        assert services[f"cometbft{i}"]["entrypoint"] == ["cometbft"]
+    for name, spec in services.items():
+        if spec.get("entrypoint") == ["cometbft"]:
+            continue
+        command = spec["command"]
+        help_result = runner.invoke(app, [command[0], "--help"])
+        assert help_result.exit_code == 0, f"{name}: {command} is not an authchain command"
+        for option in (a for a in command[1:] if a.startswith("--")):
+            assert option in help_result.output, f"{name}: {option} is not an option"
+    assert services["gateway"]["ports"] == ["127.0.0.1:8081:8081", "127.0.0.1:9899:9899"]
+
+
+def test_the_chain_image_pins_the_cometbft_the_project_builds() -> None:
+    from authchain.chain.abci.gen import COMETBFT_VERSION
+
+    args = dict(
+        rest.split("=", 1) for instruction, rest in dockerfile("Dockerfile.chain")
+        if instruction == "ARG"
+    )  # fmt: skip
+    assert args["COMETBFT_VERSION"] == COMETBFT_VERSION
+    makefile = (REPO / "Makefile").read_text()
+    assert "src/authchain/chain/abci/gen.py" in makefile  # the Makefile reads the same pin
+
+
+def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["testnet", "--init-only", "--compose", "--validators", "4", "--dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    services = TESTNET["services"]
+    for i in range(4):
+        chain = load_chain_config(tmp_path / f"node{i}" / "authchain.toml")
+        assert chain.ml_client.base_url == f"http://ml{i}:8080" and f"ml{i}" in services
+        assert chain.abci.listen_addr == "tcp://0.0.0.0:26658"
+        assert len(chain.genesis.validators) == 4
+        comet = (tmp_path / "cometbft" / f"node{i}" / "config" / "config.toml").read_text()
+        assert f'proxy_app = "tcp://app{i}:26658"' in comet and f"app{i}" in services
+        for j in range(4):
+            assert f"@cometbft{j}:26656" in comet
+        command = services[f"app{i}"]["command"]
+        assert command[-1] == f"/testnet/node{i}/authchain.toml"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 PB = Path(__file__).parent / "pb"
 
-if not (PB / ".generated").exists():
+if not (PB / "tendermint" / "abci" / "types_pb2.py").exists():
     raise ImportError(
         f"the ABCI protobuf classes are not generated yet ({PB}): run `make proto` "
         "(or `python -m authchain.chain.abci.gen`, which needs Go and grpcio-tools)"
