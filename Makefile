@@ -43,6 +43,9 @@ test: lint typecheck
 unit: $(STAMP) $(PROTO)
 	$(BIN)/pytest -q tests/unit
 
+bench-cometbft: $(STAMP) $(PROTO)
+	$(BIN)/python benchmarks/cometbft.py $(BENCH_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/verify.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/derivative.py --counts 1 10 100

@@ -73,7 +73,7 @@ def test_set_tip_to_unknown_block_is_refused(store: KvBlockStore) -> None:
         store.set_tip(BlockHash(b"\x77" * 32))
 
 
-def test_commit_writes_state_undo_meta_pool_together(store: KvBlockStore) -> None:
+def test_commit_writes_state_meta_pool_together(store: KvBlockStore) -> None:
     tx1, tx2 = make_transfer(1), make_transfer(2)
     store.commit(Commit(pool_add=[tx1, tx2]))
     block = make_block(None, 0, (tx1,))
@@ -83,7 +83,6 @@ def test_commit_writes_state_undo_meta_pool_together(store: KvBlockStore) -> Non
             blocks=[block],
             heights={Height(0): block_hash},
             state={b"acct/a": b"1", b"acct/b": b"2", b"other": b"3"},
-            undo={block_hash: b"undo-record"},
             pool_remove={codec.compute_tx_hash(tx1)},
             meta={b"genesis": bytes(block_hash)},
             tip=block_hash,
@@ -92,7 +91,6 @@ def test_commit_writes_state_undo_meta_pool_together(store: KvBlockStore) -> Non
     assert store.tip() == block_hash
     assert store.get_state(b"acct/a") == b"1"
     assert list(store.iter_state(b"acct/")) == [(b"acct/a", b"1"), (b"acct/b", b"2")]
-    assert store.get_undo(block_hash) == b"undo-record"
     assert store.get_meta(b"genesis") == block_hash
     assert [h for h, _ in store.pool_txs()] == [codec.compute_tx_hash(tx2)]
     store.commit(Commit(state={b"acct/a": None}, heights={Height(0): None}))

@@ -204,3 +204,17 @@ async def test_framing_round_trips_on_a_stream() -> None:
     assert second is not None and second.WhichOneof("value") == "flush"
     assert await read_message(reader) is None
     assert frame(b"\0" * 300)[:2] == bytes([0xAC, 0x02])
+
+
+async def test_a_decided_block_with_a_forged_claim_does_not_put_it_in_state() -> None:
+    """Even if a faulty 2/3 decided such a block, FinalizeBlock verifies and skips the claim."""
+    server = make_server(FakeVerifier(failing={aid(2)}))
+    await init(server)
+    good, forged = codec.encode(register(1, 0)), codec.encode(register(2, 1))
+    decided = abci.RequestFinalizeBlock(txs=[good, forged], height=1, proposer_address=ADDRESS)
+    finalized = (await call(server, finalize_block=decided)).finalize_block
+    assert [r.code for r in finalized.tx_results] == [0, 1]
+    assert finalized.tx_results[1].info == "ml_auth_failed"
+    await call(server, commit=abci.RequestCommit())
+    assert server.app.artefact_public(aid(1)) is not None
+    assert server.app.artefact_public(aid(2)) is None

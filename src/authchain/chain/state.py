@@ -7,7 +7,7 @@ State is a flat map of byte keys to canonical record bytes:
     b"use/"  + Aid       -> ModelUsage{uses, last_used_at}
 
 A block is executed on a `StateView` (an overlay over the committed state); its writes, and the
-previous values they replace (the undo record), become one atomic `Commit`. `state_root`
+previous values they replace, become one atomic `Commit`. `state_root`
 commits to the whole map: a Merkle root over BLAKE3(encode([key, value])) in key order.
 
 Transaction rules (also the CheckTx rules, minus what needs a block):

@@ -1,7 +1,7 @@
 """The `BlockStore` protocol (seed `consensus::BlockStore`) and the atomic `Commit` it applies.
 
 A store holds every block it was given (side branches included), the canonical height index,
-the tip, the application state (opaque keys and values), per-block undo records for reorgs,
+the tip, the application state (opaque keys and values),
 the transaction pool, and small metadata. `commit` applies one `Commit` atomically: after a
 crash the store holds either all of it or none of it.
 """
@@ -25,8 +25,6 @@ class Commit:
     """Canonical height index changes; None removes a height (reorg to a shorter branch)."""
     state: dict[bytes, bytes | None] = field(default_factory=dict)
     """State writes; None deletes the key."""
-    undo: dict[BlockHash, bytes | None] = field(default_factory=dict)
-    """Undo records by block hash; None deletes one."""
     pool_add: list[Transaction] = field(default_factory=list)
     pool_remove: set[TxHash] = field(default_factory=set)
     meta: dict[bytes, bytes | None] = field(default_factory=dict)
@@ -75,10 +73,6 @@ class BlockStore(Protocol):
 
     def iter_state(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """State entries whose key starts with `prefix`, in key order."""
-        ...
-
-    def get_undo(self, block_hash: BlockHash) -> bytes | None:
-        """The undo record written when `block_hash` was applied."""
         ...
 
     def get_meta(self, key: bytes) -> bytes | None:

@@ -27,7 +27,6 @@ class Column(enum.StrEnum):
     HEIGHTS = "heights"  # 8-byte big-endian height -> block hash (canonical chain)
     META = "meta"  # small named values: tip, genesis hash, ...
     STATE = "state"  # application state, opaque to the store
-    UNDO = "undo"  # block hash -> undo record for rolling state back
     POOL = "pool"  # tx hash -> canonical tx bytes
     TX_INDEX = "tx_index"  # tx hash -> encode([height, index]) for committed txs
     REJECTED = "rejected"  # tx hash -> encode(TxRejection)
@@ -103,16 +102,13 @@ class KvBlockStore:
     def set_tip(self, block_hash: BlockHash) -> None:
         self.commit(Commit(tip=block_hash))
 
-    # --- state, undo, meta ----------------------------------------------------------------
+    # --- state, meta ----------------------------------------------------------------
 
     def get_state(self, key: bytes) -> bytes | None:
         return self._kv.get(Column.STATE, key)
 
     def iter_state(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         return self._kv.scan(Column.STATE, prefix)
-
-    def get_undo(self, block_hash: BlockHash) -> bytes | None:
-        return self._kv.get(Column.UNDO, block_hash)
 
     def get_meta(self, key: bytes) -> bytes | None:
         return self._kv.get(Column.META, key)
@@ -152,7 +148,6 @@ class KvBlockStore:
         for height, block_hash in commit.heights.items():
             ops.append((Column.HEIGHTS, height_key(height), block_hash))
         ops.extend((Column.STATE, key, value) for key, value in commit.state.items())
-        ops.extend((Column.UNDO, key, value) for key, value in commit.undo.items())
         for tx in commit.pool_add:
             ops.append((Column.POOL, codec.compute_tx_hash(tx), codec.encode(tx)))
         ops.extend((Column.POOL, tx_hash, None) for tx_hash in commit.pool_remove)
