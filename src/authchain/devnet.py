@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -79,20 +80,26 @@ class Process:
 
     def wait_tcp(self, host: str, port: int, timeout: float = 60.0) -> None:
         """Wait until something accepts connections on host:port; DevnetError if it dies."""
-        assert self.popen is not None, "start() first"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise DevnetError(
-                    f"{self.args[0]} exited with {self.popen.returncode}:\n{self.tail()}"
-                )
+
+        def listening() -> bool:
             with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
-                return
-            time.sleep(0.1)
-        raise DevnetError(f"{self.args[0]} did not listen on {host}:{port}:\n{self.tail()}")
+                return True
+            return False
+
+        self._wait(listening, timeout, f"listen on {host}:{port}")
 
     def wait_http(self, url: str, timeout: float = 60.0) -> None:
         """Wait until GET `url` answers 200; DevnetError (with the log) if it dies first."""
+
+        def answers() -> bool:
+            try:
+                return httpx.get(url, timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        self._wait(answers, timeout, f"answer {url}")
+
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         assert self.popen is not None, "start() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -100,13 +107,10 @@ class Process:
                 raise DevnetError(
                     f"{self.args[0]} exited with {self.popen.returncode}:\n{self.tail()}"
                 )
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if ready():
+                return
             time.sleep(0.1)
-        raise DevnetError(f"{self.args[0]} did not answer {url} in {timeout}s:\n{self.tail()}")
+        raise DevnetError(f"{self.args[0]} did not {what} in {timeout}s:\n{self.tail()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Send `sig` (SIGKILL after `timeout`) and return the exit code."""

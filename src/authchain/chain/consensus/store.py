@@ -22,7 +22,7 @@ class Commit:
     blocks: list[Block] = field(default_factory=list)
     """Blocks to store (canonical or not)."""
     heights: dict[Height, BlockHash | None] = field(default_factory=dict)
-    """Canonical height index changes; None removes a height (reorg to a shorter branch)."""
+    """Canonical height index changes; None removes a height."""
     state: dict[bytes, bytes | None] = field(default_factory=dict)
     """State writes; None deletes the key."""
     pool_add: list[Transaction] = field(default_factory=list)

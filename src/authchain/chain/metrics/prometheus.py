@@ -66,9 +66,6 @@ class ChainMetrics:
             ["result"],
             registry=r,
         )
-        self.reorgs = Counter(
-            "consensus_reorgs", "Canonical tip switches to another branch", registry=r
-        )
         for result in ("ok", "failed", "unavailable"):
             self.verifier_calls.labels(result=result)
         self._lookups = 0
