@@ -576,10 +576,17 @@ def testnet(
         with err.status(f"starting {validators} validators in {directory} ..."):
             net.start()
         out.print(f"testnet up: gateway {net.gateway_url}, logs in {directory}/node*/logs")
-        with Live(net.status_line(), console=out, refresh_per_second=2) as live:
+        if out.is_terminal:
+            with Live(net.status_line(), console=out, refresh_per_second=2) as live:
+                while not stopping:
+                    time.sleep(1)
+                    live.update(net.status_line())
+        else:  # a log file or a pipe: a plain line every few seconds
             while not stopping:
-                time.sleep(1)
-                live.update(net.status_line())
+                print(net.status_line(), flush=True)
+                for _ in range(5):
+                    if not stopping:
+                        time.sleep(1)
     except (DevnetError, OSError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
