@@ -12,6 +12,7 @@ This module imports nothing from `chain`, `gateway` or `ml_service`; all three m
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -31,8 +32,16 @@ from prometheus_client import (
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection may take to send a whole request head."""
+READ_TIMEOUT = 30.0
+"""Seconds a request body may stall between chunks."""
+MAX_CONNECTIONS = 512
+"""Concurrent connections (and tasks) per server; above it uvicorn answers 503."""
 
 # `*_created` timestamp series double every counter's output and nobody here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -104,15 +113,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return ApiError(exc.status_code, reason, str(exc.detail)).response()
+        response = ApiError(exc.status_code, reason, str(exc.detail)).response()
+        for name, value in (exc.headers or {}).items():  # 405 carries `Allow`
+            response.headers[name] = value
+        return response
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a request body over `max_bytes` (declared or streamed)."""
+    """ASGI middleware: 413 for a request body over `max_bytes` (declared or streamed), 408
+    for a body that stalls for `read_timeout` seconds."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float = READ_TIMEOUT) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,7 +146,10 @@ class BodyLimit:
 
         async def limited_receive() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                raise _BodyTimeout from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
@@ -144,6 +161,10 @@ class BodyLimit:
         except _BodyTooLarge:
             if not started:
                 await self._too_big()(scope, receive, send)
+        except _BodyTimeout:
+            if not started:
+                detail = f"the request body stalled for {self.read_timeout:g} s"
+                await ApiError(408, "request_timeout", detail).response()(scope, receive, send)
 
     def _too_big(self) -> JSONResponse:
         detail = f"request body is larger than {self.max_bytes} bytes"
@@ -152,6 +173,51 @@ class BodyLimit:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _BodyTimeout(Exception):
+    pass
+
+
+class _TimedH11(H11Protocol):
+    """uvicorn's h11 protocol with a header timeout: a connection that has not sent a whole
+    request head within `HEADER_TIMEOUT` seconds of connecting (or of its last response) is
+    closed, so idle or half-open connections cannot pile up."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is None or self.cycle.response_complete:
+            self._arm()  # waiting for (the rest of) a request head
+        else:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._expire)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _expire(self) -> None:
+        self._header_timer = None
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
 
 
 def add_metrics_route(app: FastAPI, registry: CollectorRegistry, path: str = "/metrics") -> None:
@@ -205,10 +271,13 @@ def bind(listen_addr: str) -> socket.socket:
 
 
 def make_server(app: ASGIApp, *, log_level: str = "warning") -> Server:
-    """A uvicorn `Server` for `app` without access logs (the app logs what matters)."""
+    """A uvicorn `Server` for `app` without access logs (the app logs what matters), with a
+    header timeout, a body read timeout (`BodyLimit`), a keep-alive timeout and a cap on
+    concurrent connections (503 above it)."""
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, lifespan="off", server_header=False
-    )
+        app, log_level=log_level, access_log=False, lifespan="off", server_header=False,
+        http=_TimedH11, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS,
+    )  # fmt: skip
     return Server(config)
 
 
@@ -216,7 +285,6 @@ async def serve_until_signalled(
     apps: Sequence[tuple[ASGIApp, str]], log_level: str = "warning"
 ) -> None:
     """Serve each (app, listen_addr) until SIGINT or SIGTERM, then shut all down cleanly."""
-    import asyncio
     import signal
 
     sockets = [bind(addr) for _, addr in apps]

@@ -18,7 +18,7 @@ from authchain.floors import DEFAULT_FLOORS, Floors
 class WmProfileJson(BaseModel):
     """Thresholds a model must meet (seed `WmProfile`): finite, taus in [0, 1], low <= high."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     tau_input: float = Field(ge=0.0, le=1.0, description="minimum trigger accuracy")
     tau_feat: float = Field(ge=0.0, le=1.0, description="maximum signature bit error rate")

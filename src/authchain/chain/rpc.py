@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
 
 from authchain import __version__
 from authchain.chain import codec
@@ -29,6 +29,7 @@ from authchain.chain.consensus.engine import ConsensusEngine
 from authchain.chain.consensus.pool import PoolReason
 from authchain.chain.errors import DecodeError, InvalidField, Rejected
 from authchain.chain.schemas import (
+    BLOCK_REF_PATTERN,
     MAX_TX_BYTES,
     AccountPublic,
     ArtefactPublic,
@@ -169,17 +170,15 @@ async def latest_block(ctx: ContextDep) -> BlockPublic:
 
 
 @blocks_router.get("/{ref}")
-async def get_block(ref: str, ctx: ContextDep) -> BlockPublic:
+async def get_block(
+    ref: Annotated[str, Path(pattern=BLOCK_REF_PATTERN, description="a height or a block hash")],
+    ctx: ContextDep,
+) -> BlockPublic:
     """A canonical block by height (decimal), or any stored block by hash (64 hex)."""
     store = ctx.engine.store
-    if ref.isdigit() and len(ref) <= 20:
+    if len(ref) <= 19:  # the pattern allows only decimal digits here: below 2^63
         return _block_or_404(store.get_block_by_height(int(ref)), f"at height {ref}")
-    try:
-        block_hash = BlockHash.from_hex(ref, field="ref")
-    except InvalidField as exc:
-        raise ApiError(
-            422, "invalid_request", "ref: expected a height or a 64-hex block hash", "ref"
-        ) from exc
+    block_hash = BlockHash.from_hex(ref, field="ref")
     return _block_or_404(store.get_block(block_hash), str(block_hash))
 
 

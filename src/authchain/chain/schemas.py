@@ -37,6 +37,8 @@ TX_TYPES: dict[type, str] = {
     TxUseModel: "use_model",
     TxTransfer: "transfer",
 }
+BLOCK_REF_PATTERN = r"^([0-9]{1,19}|(0x)?[0-9a-fA-F]{64})$"
+"""A block reference in a path: a height (decimal, below 2^63) or a block hash (64 hex)."""
 MAX_TX_BYTES = 64 * 1024
 """Largest accepted encoded transaction (an ML-DSA-65 signature and key are about 5 KiB)."""
 
@@ -71,6 +73,8 @@ class _Schema(BaseModel):
 
 class SubmitTx(_Schema):
     """A signed transaction to submit."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     tx: str = Field(
         min_length=2,

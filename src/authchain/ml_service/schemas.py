@@ -30,7 +30,7 @@ HexId = Annotated[
 
 
 class _Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 WmProfile = WmProfileJson

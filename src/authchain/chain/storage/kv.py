@@ -77,6 +77,8 @@ class KvBlockStore:
         return self._kv.get(Column.BLOCKS, block_hash) is not None
 
     def get_block_hash(self, height: Height) -> BlockHash | None:
+        if not 0 <= height < 2**64:  # no such height can be stored
+            return None
         key = height_key(height)
         return self._read_hash(Column.HEIGHTS, key, f"height index entry {height}")
 

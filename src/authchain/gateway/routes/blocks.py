@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from authchain.chain.schemas import BlockPublic
+from fastapi import APIRouter, Path
+
+from authchain.chain.schemas import BLOCK_REF_PATTERN, BlockPublic
 from authchain.gateway.deps import NodeDep
 from authchain.gateway.routes.common import relay
-from authchain.web import ERROR_RESPONSES, ApiError
+from authchain.web import ERROR_RESPONSES
 
 router = APIRouter(prefix="/blocks", tags=["blocks"], responses=ERROR_RESPONSES)
 
@@ -19,8 +21,9 @@ async def latest_block(node: NodeDep) -> BlockPublic:
 
 
 @router.get("/{ref}")
-async def get_block(ref: str, node: NodeDep) -> BlockPublic:
+async def get_block(
+    ref: Annotated[str, Path(pattern=BLOCK_REF_PATTERN, description="a height or a block hash")],
+    node: NodeDep,
+) -> BlockPublic:
     """A block by height (decimal) or hash (64 hex)."""
-    if not ref.isalnum() or len(ref) > 66:
-        raise ApiError(422, "invalid_request", "ref: expected a height or a 64-hex hash", "ref")
     return await relay(node, BlockPublic, "GET", f"/blocks/{ref}")

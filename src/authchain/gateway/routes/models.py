@@ -43,7 +43,7 @@ _owner_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 class RegisterModelRequest(BaseModel):
     """The seed's `POST /models/register` body."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     owner_account_hex: AccountId
     aid_hex: Aid
