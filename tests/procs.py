@@ -27,7 +27,7 @@ class ChainFixture:
     """A fresh single-validator chain's config, keys and ports under `root`."""
 
     root: Path
-    chain_id: str = "authchain-itest"
+    chain_id: str = "authchain-itest-devnet"
     block_time_secs: float = 0.3
     impersonation: bool = False
     ml_url: str | None = None

@@ -112,11 +112,27 @@ def test_env_overrides_file_and_keeps_the_rest(
         tmp_path, 'chain_id = "file"\n[consensus]\nblock_time_secs = 5\nmax_block_txs = 7\n'
     )
     monkeypatch.setenv("AUTHCHAIN_CONSENSUS__BLOCK_TIME_SECS", "0.25")
-    monkeypatch.setenv("AUTHCHAIN_CHAIN_ID", "from-env")
+    monkeypatch.setenv("AUTHCHAIN_CHAIN_ID", "from-env-devnet")
     cfg = load_chain_config(path)
     assert cfg.consensus.block_time_secs == 0.25
     assert cfg.consensus.max_block_txs == 7
-    assert cfg.chain_id == "from-env"
+    assert cfg.chain_id == "from-env-devnet"
+
+
+def test_a_chain_without_fees_is_refused_outside_devnets(tmp_path: Path) -> None:
+    """Attack: a fee-0 chain lets any fresh key fill the pool for free."""
+    path = _write(tmp_path, 'chain_id = "authchain-mainnet"\n[genesis]\nmin_fee = 0\n')
+    with pytest.raises(ConfigError, match=r"genesis\.min_fee must be above 0"):
+        load_chain_config(path)
+    path = _write(tmp_path, 'chain_id = "authchain-mainnet"\n[genesis]\nmin_fee = 1\n')
+    assert load_chain_config(path).genesis.min_fee == 1
+    path = _write(
+        tmp_path,
+        'chain_id = "authchain-mainnet"\n[abci]\ninclude_unverified_claims = true\n'
+        "[genesis]\nmin_fee = 1\n",
+    )
+    with pytest.raises(ConfigError, match="misbehaviour switches run only on test chains"):
+        load_chain_config(path)
 
 
 def test_bad_env_override_names_the_variable(

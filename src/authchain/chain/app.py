@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from authchain.chain import codec
-from authchain.chain.config import ConsensusConfig
-from authchain.chain.consensus.pool import TxPool
+from authchain.chain.config import ConsensusConfig, is_test_chain
+from authchain.chain.consensus.pool import PoolPolicy, PoolReason, TxPool, TxRejection
 from authchain.chain.consensus.store import BlockStore, Commit
 from authchain.chain.errors import DecodeError, InvalidField, Rejected, StorageError
 from authchain.chain.metrics.prometheus import ChainMetrics
@@ -69,7 +68,6 @@ from authchain.chain.types import (
     Hash256,
     Header,
     Height,
-    Record,
     Transaction,
     TxHash,
     TxRegisterModel,
@@ -101,15 +99,6 @@ PERMANENT = frozenset(
         TxReason.CLAIM_BELOW_FLOOR,
     }
 )
-TEST_CHAIN = re.compile(r"(^|-)(test|testnet|devnet)$")
-"""Chain ids that may run misbehaviour switches: `...-test`, `...-testnet`, `...-devnet`."""
-
-
-class TxRejection(Record, frozen=True):
-    """Why a pool tx was dropped: a stable reason code and a human detail."""
-
-    reason: str
-    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +202,7 @@ class Application:
         persist_pool: bool = True,
         include_unverified_claims: bool = False,
     ) -> None:
-        if include_unverified_claims and not TEST_CHAIN.search(genesis.chain_id):
+        if include_unverified_claims and not is_test_chain(genesis.chain_id):
             raise Misbehaviour(
                 f"misbehaviour switches run only on test chains (chain id ending in -test, "
                 f"-testnet or -devnet), not on {genesis.chain_id!r}"
@@ -230,7 +219,13 @@ class Application:
         any proposal's claims unverified (finalize still verifies, or the app hash would
         fork from the honest validators')."""
         self._state: dict[bytes, bytes] = dict(store.iter_state())
-        self.pool = TxPool(store, genesis, config.max_pool_txs, persist=persist_pool)
+        policy = PoolPolicy(
+            max_txs=config.max_pool_txs,
+            max_txs_per_sender=config.max_pool_txs_per_sender,
+            max_nonce_gap=config.max_nonce_gap,
+            ttl_blocks=config.pool_ttl_blocks,
+        )
+        self.pool = TxPool(store, genesis, policy, persist=persist_pool, height=self.height)
         self._pending: _Pending | None = None
         self.extra_status: dict[str, int] = {}
         """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""
@@ -277,7 +272,7 @@ class Application:
         again, and a tx this node dropped in a proposal stays dropped."""
         try:
             if not recheck:
-                tx_hash = self.pool.add(self.view(), tx)
+                tx_hash = self.pool.add(self.view(), tx, self.height)
             else:
                 tx_hash = codec.compute_tx_hash(tx)
                 rejection = self.get_rejection(tx_hash)
@@ -361,14 +356,17 @@ class Application:
         out: list[Transaction] = []
         size = 0
         artefacts = 0
+        claimed: set[Aid] = set()
         for tx in candidates:
             if len(out) >= limits.max_txs:
                 break
             tx_size = len(codec.encode(tx)) + limits.tx_overhead
             if size + tx_size > limits.max_bytes:
                 continue
-            if isinstance(tx, TxRegisterModel) and artefacts >= self.ml.max_artefacts_per_block:
-                continue
+            if isinstance(tx, TxRegisterModel) and (
+                artefacts >= self.ml.max_artefacts_per_block or tx.aid in claimed
+            ):
+                continue  # another claim on this aid goes first; V_auth decides between them
             try:
                 try_process_tx(view, tx, self.genesis, height, proposer)
             except InvalidTx as exc:
@@ -378,7 +376,9 @@ class Application:
                 continue
             out.append(tx)
             size += tx_size
-            artefacts += isinstance(tx, TxRegisterModel)
+            if isinstance(tx, TxRegisterModel):
+                artefacts += 1
+                claimed.add(tx.aid)
         return out
 
     def _note_unavailable(
@@ -569,6 +569,10 @@ class Application:
             self._waiting.pop(tx_hash, None)
         if self.metrics:
             self.metrics.txs_committed.inc(sum(1 for r in f.results if r.code == 0))
+        expired = self.pool.expired(f.height)
+        if expired:
+            why = f"pending for {self.config.pool_ttl_blocks} blocks (consensus.pool_ttl_blocks)"
+            self._drop({h: TxRejection(PoolReason.EXPIRED.value, why) for h in expired})
         self._update_gauges(f.height)
         return f
 
@@ -622,7 +626,7 @@ class Application:
             "height": info.height,
             "app_hash": info.app_hash.hex(),
             "pool_size": len(self.pool),
-            "pending_registrations": len(self.pool.pending_aids()),
+            "pending_registrations": self.pool.registrations,
             "min_fee": g.min_fee,
             "impersonation": g.impersonation,
             "validators": [str(v.account) for v in g.validators],

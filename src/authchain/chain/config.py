@@ -2,7 +2,8 @@
 
     chain_id = "authchain-devnet"
     [consensus] block_time_secs, max_block_txs, max_block_size_bytes, allow_empty_blocks,
-                max_artefacts_per_block, max_pool_txs
+                max_artefacts_per_block, max_pool_txs, max_pool_txs_per_sender,
+                max_nonce_gap, pool_ttl_blocks, files_wait_blocks
     [storage]   path, create_if_missing
     [ml_client] base_url, fallback_urls, timeout_secs, max_concurrency
     [metrics]   enabled, listen_addr
@@ -19,6 +20,7 @@ start-up with a `ConfigError` naming the key and where it came from (file or var
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,6 +46,16 @@ from authchain.settings import (
 from authchain.wire import FloorsJson
 
 ENV_PREFIX = "AUTHCHAIN_"
+TEST_CHAIN = re.compile(r"(^|-)(test|testnet|devnet)$")
+"""Chain ids of devnets and test chains: `...-devnet`, `...-testnet`, `...-test`. Only they may
+run with `genesis.min_fee = 0` or misbehaviour switches."""
+
+
+def is_test_chain(chain_id: str) -> bool:
+    """Whether `chain_id` names a devnet or test chain."""
+    return TEST_CHAIN.search(chain_id) is not None
+
+
 DEFAULT_CONFIG = Path("configs/devnet.toml")
 
 
@@ -74,6 +86,12 @@ class ConsensusConfig(_Section):
     allow_empty_blocks: bool = True
     max_artefacts_per_block: int = Field(16, ge=1)
     max_pool_txs: int = Field(10_000, ge=1)
+    max_pool_txs_per_sender: int = Field(64, ge=1)
+    """Pending txs one account may have (pool policy)."""
+    max_nonce_gap: int = Field(16, ge=0)
+    """How far above an account's next nonce a pending tx's nonce may be (pool policy)."""
+    pool_ttl_blocks: int = Field(600, ge=1)
+    """A tx pending this many blocks expires (pool policy)."""
     files_wait_blocks: int = Field(300, ge=1)
     """A registration whose artefact or evidence file is not uploaded yet waits in the pool for
     this many blocks, then is dropped with reason `files_unavailable` (pool policy, not a
@@ -223,6 +241,21 @@ class ChainConfig(TomlSettings):
     node: NodeConfig = NodeConfig()
     abci: AbciConfig = AbciConfig()
     genesis: GenesisConfig = GenesisConfig()
+
+    @model_validator(mode="after")
+    def _fees_outside_devnets(self) -> ChainConfig:
+        if self.genesis.min_fee == 0 and not is_test_chain(self.chain_id):
+            raise ValueError(
+                f"genesis.min_fee must be above 0 on {self.chain_id!r}: on a chain without fees "
+                "anyone can fill every validator's pool for free (only chain ids ending in "
+                "-devnet, -testnet or -test may run with min_fee = 0)"
+            )
+        if self.abci.include_unverified_claims and not is_test_chain(self.chain_id):
+            raise ValueError(
+                "abci.include_unverified_claims: misbehaviour switches run only on test chains "
+                f"(chain id ending in -test, -testnet or -devnet), not on {self.chain_id!r}"
+            )
+        return self
 
 
 def load_chain_config(path: Path | None = None, **overrides: Any) -> ChainConfig:

@@ -252,7 +252,8 @@ def check_tx_auth(tx: Transaction, genesis: Genesis) -> None:
         raise InvalidTx(TxReason.BAD_SIGNATURE, str(exc)) from exc
 
 
-def _spend(tx: Transaction) -> int:
+def spend_of(tx: Transaction) -> int:
+    """What `tx` takes from its signer: the fee, plus the amount of a transfer."""
     return tx.fee + (tx.amount if isinstance(tx, TxTransfer) else 0)
 
 
@@ -275,9 +276,9 @@ def check_tx_state(
         raise InvalidTx(TxReason.BAD_NONCE, f"expected nonce {signer.nonce}, got {tx.nonce}")
     if tx.fee < genesis.min_fee:
         raise InvalidTx(TxReason.FEE_TOO_LOW, f"fee {tx.fee} below minimum {genesis.min_fee}")
-    if signer.balance < _spend(tx):
+    if signer.balance < spend_of(tx):
         raise InvalidTx(
-            TxReason.INSUFFICIENT_BALANCE, f"balance {signer.balance} < {_spend(tx)} needed"
+            TxReason.INSUFFICIENT_BALANCE, f"balance {signer.balance} < {spend_of(tx)} needed"
         )
     if isinstance(tx, TxRegisterModel) and get_artefact(view, tx.aid) is not None:
         raise InvalidTx(TxReason.AID_ALREADY_REGISTERED, f"aid {tx.aid} is already registered")
@@ -323,7 +324,7 @@ def process_tx(
     signer = get_account(view, signer_id)
     view.put(
         ACCOUNT_PREFIX + signer_id,
-        codec.encode(Account(signer.balance - _spend(tx), signer.nonce + 1)),
+        codec.encode(Account(signer.balance - spend_of(tx), signer.nonce + 1)),
     )
     _credit(view, proposer, tx.fee)
     match tx:

@@ -1,8 +1,19 @@
-"""`TxPool`: CheckTx admission and the persisted set of pending transactions.
+"""`TxPool`: CheckTx admission and the set of pending transactions.
 
-Admission runs only cheap checks, never ML: decode (done by the caller), signature and chain id,
-nonce not already used, fee and balance, the Aid not registered and not already pending, no
-duplicate, room in the pool. Accepted txs are written to the store before `add` returns, so a
+Admission runs only cheap checks, never ML, each O(1) in the pool's size: decode (done by the
+caller), signature and chain id, nonce not used, fee and balance, the Aid not registered, no
+duplicate. Then the rules that keep a stranger from clogging the pool (`PoolPolicy`):
+- a nonce at most `max_nonce_gap` above the account's next one (no far-future squatting);
+- at most `max_txs_per_sender` pending txs per account;
+- what an account's pending txs spend (fees, amounts) is covered by its balance;
+- when the pool is full, a tx that can execute now, or pays a higher fee, evicts the lowest-
+  fee tx that cannot (a gapped one first); otherwise `pool_full`;
+- a tx pending for `ttl_blocks` blocks expires (`expired`).
+Claims on the same Aid do not block each other here: V_auth decides, and the first valid claim
+in the chain wins.
+
+Proposal order: each sender's txs in nonce order; across senders the higher fee first, then
+the earlier arrival. Accepted txs are written to the store before `add` returns, so a
 restarted node still has them (under CometBFT, whose mempool holds them, the pool is an
 in-memory mirror).
 """
@@ -10,7 +21,10 @@ in-memory mirror).
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from authchain.chain import codec
 from authchain.chain.consensus.store import BlockStore, Commit
@@ -21,11 +35,13 @@ from authchain.chain.state import (
     check_tx_auth,
     check_tx_state,
     get_account,
+    spend_of,
 )
 from authchain.chain.types import (
     AccountId,
-    Aid,
+    Height,
     Nonce,
+    Record,
     Transaction,
     TxHash,
     TxRegisterModel,
@@ -34,12 +50,23 @@ from authchain.chain.types import (
 
 
 class PoolReason(enum.StrEnum):
-    """Why the pool refused a tx that may be valid in itself."""
+    """Why the pool refused (or later dropped) a tx that may be valid in itself."""
 
     POOL_FULL = "pool_full"
     DUPLICATE = "duplicate"
     NONCE_TAKEN = "nonce_taken"
-    AID_PENDING = "aid_pending"
+    NONCE_TOO_FAR = "nonce_too_far"
+    SENDER_FULL = "sender_full"
+    PENDING_SPEND = "pending_spend_exceeds_balance"
+    EVICTED = "evicted"
+    EXPIRED = "expired"
+
+
+class TxRejection(Record, frozen=True):
+    """Why a pool tx was dropped: a stable reason code and a human detail."""
+
+    reason: str
+    detail: str
 
 
 class PoolRejected(Rejected):
@@ -48,79 +75,210 @@ class PoolRejected(Rejected):
     reason: PoolReason
 
 
+@dataclass(frozen=True, slots=True)
+class PoolPolicy:
+    """Local admission limits (not validity rules: validators may differ)."""
+
+    max_txs: int = 10_000
+    max_txs_per_sender: int = 64
+    max_nonce_gap: int = 16
+    ttl_blocks: int = 600
+
+
+@dataclass(slots=True)
+class _Entry:
+    tx: Transaction
+    signer: AccountId
+    seq: int
+    """Arrival order."""
+    added_at: Height
+    spend: int
+
+
 class TxPool:
-    """Pending transactions, in arrival order, mirrored in the store."""
+    """Pending transactions, indexed by hash and by (sender, nonce), mirrored in the store."""
 
     def __init__(
-        self, store: BlockStore, genesis: Genesis, max_size: int, *, persist: bool = True
+        self,
+        store: BlockStore,
+        genesis: Genesis,
+        policy: PoolPolicy,
+        *,
+        persist: bool = True,
+        height: Height = 0,
     ) -> None:
         self._store = store
         self._genesis = genesis
-        self.max_size = max_size
+        self.policy = policy
         self.persist = persist
         """Mirror the pool in the store (the embedded driver). Under CometBFT the pool is a
         mirror of CometBFT's mempool, which holds the txs, so nothing is written."""
-        self._txs: dict[TxHash, Transaction] = dict(store.pool_txs()) if persist else {}
+        self._seq = itertools.count()
+        self._entries: dict[TxHash, _Entry] = {}
+        self._by_sender: dict[AccountId, dict[Nonce, TxHash]] = {}
+        self._spend: dict[AccountId, int] = {}
+        self.registrations = 0
+        if persist:
+            for tx_hash, tx in store.pool_txs():  # a restart gives them a fresh ttl
+                self._insert(tx_hash, tx, height)
+
+    @property
+    def max_size(self) -> int:
+        return self.policy.max_txs
 
     def __len__(self) -> int:
-        return len(self._txs)
+        return len(self._entries)
 
     def __contains__(self, tx_hash: object) -> bool:
-        return tx_hash in self._txs
+        return tx_hash in self._entries
 
     def get(self, tx_hash: TxHash) -> Transaction | None:
         """A pending tx."""
-        return self._txs.get(tx_hash)
+        entry = self._entries.get(tx_hash)
+        return None if entry is None else entry.tx
 
-    def check(self, view: StateView, tx: Transaction) -> TxHash:
-        """CheckTx: raise InvalidTx or PoolRejected, or return the tx hash."""
+    # --- admission --------------------------------------------------------------------------
+
+    def check(self, view: StateView, tx: Transaction) -> tuple[TxHash, TxHash | None]:
+        """CheckTx: raise InvalidTx or PoolRejected, or return the tx hash and the pooled tx it
+        would evict (the pool is full)."""
         tx_hash = codec.compute_tx_hash(tx)
-        if tx_hash in self._txs:
+        if tx_hash in self._entries:
             raise PoolRejected(PoolReason.DUPLICATE, f"tx {tx_hash} is already pending")
-        if len(self._txs) >= self.max_size:
-            raise PoolRejected(PoolReason.POOL_FULL, f"pool holds {self.max_size} txs; retry later")
         check_tx_auth(tx, self._genesis)
         check_tx_state(view, tx, self._genesis, future_nonce_ok=True)
         signer = get_signer(tx)
-        if any(get_signer(p) == signer and p.nonce == tx.nonce for p in self._txs.values()):
+        account = get_account(view, signer)
+        p = self.policy
+        if tx.nonce > account.nonce + p.max_nonce_gap:
+            raise PoolRejected(
+                PoolReason.NONCE_TOO_FAR,
+                f"nonce {tx.nonce} is more than {p.max_nonce_gap} above the next one "
+                f"({account.nonce})",
+            )
+        pending = self._by_sender.get(signer, {})
+        if tx.nonce in pending:
             raise PoolRejected(
                 PoolReason.NONCE_TAKEN, f"a pending tx of {signer} already uses nonce {tx.nonce}"
             )
-        if isinstance(tx, TxRegisterModel) and tx.aid in self.pending_aids():
+        if len(pending) >= p.max_txs_per_sender:
             raise PoolRejected(
-                PoolReason.AID_PENDING, f"a registration of {tx.aid} is already pending"
+                PoolReason.SENDER_FULL,
+                f"{signer} has {len(pending)} pending txs (the most one account may have)",
             )
+        spend = self._spend.get(signer, 0) + spend_of(tx)
+        if spend > account.balance:
+            raise PoolRejected(
+                PoolReason.PENDING_SPEND,
+                f"pending txs of {signer} would spend {spend} > balance {account.balance}",
+            )
+        victim = None
+        if len(self._entries) >= p.max_txs:
+            victim = self._victim(view, tx)
+            if victim is None:
+                raise PoolRejected(PoolReason.POOL_FULL, f"pool holds {p.max_txs} txs; retry later")
+        return tx_hash, victim
+
+    def _executable(self, view: StateView, signer: AccountId, nonce: Nonce) -> bool:
+        """Whether a tx of `signer` with `nonce` could run once the ones before it do."""
+        next_nonce = get_account(view, signer).nonce
+        pending = self._by_sender.get(signer, {})
+        return all(n in pending for n in range(next_nonce, nonce))
+
+    def _victim(self, view: StateView, tx: Transaction) -> TxHash | None:
+        """The pooled tx `tx` may evict from a full pool: the lowest-fee, newest tx that
+        cannot execute now, if `tx` can or pays more; else the lowest-fee tx, if `tx` pays
+        more. O(pool) but only when the pool is full."""
+        signer = get_signer(tx)
+        executable = self._executable(view, signer, tx.nonce)
+        stuck = [
+            (e.tx.fee, -e.seq, h)
+            for h, e in self._entries.items()
+            if e.signer != signer and not self._executable(view, e.signer, e.tx.nonce)
+        ]
+        if stuck:
+            fee, _, worst = min(stuck)
+            if executable or tx.fee > fee:
+                return worst
+        fee, _, cheapest = min((e.tx.fee, -e.seq, h) for h, e in self._entries.items())
+        return cheapest if tx.fee > fee else None
+
+    def add(self, view: StateView, tx: Transaction, height: Height) -> TxHash:
+        """CheckTx, then keep (and persist) the tx; an evicted tx is forgotten and recorded."""
+        tx_hash, victim = self.check(view, tx)
+        rejected = {}
+        if victim is not None:
+            why = f"evicted from the full pool by {tx_hash.short()}, which pays more or can run"
+            rejected[victim] = TxRejection(PoolReason.EVICTED.value, why)
+            self.forget([victim])
+        if self.persist or rejected:
+            self._store.commit(
+                Commit(
+                    pool_add=[tx] if self.persist else [],
+                    pool_remove=set(rejected) if self.persist else set(),
+                    rejected={h: codec.encode(r) for h, r in rejected.items()},
+                )
+            )
+        self._insert(tx_hash, tx, height)
         return tx_hash
 
-    def add(self, view: StateView, tx: Transaction) -> TxHash:
-        """CheckTx, then persist and keep the tx."""
-        tx_hash = self.check(view, tx)
-        if self.persist:
-            self._store.commit(Commit(pool_add=[tx]))
-        self._txs[tx_hash] = tx
-        return tx_hash
+    def _insert(self, tx_hash: TxHash, tx: Transaction, height: Height) -> None:
+        signer = get_signer(tx)
+        entry = _Entry(tx, signer, next(self._seq), height, spend_of(tx))
+        self._entries[tx_hash] = entry
+        self._by_sender.setdefault(signer, {})[tx.nonce] = tx_hash
+        self._spend[signer] = self._spend.get(signer, 0) + entry.spend
+        self.registrations += isinstance(tx, TxRegisterModel)
 
-    def pending_aids(self) -> set[Aid]:
-        """Aids with a pending registration."""
-        return {tx.aid for tx in self._txs.values() if isinstance(tx, TxRegisterModel)}
+    def expired(self, height: Height) -> list[TxHash]:
+        """Txs pending for `ttl_blocks` blocks or more (the caller drops them)."""
+        limit = height - self.policy.ttl_blocks
+        return [h for h, e in self._entries.items() if e.added_at <= limit]
+
+    # --- reads ------------------------------------------------------------------------------
 
     def next_nonce(self, view: StateView, account: AccountId) -> Nonce:
         """The nonce a new tx from `account` should carry, counting pending ones."""
         nonce = get_account(view, account).nonce
-        pending = sorted(tx.nonce for tx in self._txs.values() if get_signer(tx) == account)
-        for n in pending:
-            if n == nonce:
-                nonce += 1
+        pending = self._by_sender.get(account, {})
+        while nonce in pending:
+            nonce += 1
         return nonce
 
     def candidates(self) -> list[Transaction]:
-        """Pending txs in proposal order: lower nonces first, then arrival order."""
-        arrival = {h: i for i, h in enumerate(self._txs)}
-        return [
-            self._txs[h] for h in sorted(self._txs, key=lambda h: (self._txs[h].nonce, arrival[h]))
-        ]
+        """Pending txs in proposal order: each sender's in nonce order; across senders the
+        higher fee first, then the earlier arrival."""
+        queues = {
+            signer: [self._entries[by_nonce[n]] for n in sorted(by_nonce)]
+            for signer, by_nonce in self._by_sender.items()
+        }
+        heap = [(-q[0].tx.fee, q[0].seq, 0, s) for s, q in queues.items()]
+        heapq.heapify(heap)
+        out: list[Transaction] = []
+        while heap:
+            _, _, i, signer = heapq.heappop(heap)
+            queue = queues[signer]
+            out.append(queue[i].tx)
+            if i + 1 < len(queue):
+                nxt = queue[i + 1]
+                heapq.heappush(heap, (-nxt.tx.fee, nxt.seq, i + 1, signer))
+        return out
+
+    # --- removal ----------------------------------------------------------------------------
 
     def forget(self, tx_hashes: Iterable[TxHash]) -> None:
         """Drop txs from memory (the caller's Commit removes them from the store)."""
         for tx_hash in tx_hashes:
-            self._txs.pop(tx_hash, None)
+            entry = self._entries.pop(tx_hash, None)
+            if entry is None:
+                continue
+            by_nonce = self._by_sender.get(entry.signer, {})
+            by_nonce.pop(entry.tx.nonce, None)
+            if not by_nonce:
+                self._by_sender.pop(entry.signer, None)
+            left = self._spend.get(entry.signer, 0) - entry.spend
+            if left > 0 or entry.signer in self._by_sender:
+                self._spend[entry.signer] = left
+            else:
+                self._spend.pop(entry.signer, None)
+            self.registrations -= isinstance(entry.tx, TxRegisterModel)

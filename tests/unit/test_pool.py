@@ -1,0 +1,129 @@
+"""Admission a stranger cannot clog (the attacks of the hardening issue, at unit level; the
+server-level versions run in tests/e2e/test_attacks.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from authchain.chain import codec, crypto
+from authchain.chain.config import ConsensusConfig
+from authchain.chain.consensus.engine import ConsensusEngine
+from authchain.chain.consensus.pool import PoolRejected
+from authchain.chain.metrics.prometheus import ChainMetrics
+from authchain.chain.state import get_artefact
+from authchain.chain.storage import MemBlockStore
+from authchain.chain.types import (
+    EvidenceHash,
+    EvidenceRef,
+    SigScheme,
+    TxRegisterModel,
+    TxTransfer,
+)
+from authchain.chain.validation.ml import MlValidity
+from tests.unit.test_engine import (
+    CHAIN,
+    OWNER,
+    PROFILE,
+    T0,
+    VALIDATOR,
+    FakeVerifier,
+    aid,
+    make_genesis,
+)
+
+RICH = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x05" * 32)
+SQUATTER = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x06" * 32)
+
+
+def engine(verifier: FakeVerifier | None = None, **policy: int) -> ConsensusEngine:
+    genesis = dataclasses.replace(
+        make_genesis(), accounts=((OWNER.account, 1_000), (RICH.account, 1_000))
+    )
+    config = ConsensusConfig(**{"max_pool_txs": 5, **policy})
+    ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=4)
+    return ConsensusEngine(MemBlockStore(), genesis, config, ml, metrics=ChainMetrics())
+
+
+def transfer(key: crypto.KeyPair, nonce: int, fee: int = 0, amount: int = 1) -> TxTransfer:
+    return crypto.sign_tx(
+        TxTransfer(key.account, VALIDATOR.account, amount, fee, nonce), key, CHAIN
+    )
+
+
+def claim(key: crypto.KeyPair, n: int, nonce: int, fee: int = 0) -> TxRegisterModel:
+    evidence = EvidenceRef("multi_factor_v1", EvidenceHash(bytes([n + 100]) * 32), PROFILE)
+    return crypto.sign_tx(TxRegisterModel(key.account, aid(n), evidence, fee, nonce), key, CHAIN)
+
+
+async def test_pool_squatting_with_gapped_nonces_cannot_lock_anyone_out() -> None:
+    chain = engine(max_nonce_gap=3, pool_ttl_blocks=2)
+    for nonce in range(1, 4):  # an unfunded key, fee 0, nonces 1..3: never executable
+        chain.submit_tx(transfer(SQUATTER, nonce, amount=0))
+    with pytest.raises(PoolRejected, match="nonce_too_far"):
+        chain.submit_tx(transfer(SQUATTER, 9, amount=0))
+    for nonce in range(2):
+        chain.submit_tx(transfer(OWNER, nonce))
+    assert len(chain.pool) == 5  # full
+    # a valid tx from anyone else still gets in: it evicts a squatter's stuck tx
+    tx_hash = chain.submit_tx(transfer(RICH, 0))
+    assert tx_hash in chain.pool and len(chain.pool) == 5
+    squatted = [codec.compute_tx_hash(transfer(SQUATTER, n, amount=0)) for n in range(1, 4)]
+    evicted = [h for h in squatted if h not in chain.pool]
+    assert evicted == [squatted[-1]]  # the newest of the cheapest stuck txs
+    assert chain.get_rejection(evicted[0]).reason == "evicted"  # type: ignore[union-attr]
+    # the rest expire after pool_ttl_blocks blocks
+    for i in range(3):
+        await chain.propose_block(VALIDATOR, T0 + 1_000 * (i + 1))
+    assert len(chain.pool) == 0
+    for stuck in squatted[:-1]:
+        assert chain.get_rejection(stuck).reason == "expired"  # type: ignore[union-attr]
+
+
+async def test_one_sender_cannot_take_the_pool() -> None:
+    chain = engine(max_pool_txs=100, max_pool_txs_per_sender=3)
+    for nonce in range(3):
+        chain.submit_tx(transfer(OWNER, nonce))
+    with pytest.raises(PoolRejected, match="sender_full"):
+        chain.submit_tx(transfer(OWNER, 3))
+
+
+async def test_pending_txs_must_be_covered_by_the_balance() -> None:
+    chain = engine(max_pool_txs=100)
+    chain.submit_tx(transfer(OWNER, 0, amount=600))
+    with pytest.raises(PoolRejected, match="pending_spend_exceeds_balance"):
+        chain.submit_tx(transfer(OWNER, 1, amount=600))
+
+
+async def test_proposal_order_is_fee_then_arrival_within_each_senders_nonce_order() -> None:
+    chain = engine(max_pool_txs=100)
+    low = [transfer(OWNER, 0, fee=1), transfer(OWNER, 1, fee=9)]
+    high = [transfer(RICH, 1, fee=5), transfer(RICH, 0, fee=5)]
+    for tx in [*low, *high]:
+        chain.submit_tx(tx)
+    order = [(tx.nonce, tx.fee) for tx in chain.pool.candidates()]
+    assert order == [(0, 5), (1, 5), (0, 1), (1, 9)]
+
+
+async def test_a_gapped_claim_on_a_victims_aid_does_not_block_the_victim() -> None:
+    """Aid hijack: a squatter's never-executable registration names the victim's aid."""
+    chain = engine(max_pool_txs=100)
+    chain.submit_tx(claim(SQUATTER, 1, nonce=2))  # gapped: never executable
+    victim = chain.submit_tx(claim(OWNER, 1, nonce=0))  # admitted all the same
+    await chain.propose_block(VALIDATOR, T0 + 1_000)
+    meta = get_artefact(chain.view(), aid(1))
+    assert meta is not None and meta.owner == OWNER.account and victim not in chain.pool
+
+
+async def test_competing_claims_on_one_aid_the_first_valid_one_wins() -> None:
+    verifier = FakeVerifier(failing_owners={RICH.account})
+    chain = engine(verifier, max_pool_txs=100)
+    forged = chain.submit_tx(claim(RICH, 1, nonce=0, fee=50))  # pays more: tried first
+    honest = chain.submit_tx(claim(OWNER, 1, nonce=0))
+    await chain.propose_block(VALIDATOR, T0 + 1_000)
+    assert chain.get_rejection(forged).reason == "watermark_not_found"  # type: ignore[union-attr]
+    assert honest in chain.pool  # not dropped: the other claim might have failed V_auth
+    await chain.propose_block(VALIDATOR, T0 + 2_000)
+    meta = get_artefact(chain.view(), aid(1))
+    assert meta is not None and meta.owner == OWNER.account
