@@ -405,6 +405,12 @@ def register(
     upload: str | None = typer.Option(
         None, "--upload", help="ML service URL to upload --model's files to first."
     ),
+    upload_token: str | None = typer.Option(
+        None,
+        "--upload-token",
+        envvar="AUTHCHAIN_UPLOAD_TOKEN",
+        help="The ML service's upload_token, if it has one.",
+    ),
     scheme_id: str = typer.Option("multi_factor_v1", "--scheme"),
     tau_input: float = typer.Option(0.9, min=0.0, max=1.0),
     tau_feat: float = typer.Option(0.2, min=0.0, max=1.0),
@@ -430,7 +436,7 @@ def register(
             artefact, evidence = model_dir / "model.safetensors", model_dir / "evidence.json"
             strength = read_strength(evidence)
             if upload is not None:
-                ml = MlServiceClient(upload)
+                ml = MlServiceClient(upload, token=upload_token)
                 aid, evidence_hash = ml.upload_artefact(artefact), ml.upload_evidence(evidence)
             else:
                 import blake3

@@ -141,8 +141,9 @@ class GatewayClient:
 class MlServiceClient:
     """Uploads and direct verification against an ML service."""
 
-    def __init__(self, url: str, timeout: float = 120.0) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+    def __init__(self, url: str, timeout: float = 120.0, *, token: str | None = None) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers)
 
     def upload_artefact(self, path: Path) -> str:
         data = path.read_bytes()

@@ -123,17 +123,28 @@ class BodyLimit:
     """ASGI middleware: 413 for a request body over `max_bytes` (declared or streamed), 408
     for a body that stalls for `read_timeout` seconds."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float = READ_TIMEOUT) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        read_timeout: float = READ_TIMEOUT,
+        exempt_methods: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
+        self.exempt_methods = frozenset(exempt_methods)
+        """Methods whose handlers enforce their own size limit while streaming (uploads)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = None if scope.get("method") in self.exempt_methods else self.max_bytes
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if limit is None:
+                break
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await self._too_big()(scope, receive, send)
                 return
         seen = 0
@@ -152,7 +163,7 @@ class BodyLimit:
                 raise _BodyTimeout from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if limit is not None and seen > limit:
                     raise _BodyTooLarge
             return message
 

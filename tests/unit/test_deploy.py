@@ -48,7 +48,9 @@ def test_compose_has_the_seed_services_and_ports() -> None:
     services = COMPOSE["services"]
     assert set(services) == {"ml-service", "node", "gateway", "prometheus"}
     ports = {p for s in services.values() for p in s.get("ports", [])}
-    assert {"8080:8080", "9898:9898", "8081:8081", "9899:9899", "9090:9090"} <= ports
+    published = {"127.0.0.1:8080:8080", "127.0.0.1:9898:9898", "127.0.0.1:8081:8081"}
+    assert published | {"127.0.0.1:9899:9899", "127.0.0.1:9090:9090"} <= ports
+    assert all(p.startswith("127.0.0.1:") for p in ports)  # nothing on all interfaces
 
 
 @pytest.mark.parametrize("service", ["ml-service", "node", "gateway"])
@@ -82,14 +84,16 @@ def test_the_environment_the_images_set_is_accepted(monkeypatch: pytest.MonkeyPa
     for name in ("Dockerfile.chain", "Dockerfile.ml-service"):
         for key, value in dockerfile_env(name).items():
             monkeypatch.setenv(key, value)
-    for service in ("node", "gateway"):
+    for service in ("node", "gateway", "ml-service"):
         for key, value in COMPOSE["services"][service].get("environment", {}).items():
             monkeypatch.setenv(key, value)
     chain = load_chain_config(REPO / "configs/devnet.toml")
     assert chain.ml_client.base_url == "http://ml-service:8080"
     assert chain.rpc.listen_addr == "0.0.0.0:26657"
     assert load_api_settings(REPO / "configs/api.toml").node_urls == ["http://node:26657"]
-    assert load_ml_settings(REPO / "configs/ml-service.toml").model_root == Path("/data/models")
+    ml = load_ml_settings(REPO / "configs/ml-service.toml")
+    assert ml.model_root == Path("/data/models")
+    assert ml.upload_token is not None  # it listens on all interfaces: uploads need the token
 
 
 def test_compose_prometheus_scrapes_the_services() -> None:

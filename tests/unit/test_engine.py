@@ -445,3 +445,37 @@ async def test_a_cached_verdict_is_only_reused_against_the_same_earlier_registra
     assert widened.registered and widened.cache_key != claim.cache_key
     await ml.verify_claim(widened)  # a new registration since: the verdict may differ
     assert verifier.calls == 2
+
+
+async def test_a_block_from_the_future_is_deferred_then_accepted() -> None:
+    proposer = make_engine()
+    follower = make_engine()
+    await proposer.propose_block(VALIDATOR, T0 + 60_000)
+    block = proposer.store.get_block(proposer.tip)
+    assert block is not None
+    early = await follower.import_block(block, T0 + 1_000)  # the follower's clock is behind
+    assert early.status is ImportStatus.DEFERRED and "from_the_future" in (early.reason or "")
+    later = await follower.import_block(block, T0 + 60_000)  # not blacklisted
+    assert later.status is ImportStatus.ACCEPTED
+
+
+async def test_a_proposal_full_of_ml_dsa_txs_fits_the_size_limit_with_its_signature() -> None:
+    """The size estimate counts the block signature (3,309 bytes for ML-DSA-65)."""
+    key = crypto.KeyPair.from_seed(SigScheme.ML_DSA_65, b"\x09" * 32)
+    sender = crypto.KeyPair.from_seed(SigScheme.ML_DSA_65, b"\x0a" * 32)
+    genesis = dataclasses.replace(
+        make_genesis(),
+        validators=(Validator(key.account, key.scheme, key.public_key),),
+        accounts=((sender.account, 1_000),),
+    )
+    config = ConsensusConfig(max_pool_txs=100, max_block_size_bytes=30_000)
+    ml = MlValidity(FakeVerifier(), max_artefacts_per_block=2)
+    engine = ConsensusEngine(MemBlockStore(), genesis, config, ml)
+    for nonce in range(10):  # ~5.3 KB each: 5 fit beside the header and signature
+        tx = TxTransfer(sender.account, key.account, 1, 0, nonce)
+        engine.submit_tx(crypto.sign_tx(tx, sender, CHAIN))
+    result = await engine.propose_block(key, T0 + 1_000)
+    assert result is not None and result.status is ImportStatus.ACCEPTED, result
+    block = engine.store.get_block(engine.tip)
+    assert block is not None and 0 < len(block.txs) < 10
+    assert len(codec.encode(block)) <= config.max_block_size_bytes

@@ -35,7 +35,7 @@ from authchain.chain.config import ConsensusConfig, is_test_chain
 from authchain.chain.consensus.pool import PoolPolicy, PoolReason, TxPool, TxRejection
 from authchain.chain.consensus.store import BlockStore, Commit
 from authchain.chain.errors import DecodeError, InvalidField, Rejected, StorageError
-from authchain.chain.metrics.prometheus import ChainMetrics
+from authchain.chain.metrics.prometheus import ChainMetrics, metric_reason
 from authchain.chain.schemas import (
     AccountPublic,
     ArtefactPublic,
@@ -152,6 +152,10 @@ class Proposal:
 
     txs: list[Transaction]
     dropped: dict[TxHash, TxRejection] = field(default_factory=dict)
+
+
+REASONS = frozenset({*TxReason, *PoolReason, "invalid_tx"})
+"""The chain's own reason codes (metric labels)."""
 
 
 class Misbehaviour(Exception):
@@ -285,7 +289,7 @@ class Application:
                     raise
         except Rejected as exc:
             if self.metrics:
-                self.metrics.txs_rejected.labels(reason=exc.reason).inc()
+                self.metrics.txs_rejected.labels(reason=metric_reason(exc.reason, REASONS)).inc()
             raise
         self._update_gauges()
         return tx_hash
@@ -420,7 +424,8 @@ class Application:
             self._waiting.pop(tx_hash, None)
             log.info("dropped tx %s: %s (%s)", tx_hash.short(), rejection.reason, rejection.detail)
             if self.metrics:
-                self.metrics.txs_rejected.labels(reason=rejection.reason).inc()
+                label = metric_reason(rejection.reason, REASONS)
+                self.metrics.txs_rejected.labels(reason=label).inc()
         self._update_gauges()
 
     # --- ProcessProposal --------------------------------------------------------------------

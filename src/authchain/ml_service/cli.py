@@ -5,6 +5,7 @@ Imported lazily by `authchain.cli`, so the chain commands never load torch.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from dataclasses import asdict
@@ -30,6 +31,7 @@ from authchain.ml_service.watermark.embed import (
 )
 from authchain.ml_service.watermark.evidence import KeyMaterial, parse_evidence
 from authchain.ml_service.watermark.verify import Thresholds, compute_stats, judge
+from authchain.settings import ConfigError
 
 err = Console(stderr=True)
 
@@ -222,6 +224,13 @@ def describe_factors(stats: dict[str, Any], floors: dict[str, Any]) -> list[str]
     ]
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def run_service(config: Path | None, listen: str | None, log_level: str) -> None:
     """Run the ML service until SIGINT/SIGTERM, then exit cleanly (status 0)."""
     import asyncio
@@ -232,6 +241,12 @@ def run_service(config: Path | None, listen: str | None, log_level: str) -> None
 
     overrides = {"listen_addr": listen} if listen is not None else {}
     settings = load_ml_settings(config, **overrides)
+    host = settings.listen_addr.rpartition(":")[0].strip("[]")
+    if settings.upload_token is None and not _loopback(host):
+        raise ConfigError(
+            f"listen_addr {settings.listen_addr} is reachable beyond this machine: set "
+            "upload_token (ML_SERVICE_UPLOAD_TOKEN) so that strangers cannot upload"
+        )
     app = create_app(settings)
     logging.getLogger(__name__).info(
         "ML service on http://%s (models %s, evidence %s, device %s)",

@@ -35,6 +35,13 @@ class MlServiceSettings(TomlSettings):
     """Where verification runs; `auto` picks CUDA when torch sees a GPU."""
     torch_threads: int = Field(0, ge=0, le=256)
     """CPU threads for torch; 0 keeps torch's default."""
+    upload_token: str | None = Field(None, min_length=16)
+    """When set, uploads (`PUT /artefacts`, `PUT /evidence`) need `Authorization: Bearer
+    <token>`. Required when the service listens beyond loopback."""
+    max_store_bytes: int = Field(64 * 1024**3, ge=1024)
+    """What all stored artefacts and evidence may take together (507 `store_full` above it)."""
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Largest non-upload request body (`/verify` names up to 100,000 registrations)."""
     peers: list[str] = Field(default_factory=list, max_length=64)
     """Peer ML services (other validators') to fetch missing files from, by hash."""
     model_cache_size: int = Field(8, ge=0)

@@ -22,6 +22,7 @@ usual way to start it.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from pathlib import Path
@@ -46,7 +47,13 @@ from authchain.ml_service.schemas import (
     VerifyResponse,
 )
 from authchain.ml_service.verifier import Verifier
-from authchain.web import ERROR_RESPONSES, ApiError, add_metrics_route, install_error_handlers
+from authchain.web import (
+    ERROR_RESPONSES,
+    ApiError,
+    BodyLimit,
+    add_metrics_route,
+    install_error_handlers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +90,9 @@ class Service:
         self.settings = settings
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        self.store = FilesystemStore(settings.model_root, settings.evidence_root)
+        self.store = FilesystemStore(
+            settings.model_root, settings.evidence_root, max_store_bytes=settings.max_store_bytes
+        )
         self.verifier = Verifier(
             self.store,
             device=settings.device,
@@ -135,9 +144,21 @@ async def verify(body: VerifyRequest, service: ServiceDep) -> VerifyResponse:
     return response
 
 
+def _authorize(service: Service, request: Request, kind: str) -> None:
+    """Uploads need the service's bearer token, where one is set."""
+    token = service.settings.upload_token
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        service.metrics.uploads.labels(kind=kind, result="unauthorized").inc()
+        raise ApiError(401, "unauthorized", "uploads need `Authorization: Bearer <upload_token>`")
+
+
 async def _store(
     service: Service, request: Request, kind: str, file_id: str, limit: int
 ) -> StoredFile:
+    _authorize(service, request, kind)
     put = service.store.put_artefact if kind == "artefact" else service.store.put_evidence
     try:
         result = await put(file_id, request.stream(), limit)
@@ -224,6 +245,10 @@ def create_app(settings: MlServiceSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     add_metrics_route(app, service.metrics.registry)
+    # uploads stream under their own limits (max_artefact_bytes, max_evidence_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=service.settings.max_request_bytes, exempt_methods={"PUT"}
+    )
     return app
 
 

@@ -45,6 +45,7 @@ from authchain.chain.types import (
     TxHash,
 )
 from authchain.chain.validation.base import (
+    MAX_CLOCK_DRIFT_MS,
     BlockReason,
     InvalidBlock,
     get_expected_proposer,
@@ -65,7 +66,7 @@ class ImportStatus(enum.StrEnum):
 
     ACCEPTED = "accepted"  # it is the new tip
     KNOWN = "known"  # already stored
-    DEFERRED = "deferred"  # ML service unavailable: neither accepted nor invalid; retry
+    DEFERRED = "deferred"  # ML service unavailable, or from the future: not invalid; retry
     INVALID = "invalid"
     ORPHAN = "orphan"  # does not extend the tip
 
@@ -196,6 +197,9 @@ class ConsensusEngine:
             return ImportResult(
                 ImportStatus.ORPHAN, block_hash, f"does not extend the tip {self._tip.short()}"
             )
+        if block.header.timestamp > now_ms + MAX_CLOCK_DRIFT_MS:  # maybe our clock is behind
+            why = f"timestamp {block.header.timestamp} is more than {MAX_CLOCK_DRIFT_MS} ms ahead"
+            return ImportResult(ImportStatus.DEFERRED, block_hash, f"from_the_future: {why}")
         started = time.perf_counter()
         try:
             validate_header_links(block.header, self._tip, self._tip_header, now_ms)

@@ -13,6 +13,30 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _SECONDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+V_AUTH_REASONS = frozenset(
+    {
+        "artefact_hash_mismatch", "artefact_not_found", "bad_config",
+        "carries_registered_watermark", "evidence_below_min_strength", "evidence_claim_mismatch",
+        "evidence_hash_mismatch", "evidence_model_mismatch", "evidence_not_found",
+        "feat_dist_above_tau_feat", "feat_p_above_floor", "hash_mismatch",
+        "logit_band_above_floor", "logit_stat_outside_band", "owner_mismatch", "scheme_mismatch",
+        "shape_mismatch", "trigger_acc_below_tau_input", "trigger_p_above_floor",
+        "verifier_error", "ml_auth_failed", "files_unavailable",
+    }
+)  # fmt: skip
+"""The verifier's reason codes: the only ML-side strings a metric label may take."""
+
+
+def metric_reason(reason: str, known: frozenset[str] = frozenset()) -> str:
+    """`reason` as a label value from a fixed set: itself if it is one of `known` or a verifier
+    code; for a `;`-joined verifier answer, its first code; else `other`. (A reason string
+    comes from outside, and every new label value is a new time series.)"""
+    if reason in known or reason in V_AUTH_REASONS:
+        return reason
+    first = reason.split(";", 1)[0]
+    return first if first in V_AUTH_REASONS else "other"
+
+
 class ChainMetrics:
     """All metrics of one node, registered in its own registry."""
 

@@ -10,13 +10,15 @@ owner's next nonce and the chain's minimum fee. Elsewhere the answer is 401 with
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from authchain.chain.consensus.pool import PoolReason
+from authchain.chain.metrics.prometheus import metric_reason
 from authchain.chain.schemas import ArtefactPublic, encode_tx_hex
+from authchain.chain.state import TxReason
 from authchain.chain.types import (
     AccountId,
     Aid,
@@ -37,7 +39,12 @@ SIGN_HINT = (
     "registration with `authchain register --key KEYFILE ...`, which posts it to /txs"
 )
 NONCE_RETRIES = 3
-_owner_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+OWNER_LOCK_STRIPES = 64
+_owner_locks = [asyncio.Lock() for _ in range(OWNER_LOCK_STRIPES)]
+"""One nonce at a time per owner in this gateway: a fixed set of locks, an owner's by hash."""
+REGISTER_RESULTS = frozenset(
+    {*TxReason, *PoolReason, "invalid_tx", "node_unavailable", "node_error", "unknown_path"}
+)
 
 
 class RegisterModelRequest(BaseModel):
@@ -86,7 +93,7 @@ async def register_model(
         num_classes=body.num_classes,
     )
     owner = str(body.owner_account_hex)
-    async with _owner_locks[owner]:  # one nonce at a time per owner in this gateway
+    async with _owner_locks[hash(owner) % OWNER_LOCK_STRIPES]:
         for attempt in range(NONCE_RETRIES):
             account = await call_node(node, "GET", f"/accounts/{owner}")
             tx = TxRegisterModel(
@@ -101,7 +108,9 @@ async def register_model(
             except ApiError as exc:
                 if exc.reason == "nonce_taken" and attempt + 1 < NONCE_RETRIES:
                     continue  # another gateway used that nonce: take the next one
-                metrics.registrations.labels(result=exc.reason).inc()
+                metrics.registrations.labels(
+                    result=metric_reason(exc.reason, REGISTER_RESULTS)
+                ).inc()
                 if exc.field and exc.field.startswith("evidence."):  # name the seed body's field
                     exc.field = exc.field.removeprefix("evidence.")
                     exc.detail = exc.detail.removeprefix("evidence.")

@@ -43,11 +43,19 @@ def _check_id(value: str) -> str:
 class FilesystemStore:
     """Artefacts and evidence by hash."""
 
-    def __init__(self, model_root: Path, evidence_root: Path) -> None:
+    def __init__(
+        self, model_root: Path, evidence_root: Path, *, max_store_bytes: int | None = None
+    ) -> None:
         self.model_root = model_root
         self.evidence_root = evidence_root
+        self.max_store_bytes = max_store_bytes
+        """What all stored files may take together; an upload past it is `store_full`."""
         model_root.mkdir(parents=True, exist_ok=True)
         evidence_root.mkdir(parents=True, exist_ok=True)
+        self.used_bytes = sum(
+            p.stat().st_size for root in (model_root, evidence_root) for p in root.iterdir()
+            if p.is_file() and not p.name.startswith(".upload-")
+        )  # fmt: skip
 
     def find_artefact(self, aid: str) -> Path | None:
         """The stored artefact for `aid` (safetensors preferred), or None."""
@@ -99,6 +107,14 @@ class FilesystemStore:
                         raise UploadError(
                             413, "body_too_large", f"upload is larger than {max_bytes} bytes"
                         )
+                    if self.max_store_bytes is not None and (
+                        self.used_bytes + size > self.max_store_bytes
+                    ):
+                        raise UploadError(
+                            507, "store_full",
+                            f"the store holds {self.used_bytes} of its {self.max_store_bytes} "
+                            "bytes (max_store_bytes); this upload does not fit",
+                        )  # fmt: skip
                     if len(head) < 16:
                         head += chunk[: 16 - len(head)]
                     hasher.update(chunk)
@@ -119,6 +135,7 @@ class FilesystemStore:
             created = not path.exists()
             if created:
                 tmp.replace(path)
+                self.used_bytes += size
             return StoreResult(path, fmt, size, created)
         finally:
             tmp.unlink(missing_ok=True)
