@@ -479,3 +479,20 @@ async def test_a_proposal_full_of_ml_dsa_txs_fits_the_size_limit_with_its_signat
     block = engine.store.get_block(engine.tip)
     assert block is not None and 0 < len(block.txs) < 10
     assert len(codec.encode(block)) <= config.max_block_size_bytes
+
+
+async def test_a_claim_the_verifier_cannot_answer_is_retried_with_backoff() -> None:
+    """Poison verification: a claim that never gets an answer must not cost every block."""
+    verifier = FakeVerifier(down=True)
+    engine = make_engine(verifier)
+    engine.submit_tx(register(1, 0))
+    calls = []
+    for i in range(7):
+        await engine.propose_block(VALIDATOR, T0 + 1_000 * (i + 1))
+        calls.append(verifier.calls)
+    assert calls == [1, 2, 2, 3, 3, 3, 3]  # tried at heights 1, 2, 4, then 8
+    assert engine.height == 7  # blocks kept coming
+    verifier.down = False
+    for i in range(7, 9):
+        await engine.propose_block(VALIDATOR, T0 + 1_000 * (i + 1))
+    assert get_artefact(engine.view(), aid(1)) is not None  # unavailable is not invalid

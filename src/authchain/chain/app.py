@@ -234,6 +234,9 @@ class Application:
         self.extra_status: dict[str, int] = {}
         """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""
         self._waiting: dict[TxHash, Height] = {}
+        self._retry_at: dict[TxHash, tuple[int, Height]] = {}
+        """Registrations V_auth could not answer: (tries, the height to try again). Each miss
+        doubles the wait, up to 64 blocks, so one slow claim cannot slow every block."""
         """Registrations whose files are not uploaded yet: the height they were first tried."""
         if include_unverified_claims:
             log.warning("MISBEHAVING: proposing and accepting registrations without V_auth")
@@ -322,7 +325,9 @@ class Application:
                 for tx in selected
                 if isinstance(tx, TxRegisterModel)
             }
-            results = await self.ml.verify_claims(list(claims.values()))
+            results = await self.ml.verify_claims(
+                list(claims.values()), budget_secs=self.config.proposal_verify_secs
+            )
             skip: set[TxHash] = set()
             for tx_hash, result in zip(claims, results, strict=True):
                 if isinstance(result, MlUnavailable):
@@ -335,6 +340,7 @@ class Application:
                     )
                 else:
                     self._waiting.pop(tx_hash, None)
+                    self._retry_at.pop(tx_hash, None)
             kept = [tx for tx in selected if codec.compute_tx_hash(tx) not in skip]
             # Removing a tx can break a later one from the same signer (nonce gap): re-select.
             selected = self._select(kept, height, proposer, limits, dropped)
@@ -368,9 +374,11 @@ class Application:
             if size + tx_size > limits.max_bytes:
                 continue
             if isinstance(tx, TxRegisterModel) and (
-                artefacts >= self.ml.max_artefacts_per_block or tx.aid in claimed
+                artefacts >= self.ml.max_artefacts_per_block
+                or tx.aid in claimed  # another claim on it goes first; V_auth decides
+                or self._retry_at.get(codec.compute_tx_hash(tx), (0, 0))[1] > height
             ):
-                continue  # another claim on this aid goes first; V_auth decides between them
+                continue
             try:
                 try_process_tx(view, tx, self.genesis, height, proposer)
             except InvalidTx as exc:
@@ -395,7 +403,13 @@ class Application:
         """A registration V_auth could not judge stays pooled; one whose files are still not
         uploaded `files_wait_blocks` after it was first tried is dropped (`files_unavailable`)."""
         if not isinstance(error, FilesUnavailable):
-            log.warning("V_auth unavailable for tx %s: %s", tx_hash.short(), error)
+            tries = self._retry_at.get(tx_hash, (0, height))[0] + 1
+            wait = min(2 ** (tries - 1), 64)
+            self._retry_at[tx_hash] = (tries, height + wait)
+            log.warning(
+                "V_auth unavailable for tx %s (%s): next try in %d blocks",
+                tx_hash.short(), error, wait,
+            )  # fmt: skip
             return
         first = self._waiting.setdefault(tx_hash, height)
         waited = height - first
@@ -422,6 +436,7 @@ class Application:
         self.pool.forget(dropped)
         for tx_hash, rejection in dropped.items():
             self._waiting.pop(tx_hash, None)
+            self._retry_at.pop(tx_hash, None)
             log.info("dropped tx %s: %s (%s)", tx_hash.short(), rejection.reason, rejection.detail)
             if self.metrics:
                 label = metric_reason(rejection.reason, REASONS)
@@ -572,8 +587,12 @@ class Application:
         self.pool.forget(pending.tx_hashes)
         for tx_hash in pending.tx_hashes:
             self._waiting.pop(tx_hash, None)
+            self._retry_at.pop(tx_hash, None)
         if self.metrics:
             self.metrics.txs_committed.inc(sum(1 for r in f.results if r.code == 0))
+        for table in (self._retry_at, self._waiting):  # only what is still pooled
+            for tx_hash in [h for h in table if h not in self.pool]:
+                del table[tx_hash]
         expired = self.pool.expired(f.height)
         if expired:
             why = f"pending for {self.config.pool_ttl_blocks} blocks (consensus.pool_ttl_blocks)"

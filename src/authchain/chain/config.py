@@ -92,6 +92,9 @@ class ConsensusConfig(_Section):
     """How far above an account's next nonce a pending tx's nonce may be (pool policy)."""
     pool_ttl_blocks: int = Field(600, ge=1)
     """A tx pending this many blocks expires (pool policy)."""
+    proposal_verify_secs: float = Field(10.0, gt=0)
+    """How long a proposer waits for V_auth's verdicts; a claim without one by then waits
+    for a later block, each miss doubling the wait (up to 64 blocks)."""
     files_wait_blocks: int = Field(300, ge=1)
     """A registration whose artefact or evidence file is not uploaded yet waits in the pool for
     this many blocks, then is dropped with reason `files_unavailable` (pool policy, not a

@@ -185,12 +185,22 @@ class MlValidity:
         self._cache[key] = verdict
         return verdict
 
-    async def verify_claims(self, claims: Sequence[ArtefactClaim]) -> list[Verdict | MlUnavailable]:
-        """Each claim's verdict, or the MlUnavailable it raised; all run concurrently."""
+    async def verify_claims(
+        self, claims: Sequence[ArtefactClaim], *, budget_secs: float | None = None
+    ) -> list[Verdict | MlUnavailable]:
+        """Each claim's verdict, or the MlUnavailable it raised; all run concurrently. A claim
+        with no verdict within `budget_secs` is MlUnavailable (the verifier keeps working on
+        it, and caches what it computes, so a later try is quicker)."""
         started = time.perf_counter()
-        results = await asyncio.gather(
-            *(self.verify_claim(c) for c in claims), return_exceptions=True
-        )
+
+        async def within_budget(claim: ArtefactClaim) -> Verdict:
+            try:
+                return await asyncio.wait_for(self.verify_claim(claim), budget_secs)
+            except TimeoutError:
+                self._count("unavailable")
+                raise MlUnavailable(f"no verdict within {budget_secs:g} s") from None
+
+        results = await asyncio.gather(*map(within_budget, claims), return_exceptions=True)
         if self._metrics and claims:
             self._metrics.ml_auth_seconds.observe(time.perf_counter() - started)
         out: list[Verdict | MlUnavailable] = []
