@@ -127,3 +127,17 @@ async def test_competing_claims_on_one_aid_the_first_valid_one_wins() -> None:
     await chain.propose_block(VALIDATOR, T0 + 2_000)
     meta = get_artefact(chain.view(), aid(1))
     assert meta is not None and meta.owner == OWNER.account
+
+
+async def test_rejection_records_are_pruned_to_a_bound() -> None:
+    """Strangers decide how many txs get dropped: the records of it must stay bounded."""
+    forgers = [crypto.KeyPair.from_seed(SigScheme.ED25519, bytes([40 + n]) * 32) for n in range(5)]
+    verifier = FakeVerifier(failing_owners={k.account for k in forgers})
+    chain = engine(verifier, max_pool_txs=100, max_rejections=3)
+    hashes = [chain.submit_tx(claim(key, n + 1, nonce=0)) for n, key in enumerate(forgers)]
+    for i in (1, 2):  # 4 claims a block (max_artefacts_per_block)
+        await chain.propose_block(VALIDATOR, T0 + 1_000 * i)
+    assert all(chain.get_rejection(h) is not None for h in hashes)  # 5 dropped, recorded
+    for i in range(3, 65):  # pruning runs every 64 blocks
+        await chain.propose_block(VALIDATOR, T0 + 1_000 * i)
+    assert len(list(chain.store.iter_rejections())) == 3

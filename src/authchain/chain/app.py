@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from authchain.chain import codec
 from authchain.chain.config import ConsensusConfig, is_test_chain
 from authchain.chain.consensus.pool import PoolPolicy, PoolReason, TxPool, TxRejection
@@ -154,6 +156,8 @@ class Proposal:
     dropped: dict[TxHash, TxRejection] = field(default_factory=dict)
 
 
+PRUNE_EVERY = 64
+"""Blocks between two prunings of old rejection records."""
 REASONS = frozenset({*TxReason, *PoolReason, "invalid_tx"})
 """The chain's own reason codes (metric labels)."""
 
@@ -427,10 +431,14 @@ class Application:
             )  # fmt: skip
 
     def _drop(self, dropped: dict[TxHash, TxRejection]) -> None:
+        height = self.height
         self.store.commit(
             Commit(
                 pool_remove=set(dropped) if self.pool.persist else set(),
-                rejected={h: codec.encode(r) for h, r in dropped.items()},
+                rejected={
+                    h: codec.encode(msgspec.structs.replace(r, height=height))
+                    for h, r in dropped.items()
+                },
             )
         )
         self.pool.forget(dropped)
@@ -590,6 +598,8 @@ class Application:
             self._retry_at.pop(tx_hash, None)
         if self.metrics:
             self.metrics.txs_committed.inc(sum(1 for r in f.results if r.code == 0))
+        if f.height % PRUNE_EVERY == 0:
+            self._prune_rejections(f.height)
         for table in (self._retry_at, self._waiting):  # only what is still pooled
             for tx_hash in [h for h in table if h not in self.pool]:
                 del table[tx_hash]
@@ -599,6 +609,21 @@ class Application:
             self._drop({h: TxRejection(PoolReason.EXPIRED.value, why) for h in expired})
         self._update_gauges(f.height)
         return f
+
+    def _prune_rejections(self, height: Height) -> None:
+        """Keep the rejection records of the last `rejections_kept_blocks` blocks, and at most
+        `max_rejections` of them (the newest): strangers decide how many there are."""
+        records: list[tuple[int, TxHash]] = [
+            (codec.decode(raw, TxRejection).height, tx_hash)
+            for tx_hash, raw in self.store.iter_rejections()
+        ]
+        oldest = height - self.config.rejections_kept_blocks
+        records.sort(reverse=True)
+        keep = self.config.max_rejections
+        stale = [h for i, (at, h) in enumerate(records) if at < oldest or i >= keep]
+        if stale:
+            self.store.commit(Commit(rejected=dict.fromkeys(stale)))
+            log.info("pruned %d old rejection records", len(stale))
 
     def discard(self) -> None:
         """Forget a finalized block that will not be committed (the embedded driver's own

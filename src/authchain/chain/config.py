@@ -92,6 +92,10 @@ class ConsensusConfig(_Section):
     """How far above an account's next nonce a pending tx's nonce may be (pool policy)."""
     pool_ttl_blocks: int = Field(600, ge=1)
     """A tx pending this many blocks expires (pool policy)."""
+    rejections_kept_blocks: int = Field(100_000, ge=1)
+    """How long why-a-tx-was-dropped records are kept (answers to GET /txs/{hash})."""
+    max_rejections: int = Field(100_000, ge=1)
+    """At most this many such records are kept (the newest)."""
     proposal_verify_secs: float = Field(10.0, gt=0)
     """How long a proposer waits for V_auth's verdicts; a claim without one by then waits
     for a later block, each miss doubling the wait (up to 64 blocks)."""

@@ -67,6 +67,8 @@ class TxRejection(Record, frozen=True):
 
     reason: str
     detail: str
+    height: Height = 0
+    """The height it was dropped at (old records are pruned)."""
 
 
 class PoolRejected(Rejected):
@@ -209,7 +211,7 @@ class TxPool:
         rejected = {}
         if victim is not None:
             why = f"evicted from the full pool by {tx_hash.short()}, which pays more or can run"
-            rejected[victim] = TxRejection(PoolReason.EVICTED.value, why)
+            rejected[victim] = TxRejection(PoolReason.EVICTED.value, why, height)
             self.forget([victim])
         if self.persist or rejected:
             self._store.commit(

@@ -30,7 +30,7 @@ class Commit:
     meta: dict[bytes, bytes | None] = field(default_factory=dict)
     tx_index: dict[TxHash, bytes | None] = field(default_factory=dict)
     """Where committed txs are: encode([height, index])."""
-    rejected: dict[TxHash, bytes] = field(default_factory=dict)
+    rejected: dict[TxHash, bytes | None] = field(default_factory=dict)
     """Why dropped txs were dropped (canonical `TxRejection` bytes)."""
     tip: BlockHash | None = None
     """New tip, if it changes."""
@@ -85,6 +85,10 @@ class BlockStore(Protocol):
 
     def get_rejection(self, tx_hash: TxHash) -> bytes | None:
         """Why a tx was dropped, if it was."""
+        ...
+
+    def iter_rejections(self) -> Iterator[tuple[TxHash, bytes]]:
+        """Every stored rejection record, in hash order."""
         ...
 
     def pool_txs(self) -> Iterator[tuple[TxHash, Transaction]]:

@@ -130,6 +130,10 @@ class KvBlockStore:
 
     # --- pool -----------------------------------------------------------------------------
 
+    def iter_rejections(self) -> Iterator[tuple[TxHash, bytes]]:
+        for key, raw in self._kv.scan(Column.REJECTED, b""):
+            yield TxHash(key), raw
+
     def pool_txs(self) -> Iterator[tuple[TxHash, Transaction]]:
         for key, raw in self._kv.scan(Column.POOL, b""):
             try:
