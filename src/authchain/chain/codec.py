@@ -57,7 +57,8 @@ def _dec_hook(kind: type, obj: Any) -> Any:
     # unlike this hook, knows the field's name for the error.
     if isinstance(kind, type) and issubclass(kind, Hash256) and isinstance(obj, bytes):
         return bytes.__new__(kind, obj)
-    raise NotImplementedError
+    name = getattr(kind, "__name__", str(kind))
+    raise msgspec.ValidationError(f"expected bytes for {name}, got {type(obj).__name__}")
 
 
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
