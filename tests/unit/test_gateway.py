@@ -40,7 +40,9 @@ async def gateway_for(node_urls: list[str]) -> httpx.AsyncClient:
 async def chain(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, str]]:
     impersonation = getattr(request, "param", True)
     engine = make_engine(FakeVerifier(), impersonation=impersonation)
-    app = create_rpc_app(RpcContext(engine, ChainConfig(chain_id=CHAIN, genesis={"min_fee": 1}), VALIDATOR.account))
+    app = create_rpc_app(
+        RpcContext(engine, ChainConfig(chain_id=CHAIN, genesis={"min_fee": 1}), VALIDATOR.account)
+    )
     async with serve_app(app) as url:
         yield engine, url
 

@@ -32,7 +32,9 @@ def engine() -> ConsensusEngine:
 
 @pytest.fixture
 async def client(engine: ConsensusEngine) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_rpc_app(RpcContext(engine, ChainConfig(chain_id=CHAIN, genesis={"min_fee": 1}), VALIDATOR.account))
+    app = create_rpc_app(
+        RpcContext(engine, ChainConfig(chain_id=CHAIN, genesis={"min_fee": 1}), VALIDATOR.account)
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://rpc") as c:
         yield c
