@@ -141,3 +141,19 @@ async def test_rejection_records_are_pruned_to_a_bound() -> None:
     for i in range(3, 65):  # pruning runs every 64 blocks
         await chain.propose_block(VALIDATOR, T0 + 1_000 * i)
     assert len(list(chain.store.iter_rejections())) == 3
+
+
+def test_metric_labels_come_from_a_fixed_set() -> None:
+    """A reason string from outside (the ML service, a node) must not mint time series."""
+    from authchain.chain.app import REASONS
+    from authchain.chain.metrics.prometheus import metric_reason
+
+    assert metric_reason("bad_nonce", REASONS) == "bad_nonce"
+    assert metric_reason("trigger_acc_below_tau_input;feat_p_above_floor", REASONS) == (
+        "trigger_acc_below_tau_input"
+    )
+    assert metric_reason("x" * 10_000, REASONS) == "other"
+    assert metric_reason("carries_registered_watermark; DROP TABLE", REASONS) == (
+        "carries_registered_watermark"
+    )
+    assert metric_reason("anything;at all", REASONS) == "other"

@@ -41,7 +41,7 @@ from authchain.ml_service.peers import PeerFetcher
 from authchain.ml_service.registry import FilesystemStore, UploadError
 from authchain.ml_service.schemas import (
     HealthResponse,
-    HexId,
+    HexPath,
     StoredFile,
     VerifyRequest,
     VerifyResponse,
@@ -190,25 +190,25 @@ def _describe(kind: str, file_id: str, path: Path | None) -> StoredFile:
 
 
 @router.put("/artefacts/{aid}", status_code=HTTP_201_CREATED, tags=["files"])
-async def put_artefact(aid: HexId, request: Request, service: ServiceDep) -> StoredFile:
+async def put_artefact(aid: HexPath, request: Request, service: ServiceDep) -> StoredFile:
     """Upload a model artefact (safetensors or .pt); kept only if BLAKE3(bytes) == aid."""
     return await _store(service, request, "artefact", aid, service.settings.max_artefact_bytes)
 
 
 @router.get("/artefacts/{aid}", tags=["files"])
-async def get_artefact(aid: HexId, service: ServiceDep) -> StoredFile:
+async def get_artefact(aid: HexPath, service: ServiceDep) -> StoredFile:
     """Whether an artefact is stored, and its format and size."""
     return _describe("artefact", aid, service.store.find_artefact(aid))
 
 
 @router.get("/artefacts/{aid}/content", tags=["files"], response_class=FileResponse)
-async def get_artefact_content(aid: HexId, service: ServiceDep) -> FileResponse:
+async def get_artefact_content(aid: HexPath, service: ServiceDep) -> FileResponse:
     """The stored artefact's bytes (what peers fetch; BLAKE3 of them is `aid`)."""
     return _content("artefact", aid, service.store.find_artefact(aid))
 
 
 @router.put("/evidence/{evidence_hash}", status_code=HTTP_201_CREATED, tags=["files"])
-async def put_evidence(evidence_hash: HexId, request: Request, service: ServiceDep) -> StoredFile:
+async def put_evidence(evidence_hash: HexPath, request: Request, service: ServiceDep) -> StoredFile:
     """Upload an evidence file; kept only if BLAKE3(bytes) == evidence_hash."""
     return await _store(
         service, request, "evidence", evidence_hash, service.settings.max_evidence_bytes
@@ -216,13 +216,13 @@ async def put_evidence(evidence_hash: HexId, request: Request, service: ServiceD
 
 
 @router.get("/evidence/{evidence_hash}", tags=["files"])
-async def get_evidence(evidence_hash: HexId, service: ServiceDep) -> StoredFile:
+async def get_evidence(evidence_hash: HexPath, service: ServiceDep) -> StoredFile:
     """Whether an evidence file is stored."""
     return _describe("evidence", evidence_hash, service.store.find_evidence(evidence_hash))
 
 
 @router.get("/evidence/{evidence_hash}/content", tags=["files"], response_class=FileResponse)
-async def get_evidence_content(evidence_hash: HexId, service: ServiceDep) -> FileResponse:
+async def get_evidence_content(evidence_hash: HexPath, service: ServiceDep) -> FileResponse:
     """The stored evidence file's bytes."""
     return _content("evidence", evidence_hash, service.store.find_evidence(evidence_hash))
 

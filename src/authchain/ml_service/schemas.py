@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from authchain.wire import FloorsJson, WmProfileJson
@@ -27,6 +28,14 @@ HexId = Annotated[
     BeforeValidator(_normalise_hex),
     Field(pattern=HEX_ID_PATTERN, description="64 hex characters (BLAKE3-256)"),
 ]
+
+
+HexPath = Annotated[
+    str,
+    Path(pattern=r"^(0x)?[0-9a-fA-F]{64}$", description="64 hex characters (BLAKE3-256)"),
+    BeforeValidator(_normalise_hex),  # after Path: FastAPI reads the first FieldInfo's schema
+]
+"""A 64-hex id in a URL path (its pattern shows in OpenAPI)."""
 
 
 class _Schema(BaseModel):
