@@ -145,6 +145,8 @@ class Devnet:
     ports: DevnetPorts = field(default_factory=DevnetPorts)
     block_time_secs: float = 2.0
     ml_timeout_secs: float = 30.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More settings for every process (`AUTHCHAIN_CONSENSUS__...`, `ML_SERVICE_...`)."""
     repo: Path = field(default_factory=Path.cwd)
     processes: dict[str, Process] = field(default_factory=dict)
 
@@ -179,6 +181,7 @@ class Devnet:
             "AUTHCHAIN_API_LISTEN_ADDR": f"127.0.0.1:{p.gateway}",
             "AUTHCHAIN_API_METRICS_LISTEN_ADDR": f"127.0.0.1:{p.gateway_metrics}",
             "AUTHCHAIN_API_NODE_URLS": json.dumps([self.rpc_url]),
+            **self.extra_env,
         }
 
     def start(self, timeout: float = 60.0) -> None:

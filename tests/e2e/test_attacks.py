@@ -34,7 +34,7 @@ from authchain.chain.types import (
 from authchain.client import ClientError, GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, Process, free_port
 from authchain.web import HEADER_TIMEOUT
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, make_devnet
 from tests.e2e.test_devnet import seed_body
 from tests.ml_models import SEED_PROFILE, TrainedModel
 
@@ -235,3 +235,32 @@ def _devnet_alive(devnet: Devnet) -> Iterator[None]:
     yield
     for url in urls(devnet).values():  # nothing above took a service down
         assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+
+
+def test_a_claim_slower_than_the_proposal_budget_does_not_slow_the_chain(
+    tmp_path: Path, watermarked: TrainedModel
+) -> None:
+    """Poison verification, on real processes: every verification here takes longer than the
+    proposer will wait (a 1 ms budget), as the 4,096-trigger evidence once did, and used to
+    hold up every block. Now blocks keep their pace while the claim waits, backing off."""
+    net = make_devnet(tmp_path)
+    net.extra_env = {"AUTHCHAIN_CONSENSUS__PROPOSAL_VERIFY_SECS": "0.001"}
+    net.start()
+    try:
+        gw, ml = GatewayClient(net.gateway_url), MlServiceClient(net.ml_url)
+        ml.upload_artefact(watermarked.artefact)
+        ml.upload_evidence(watermarked.evidence)
+        start, started = gw.status()["height"], time.monotonic()
+        tx_hash = gw.register_unsigned(seed_body(watermarked))["tx_hash"]
+        time.sleep(6)
+        blocks = gw.status()["height"] - start
+        elapsed = time.monotonic() - started
+        assert blocks >= 0.6 * elapsed / 0.5  # block_time 0.5 s: production holds up
+        log = (net.root / "logs" / "node.log").read_text()
+        assert "no verdict within 0.001 s" in log and "next try in" in log
+        assert gw.tx(tx_hash).status == "queued"  # waiting, not rejected: unavailable
+        gw.close()
+        ml.close()
+    finally:
+        codes = net.stop()
+    assert set(codes.values()) == {0}, codes
