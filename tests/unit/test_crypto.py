@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from authchain.chain import codec
+from authchain.chain import codec, crypto
 from authchain.chain.crypto import (
     KeyPair,
     read_key_file,
@@ -182,3 +182,32 @@ def test_garbage_key_file_is_refused(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(SignatureError, match="cannot read key file"):
         read_key_file(path)
+
+
+def test_a_signature_is_verified_once_and_a_tampered_tx_is_never_served_the_cached_valid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x31" * 32)
+    tx = crypto.sign_tx(TxTransfer(key.account, key.account, 1, 0, 0), key, CHAIN)
+    calls = []
+    real = crypto.verify_signature
+
+    def counting(*args: object) -> None:
+        calls.append(args)
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crypto, "verify_signature", counting)
+    for _ in range(4):  # CheckTx, proposal, ProcessProposal, FinalizeBlock
+        crypto.verify_tx(tx, CHAIN)
+    assert len(calls) == 1
+    # the attacker keeps every byte the cache might look at but the signature ...
+    forged_sig = bytes([tx.signature[0] ^ 1]) + tx.signature[1:]
+    with pytest.raises(SignatureError):
+        crypto.verify_tx(msgspec.structs.replace(tx, signature=forged_sig), CHAIN)
+    # ... or the amount, keeping the valid signature
+    with pytest.raises(SignatureError):
+        crypto.verify_tx(msgspec.structs.replace(tx, amount=1_000_000), CHAIN)
+    # and a valid signature for one chain is not valid for another
+    with pytest.raises(SignatureError):
+        crypto.verify_tx(tx, CHAIN + "-other")
+    assert len(calls) == 4

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Self, TypeVar
 
 import msgspec
+from cachetools import LRUCache
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
@@ -113,8 +114,25 @@ def is_unsigned(tx: Transaction) -> bool:
     return tx.sig_scheme is SigScheme.UNSIGNED
 
 
+VERIFIED_CACHE_SIZE = 100_000
+_verified: LRUCache[tuple[bytes, str], bool] = LRUCache(maxsize=VERIFIED_CACHE_SIZE)
+"""(tx hash, chain id) of txs whose signature verified. The tx hash covers the signature and
+the public key, so a tampered copy has another hash and is verified afresh."""
+
+
 def verify_tx(tx: Transaction, chain_id: str) -> None:
-    """Raise `SignatureError` unless `tx` is properly signed by its signer for `chain_id`."""
+    """Raise `SignatureError` unless `tx` is properly signed by its signer for `chain_id`.
+
+    Each tx is verified once per process (CheckTx, proposal, ProcessProposal and FinalizeBlock
+    all ask): a verified (tx hash, chain id) is remembered in a bounded LRU."""
+    key = (bytes(codec.compute_tx_hash(tx)), chain_id)
+    if key in _verified:
+        return
+    _verify_tx(tx, chain_id)
+    _verified[key] = True
+
+
+def _verify_tx(tx: Transaction, chain_id: str) -> None:
     if is_unsigned(tx):
         raise SignatureError("transaction is unsigned")
     if codec.compute_account_id(tx.public_key) != get_signer(tx):
