@@ -49,6 +49,7 @@ bench-cometbft: $(STAMP) $(PROTO)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/verify.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/derivative.py --counts 1 10 100
+	$(BIN)/python benchmarks/throughput.py --txs 500
 
 demo: $(STAMP)
 	$(BIN)/authchain demo $(DEMO_ARGS)

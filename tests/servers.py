@@ -18,6 +18,7 @@ __all__ = ["free_port", "serve_app"]
 async def serve_app(app: Any) -> AsyncIterator[str]:
     """Run `app` with uvicorn on 127.0.0.1 and yield its base URL."""
     sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as authchain.web.bind does
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = make_server(app)

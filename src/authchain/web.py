@@ -273,6 +273,10 @@ def bind(listen_addr: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this. asyncio sets TCP_NODELAY itself only on sockets whose
+    # proto is IPPROTO_TCP, and this one's is 0: without it every response (headers, then
+    # body) waited ~40 ms for the client's delayed ACK (Nagle), whatever the request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, int(port)))
     except OSError as exc:
