@@ -57,7 +57,6 @@ from authchain.chain.state import (
     get_registrations,
     get_usage,
     process_lineage,
-    process_tx,
     try_process_tx,
 )
 from authchain.chain.types import (
@@ -75,7 +74,12 @@ from authchain.chain.types import (
     TxRegisterModel,
     get_signer,
 )
-from authchain.chain.validation.base import BlockReason, InvalidBlock
+from authchain.chain.validation.base import (
+    BlockReason,
+    InvalidBlock,
+    execute_txs,
+    validate_unique_aids,
+)
 from authchain.chain.validation.ml import (
     ArtefactClaim,
     FilesUnavailable,
@@ -461,12 +465,7 @@ class Application:
         self.validate_txs_shape(txs)
         view = self.view()
         registered = _registrations_for(view, txs)
-        child = view.child()
-        for i, tx in enumerate(txs):
-            try:
-                process_tx(child, tx, self.genesis, height, proposer)
-            except InvalidTx as exc:
-                raise InvalidBlock(BlockReason.INVALID_TX, f"tx {i}: {exc}") from exc
+        execute_txs(view.child(), txs, self.genesis, height, proposer)
         if self.include_unverified_claims:
             return
         await self.ml.check_block(txs, registered)
@@ -477,14 +476,7 @@ class Application:
             raise InvalidBlock(
                 BlockReason.TOO_MANY_TXS, f"{len(txs)} txs > {self.config.max_block_txs}"
             )
-        seen: set[Aid] = set()
-        for i, tx in enumerate(txs):
-            if isinstance(tx, TxRegisterModel):
-                if tx.aid in seen:
-                    raise InvalidBlock(
-                        BlockReason.DUPLICATE_AID, f"tx {i} registers {tx.aid} again"
-                    )
-                seen.add(tx.aid)
+        validate_unique_aids(txs)
 
     # --- FinalizeBlock ----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ commits to the lineage V_auth found.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from authchain.chain import codec, crypto
 from authchain.chain.config import ConsensusConfig
@@ -25,7 +25,16 @@ from authchain.chain.state import (
     process_lineage,
     process_tx,
 )
-from authchain.chain.types import Aid, Block, BlockHash, Header, Height, TxRegisterModel
+from authchain.chain.types import (
+    AccountId,
+    Aid,
+    Block,
+    BlockHash,
+    Header,
+    Height,
+    Transaction,
+    TxRegisterModel,
+)
 
 MAX_CLOCK_DRIFT_MS = 15_000
 """How far in the future a block's timestamp may be, by the validator's clock."""
@@ -115,21 +124,27 @@ def validate_shape(block: Block, config: ConsensusConfig) -> None:
         raise InvalidBlock(BlockReason.BAD_POS_PROOF, "proof-of-authority blocks carry no proof")
 
 
-def validate_unique_aids(block: Block) -> None:
+def validate_unique_aids(txs: Sequence[Transaction]) -> None:
     """No Aid is registered twice inside one block."""
     seen: set[Aid] = set()
-    for i, tx in enumerate(block.txs):
+    for i, tx in enumerate(txs):
         if isinstance(tx, TxRegisterModel):
             if tx.aid in seen:
                 raise InvalidBlock(BlockReason.DUPLICATE_AID, f"tx {i} registers {tx.aid} again")
             seen.add(tx.aid)
 
 
-def execute_block(view: StateView, block: Block, genesis: Genesis) -> None:
+def execute_txs(
+    view: StateView,
+    txs: Sequence[Transaction],
+    genesis: Genesis,
+    height: Height,
+    proposer: AccountId,
+) -> None:
     """Apply every tx to `view`; an invalid tx makes the block invalid."""
-    for i, tx in enumerate(block.txs):
+    for i, tx in enumerate(txs):
         try:
-            process_tx(view, tx, genesis, block.header.height, block.header.proposer)
+            process_tx(view, tx, genesis, height, proposer)
         except InvalidTx as exc:
             raise InvalidBlock(BlockReason.INVALID_TX, f"tx {i}: {exc}") from exc
 
@@ -147,8 +162,8 @@ def validate_block_body(
     validate_header_links(block.header, parent_hash, parent, now_ms)
     validate_proposer(block, genesis)
     validate_shape(block, config)
-    validate_unique_aids(block)
-    execute_block(view, block, genesis)
+    validate_unique_aids(block.txs)
+    execute_txs(view, block.txs, genesis, block.header.height, block.header.proposer)
 
 
 def validate_state_root(view: StateView, block: Block) -> None:
@@ -168,8 +183,11 @@ def validate_block(
     now_ms: int,
     lineage: Mapping[Aid, tuple[Aid, ...]] | None = None,
 ) -> None:
-    """V_base, given V_auth's `lineage` findings: raise InvalidBlock, or leave the block's
-    writes in `view`. (The engine runs V_auth between the body and the state root.)"""
+    """V_base on a whole block, given V_auth's `lineage` findings: raise InvalidBlock, or
+    leave the block's writes in `view`. The drivers run the same pieces split by phase: the
+    embedded engine checks the header (links, proposer, shape), `Application.process_proposal`
+    the txs (`validate_unique_aids`, `execute_txs`) and V_auth, and the engine the state
+    root after FinalizeBlock."""
     validate_block_body(view, block, parent_hash, parent, genesis, config, now_ms)
     process_lineage(view, lineage or {})
     validate_state_root(view, block)
