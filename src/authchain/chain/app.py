@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from pydantic import BaseModel
 
 from authchain.chain import codec
 from authchain.chain.config import ConsensusConfig, is_test_chain
@@ -86,7 +87,6 @@ from authchain.chain.validation.ml import (
     MlUnavailable,
     MlValidity,
     Verdict,
-    get_claims,
     get_lineage,
     make_claim,
 )
@@ -231,6 +231,8 @@ class Application:
         any proposal's claims unverified (finalize still verifies, or the app hash would
         fork from the honest validators')."""
         self._state: dict[bytes, bytes] = dict(store.iter_state())
+        self._info = self._read_info()
+        """The last committed height and app hash, kept in memory (CheckTx reads it per tx)."""
         policy = PoolPolicy(
             max_txs=config.max_pool_txs,
             max_txs_per_sender=config.max_pool_txs_per_sender,
@@ -253,6 +255,9 @@ class Application:
 
     def info(self) -> AppInfo:
         """The last committed height and app hash (height 0 before `init_chain`)."""
+        return self._info
+
+    def _read_info(self) -> AppInfo:
         raw_height = self.store.get_meta(META_HEIGHT)
         raw_hash = self.store.get_meta(META_APP_HASH)
         if raw_height is None or raw_hash is None:
@@ -261,18 +266,20 @@ class Application:
 
     @property
     def height(self) -> Height:
-        return self.info().height
+        return self._info.height
 
     def init_chain(self, extra: Commit | None = None) -> Hash256:
         """Write the genesis state if the store has none; the genesis app hash either way."""
-        root = compute_state_root(sorted(genesis_state(self.genesis).items()))
+        state = genesis_state(self.genesis)
+        root = compute_state_root(sorted(state.items()))
         if self.store.get_meta(META_APP_HASH) is not None:
             return root
         commit = extra or Commit()
-        commit.state = dict(genesis_state(self.genesis))
+        commit.state = dict(state)
         commit.meta |= {META_HEIGHT: (0).to_bytes(8, "big"), META_APP_HASH: bytes(root)}
         self.store.commit(commit)
         self._state = dict(self.store.iter_state())
+        self._info = AppInfo(0, root)
         return root
 
     def view(self) -> StateView:
@@ -578,6 +585,7 @@ class Application:
         if self.pool.persist:
             commit.pool_remove |= set(pending.tx_hashes)
         self.store.commit(commit)
+        self._info = AppInfo(f.height, f.app_hash)
         self._pending = None
         for key, value in pending.writes.items():
             if value is None:
@@ -692,7 +700,7 @@ class Application:
             if kind == "artefacts":
                 artefact = self.artefact_public(Aid.from_hex(ref, field="aid"))
                 if artefact is not None:
-                    return 0, _json(artefact.model_dump(mode="json"))
+                    return 0, _json(artefact)
                 return 1, _error("unknown_artefact", f"artefact {ref} is not registered")
             if kind == "txs":
                 tx_status = self.tx_status(TxHash.from_hex(ref, field="tx_hash"))
@@ -723,7 +731,7 @@ class Application:
 
 
 def _json(value: Any) -> bytes:
-    if isinstance(value, AccountPublic):
+    if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     return json.dumps(value, separators=(",", ":")).encode()
 
@@ -762,5 +770,4 @@ __all__ = [
     "ProposalLimits",
     "TxRejection",
     "TxResult",
-    "get_claims",
 ]
