@@ -20,7 +20,12 @@ import blake3
 import httpx
 
 from authchain.chain import crypto
-from authchain.chain.schemas import TxStatus, encode_tx_hex, verify_tx_status_proof
+from authchain.chain.schemas import (
+    StateProofPublic,
+    TxStatus,
+    encode_tx_hex,
+    verify_tx_status_proof,
+)
 from authchain.chain.types import (
     AccountId,
     Aid,
@@ -134,8 +139,24 @@ class GatewayClient:
         result: dict[str, Any] = _call(self.http, "GET", f"/blocks/{ref}")
         return result
 
+    def account_proof(self, account: AccountId) -> StateProofPublic:
+        """The account's state entry with its proof; ClientError if the proof does not verify
+        against the app hash it names (check that one against a header you trust)."""
+        return _checked(_call(self.http, "GET", f"/accounts/{account}/proof"))
+
+    def model_proof(self, aid: Aid) -> StateProofPublic:
+        """The model's registration (or its absence) with its proof, checked likewise."""
+        return _checked(_call(self.http, "GET", f"/models/{aid}/proof"))
+
     def close(self) -> None:
         self.http.close()
+
+
+def _checked(body: Any) -> StateProofPublic:
+    proof = StateProofPublic.model_validate(body)
+    if not proof.verify():
+        raise ClientError(0, "bad_proof", f"state proof of {proof.key} does not verify")
+    return proof
 
 
 class MlServiceClient:

@@ -142,6 +142,12 @@ def test_honest_registration_is_committed_by_all_four(
     assert body["owner"] == watermarked.owner
     block = gw.block(status.height or 0)
     assert [t["hash"] for t in block["txs"]] == [str(status.tx_hash)]
+    # the registration's state proof, against the app hash the next CometBFT header commits to
+    proof = gw.model_proof(Aid.from_hex(watermarked.aid))
+    assert proof.record is not None and proof.record["owner"] == str(watermarked.owner)
+    net.wait_height(proof.height + 1, 30, [2])
+    following = net.rpc(2, "block", height=str(proof.height + 1))["block"]["header"]
+    assert proof.verify(bytes.fromhex(following["app_hash"]))
     assert_same_chain(net, [0, 1, 2, 3])
 
 

@@ -18,7 +18,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from authchain.chain import crypto
-from authchain.chain.schemas import TxStatus, encode_tx_hex, verify_tx_status_proof
+from authchain.chain.schemas import (
+    StateProofPublic,
+    TxStatus,
+    encode_tx_hex,
+    verify_tx_status_proof,
+)
 from authchain.chain.types import (
     AccountId,
     Aid,
@@ -121,10 +126,27 @@ def test_sigkill_restart_keeps_every_block_and_pooled_tx(chain: ChainFixture, no
             assert status.status == "committed" and verify_tx_status_proof(status)
         account = get(chain, f"/accounts/{chain.account.account}")
         assert account["balance"] == 1_000_000 - 300 and account["nonce"] == 3
+        check_state_proofs(chain, [chain.account.account, BOB, AccountId(b"\x0c" * 32)])
         wait_for("blocks after restart", lambda: get(chain, "/status")["height"] > tip["height"])
         assert "store has" not in restarted.log()
     finally:
         restarted.stop(signal.SIGKILL)
+
+
+def check_state_proofs(chain: ChainFixture, accounts: list[AccountId]) -> None:
+    """Each account's proof verifies against the state_root of the block at its height, and
+    does not verify for any other value."""
+    for account in accounts:
+        proof = StateProofPublic.model_validate(get(chain, f"/accounts/{account}/proof"))
+        header = get(chain, f"/blocks/{proof.height}")["header"]
+        assert proof.app_hash.hex() == header["state_root"]
+        assert proof.verify(bytes.fromhex(header["state_root"]))
+        forged = proof.model_copy(update={"value": (proof.value or "") + "00"})
+        assert not forged.verify(bytes.fromhex(header["state_root"]))
+        if account == BOB:
+            assert proof.record is not None and proof.record["balance"] == 300
+    unknown = StateProofPublic.model_validate(get(chain, f"/artefacts/{'ab' * 32}/proof"))
+    assert unknown.value is None and unknown.verify()
 
 
 def test_sigterm_shuts_down_cleanly_and_restarts(chain: ChainFixture, node: Proc) -> None:

@@ -10,17 +10,21 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
 from authchain.chain import codec, crypto
 from authchain.chain.abci.proto import abci
 from authchain.chain.abci.server import AbciServer, frame, read_message
-from authchain.chain.app import Application, Misbehaviour
+from authchain.chain.app import META_APP_HASH, META_HEIGHT, Application, Misbehaviour
 from authchain.chain.config import ConsensusConfig
+from authchain.chain.consensus.store import Commit
+from authchain.chain.errors import StorageError
 from authchain.chain.state import Validator, compute_state_root, genesis_state
 from authchain.chain.storage import MemBlockStore
-from authchain.chain.types import SigScheme
+from authchain.chain.storage.rocksdb import RocksDbBlockStore
+from authchain.chain.types import AccountId, SigScheme
 from authchain.chain.validation.ml import MlValidity
 from tests.unit.test_engine import CHAIN, OWNER, FakeVerifier, aid, make_genesis, register
 
@@ -218,3 +222,26 @@ async def test_a_decided_block_with_a_forged_claim_does_not_put_it_in_state() ->
     await call(server, commit=abci.RequestCommit())
     assert server.app.artefact_public(aid(1)) is not None
     assert server.app.artefact_public(aid(2)) is None
+
+
+def test_a_store_without_a_tree_gets_one_built_and_checked(tmp_path: Path) -> None:
+    """A data directory from before the state tree: its tree is built once at open, and must
+    give the app hash the directory committed; otherwise the app refuses to open it."""
+    ml = MlValidity(FakeVerifier(), max_artefacts_per_block=4)
+    genesis = dataclasses.replace(
+        make_genesis(), accounts=tuple((AccountId(bytes([i]) * 32), 10 + i) for i in range(50))
+    )
+    state = genesis_state(genesis)
+    store = RocksDbBlockStore(tmp_path / "db")
+    store.commit(
+        Commit(state=dict(state), meta={META_HEIGHT: (3).to_bytes(8, "big"),
+                                        META_APP_HASH: compute_state_root(state.items())})
+    )  # fmt: skip
+    app = Application(store, genesis, ConsensusConfig(), ml)
+    assert app.tree.root() == compute_state_root(state.items()) == app.info().app_hash
+    store.close()
+    store = RocksDbBlockStore(tmp_path / "db2")
+    store.commit(Commit(state=dict(state), meta={META_HEIGHT: b"\0" * 8, META_APP_HASH: b"x" * 32}))
+    with pytest.raises(StorageError, match="delete it"):
+        Application(store, genesis, ConsensusConfig(), ml)
+    store.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from authchain.chain import codec
+from authchain.chain import codec, smt
 from authchain.chain.app import compute_genesis_block
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.crypto import KeyPair, sign_block, sign_tx
@@ -147,7 +147,24 @@ def _vectors() -> dict[str, Callable[[], dict[str, str]]]:
             "block_hash": codec.compute_block_hash(block.header).hex(),
         }
 
+    def state_tree() -> dict[str, str]:
+        # three accounts (state keys as in `state.py`), the root, and one key's proof
+        entries = {b"acct/" + bytes([i]) * 32: bytes([i]) * 3 for i in (1, 2, 3)}
+        none: dict[bytes, bytes] = {}
+        tree = smt.StateTree(none.get)
+        update = tree.update(entries)
+        nodes = {k: v for k, v in update.nodes.items() if v is not None}
+        proof = smt.StateTree(nodes.get).prove(b"acct/" + bytes([2]) * 32)
+        assert proof.leaf is not None
+        return {
+            "empty_root": smt.root_of([]).hex(),
+            "root": update.root.hex(),
+            "proof_acct_02_siblings": "".join(s.hex() for s in proof.siblings),
+            "proof_acct_02_leaf": proof.leaf[0].hex() + proof.leaf[1].hex(),
+        }
+
     return {
+        "state_tree": state_tree,
         "hashes": hashes,
         "wm_profile": wm_profile,
         "evidence_ref": evidence_ref,

@@ -42,10 +42,16 @@ from authchain.chain.metrics.prometheus import ChainMetrics, metric_reason
 from authchain.chain.schemas import (
     AccountPublic,
     ArtefactPublic,
+    StateProofPublic,
     artefact_to_public,
+    to_json,
     tx_to_json,
 )
+from authchain.chain.smt import StateTree, TreeUpdate
 from authchain.chain.state import (
+    ACCOUNT_PREFIX,
+    ARTEFACT_PREFIX,
+    Account,
     Genesis,
     InvalidTx,
     StateView,
@@ -138,6 +144,7 @@ class Finalized:
 class _Pending:
     finalized: Finalized
     writes: dict[bytes, bytes | None]
+    tree: TreeUpdate
     tx_hashes: list[TxHash]
 
 
@@ -194,7 +201,7 @@ def compute_genesis_block(genesis: Genesis, config: ConsensusConfig) -> Block:
         timestamp=genesis.timestamp_ms,
         proposer=AccountId(ZERO_HASH),
         tx_root=codec.compute_tx_root(()),
-        state_root=compute_state_root(sorted(genesis_state(genesis).items())),
+        state_root=compute_state_root(genesis_state(genesis).items()),
         pos_proof=bytes(codec.hash_bytes(rules)),
     )
     return Block(header)
@@ -232,6 +239,9 @@ class Application:
         fork from the honest validators')."""
         self._state: dict[bytes, bytes] = dict(store.iter_state())
         self._info = self._read_info()
+        self.tree = StateTree(store.get_tree_node)
+        """The persisted state tree; its root is the app hash."""
+        self._check_tree()
         """The last committed height and app hash, kept in memory (CheckTx reads it per tx)."""
         policy = PoolPolicy(
             max_txs=config.max_pool_txs,
@@ -268,16 +278,36 @@ class Application:
     def height(self) -> Height:
         return self._info.height
 
+    def _check_tree(self) -> None:
+        """The stored tree's root is the stored app hash (a data directory written before
+        the tree existed gets its tree built once, and must then agree too)."""
+        if self.store.get_meta(META_APP_HASH) is None:
+            return
+        if self.tree.is_empty() and self._state:
+            log.info("building the state tree over %d entries (once)", len(self._state))
+            update = self.tree.update(self._state)
+            self.store.commit(Commit(tree=update.nodes))
+            self.tree.apply(update)
+        if self.tree.root() != self._info.app_hash:
+            raise StorageError(
+                f"the state tree's root {self.tree.root().hex()} is not the committed app hash "
+                f"{self._info.app_hash.hex()}: this data directory was written by another "
+                "version of authchain (delete it to start the chain afresh)"
+            )
+
     def init_chain(self, extra: Commit | None = None) -> Hash256:
         """Write the genesis state if the store has none; the genesis app hash either way."""
         state = genesis_state(self.genesis)
-        root = compute_state_root(sorted(state.items()))
         if self.store.get_meta(META_APP_HASH) is not None:
-            return root
+            return compute_state_root(state.items())
+        update = self.tree.update(state)
+        root = Hash256(update.root)
         commit = extra or Commit()
         commit.state = dict(state)
+        commit.tree = update.nodes
         commit.meta |= {META_HEIGHT: (0).to_bytes(8, "big"), META_APP_HASH: bytes(root)}
         self.store.commit(commit)
+        self.tree.apply(update)
         self._state = dict(self.store.iter_state())
         self._info = AppInfo(0, root)
         return root
@@ -536,10 +566,10 @@ class Application:
             results.append(result)
         process_lineage(child, lineage)
         writes = dict(child.writes)
-        app_hash = compute_state_root(child.items())
-        finalized = Finalized(height, app_hash, tuple(results), lineage)
+        tree = self.tree.update(writes)
+        finalized = Finalized(height, Hash256(tree.root), tuple(results), lineage)
         hashes = [codec.compute_tx_hash(tx) for tx in decoded]
-        self._pending = _Pending(finalized, writes, hashes)
+        self._pending = _Pending(finalized, writes, tree, hashes)
         return finalized
 
     def _execute(
@@ -580,12 +610,14 @@ class Application:
         f = pending.finalized
         commit = extra or Commit()
         commit.state = pending.writes
+        commit.tree = pending.tree.nodes
         commit.meta |= {META_HEIGHT: f.height.to_bytes(8, "big"), META_APP_HASH: bytes(f.app_hash)}
         commit.tx_index |= {h: codec.encode((f.height, i)) for i, h in enumerate(pending.tx_hashes)}
         if self.pool.persist:
             commit.pool_remove |= set(pending.tx_hashes)
         self.store.commit(commit)
         self._info = AppInfo(f.height, f.app_hash)
+        self.tree.apply(pending.tree)
         self._pending = None
         for key, value in pending.writes.items():
             if value is None:
@@ -652,6 +684,30 @@ class Application:
         usage = get_usage(view, aid)
         return artefact_to_public(meta, usage.uses, usage.last_used_at)
 
+    def state_proof(self, key: bytes) -> StateProofPublic:
+        """A state entry (or its absence) with its proof against the committed app hash."""
+        value = self._state.get(key)
+        proof = self.tree.prove(key)
+        record: dict[str, Any] | None = None
+        if value is not None:
+            kind = Account if key.startswith(ACCOUNT_PREFIX) else ArtefactMetadata
+            record = to_json(codec.decode(value, kind))
+        return StateProofPublic(
+            height=self.height,
+            app_hash=self._info.app_hash,
+            key=key.hex(),
+            value=None if value is None else value.hex(),
+            record=record,
+            siblings=[Hash256(s) for s in proof.siblings],
+            leaf=None if proof.leaf is None else (Hash256(proof.leaf[0]), Hash256(proof.leaf[1])),
+        )
+
+    def account_proof(self, account: AccountId) -> StateProofPublic:
+        return self.state_proof(ACCOUNT_PREFIX + account)
+
+    def artefact_proof(self, aid: Aid) -> StateProofPublic:
+        return self.state_proof(ARTEFACT_PREFIX + aid)
+
     def tx_status(self, tx_hash: TxHash) -> dict[str, Any] | None:
         """committed (height, index), queued (the tx) or rejected (reason); None if unknown."""
         location = self.store.get_tx_location(tx_hash)
@@ -689,12 +745,20 @@ class Application:
         /status                 the application's status
         /accounts/{account}     AccountPublic
         /artefacts/{aid}        ArtefactPublic
+        /accounts/{account}/proof, /artefacts/{aid}/proof   StateProofPublic
         /txs/{tx_hash}          {"status": committed | queued | rejected, ...}
         """
         kind, _, ref = path.strip("/").partition("/")
         try:
             if kind == "status" and not ref:
                 return 0, _json(self.status())
+            ref, _, sub = ref.partition("/")
+            if sub not in ("", "proof") or (sub and kind not in ("accounts", "artefacts")):
+                return 1, _error("unknown_path", f"no query path {path!r}")
+            if kind == "accounts" and sub:
+                return 0, _json(self.account_proof(AccountId.from_hex(ref, field="account")))
+            if kind == "artefacts" and sub:
+                return 0, _json(self.artefact_proof(Aid.from_hex(ref, field="aid")))
             if kind == "accounts":
                 return 0, _json(self.account_public(AccountId.from_hex(ref, field="account")))
             if kind == "artefacts":

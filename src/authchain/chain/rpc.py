@@ -8,6 +8,8 @@
     GET  /blocks/{height_or_hash}  BlockPublic
     GET  /artefacts/{aid}          ArtefactPublic
     GET  /accounts/{account}       AccountPublic (balance, nonce, next_nonce)
+    GET  /accounts/{account}/proof StateProofPublic: the entry's proof against the app hash
+    GET  /artefacts/{aid}/proof    StateProofPublic (absent entries are proven absent)
 
 Errors are `ErrorBody{detail, reason, field}`: 422 for malformed input (naming the field),
 400 for a tx CheckTx refuses (reason = the `TxReason`/`PoolReason`), 404 for unknown ids,
@@ -35,6 +37,7 @@ from authchain.chain.schemas import (
     ArtefactPublic,
     BlockPublic,
     NodeStatus,
+    StateProofPublic,
     SubmitTx,
     SubmitTxAccepted,
     TxStatus,
@@ -195,6 +198,18 @@ async def get_artefact_route(aid: Aid, ctx: ContextDep) -> ArtefactPublic:
 async def get_account_route(account: AccountId, ctx: ContextDep) -> AccountPublic:
     """Balance and nonces of any account (an unknown account has balance 0, nonce 0)."""
     return ctx.engine.app.account_public(account)
+
+
+@state_router.get("/accounts/{account}/proof", tags=["state"])
+async def get_account_proof(account: AccountId, ctx: ContextDep) -> StateProofPublic:
+    """The account's state entry and its Merkle proof against the committed app hash."""
+    return ctx.engine.app.account_proof(account)
+
+
+@state_router.get("/artefacts/{aid}/proof", tags=["state"])
+async def get_artefact_proof(aid: Aid, ctx: ContextDep) -> StateProofPublic:
+    """The artefact's registration (or its absence) and its proof against the app hash."""
+    return ctx.engine.app.artefact_proof(aid)
 
 
 def create_rpc_app(context: RpcContext) -> FastAPI:

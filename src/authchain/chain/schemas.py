@@ -5,7 +5,7 @@ return. Hashes and byte strings are lower-case hex. A transaction's JSON carries
 (`register_model`, `use_model`, `transfer`) and `hash`. Signed transactions travel as the hex
 of their canonical bytes (`SubmitTx.tx`), so what was signed is exactly what arrives.
 
-This module imports only types and codec, so the gateway may use it.
+This module imports only types, codec and smt, so the gateway may use it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from authchain.chain import codec
+from authchain.chain import codec, smt
 from authchain.chain.types import (
     AccountId,
     Aid,
@@ -134,6 +134,33 @@ def verify_tx_status_proof(status: TxStatus) -> bool:
     return codec.verify_merkle_proof(
         status.tx_hash, status.index, status.tx_count, status.proof, status.tx_root
     )
+
+
+class StateProofPublic(_Schema):
+    """One state entry (or its absence) and its sparse Merkle proof against the app hash
+    committed at `height` (`authchain.chain.smt`). Under CometBFT that app hash is in the header
+    of block `height + 1`; on the embedded node it is block `height`'s `state_root`."""
+
+    height: int = Field(description="committed height whose app hash the proof is against")
+    app_hash: Hash256
+    key: str = Field(description="the state key, hex: 'acct/' + account id, 'art/' + aid")
+    value: str | None = Field(description="the entry's canonical bytes, hex; null when absent")
+    record: dict[str, Any] | None = Field(description="`value` decoded, for reading")
+    siblings: list[Hash256] = Field(description="sibling hashes from the root down")
+    leaf: tuple[Hash256, Hash256] | None = Field(
+        description="(key hash, value hash) of the leaf where the path ends; null: empty"
+    )
+
+    def verify(self, app_hash: bytes | None = None) -> bool:
+        """Whether the proof puts `value` (or nothing) at `key` under `app_hash` (by default
+        the one it names: check that one against a header you trust)."""
+        proof = smt.StateProof(
+            tuple(bytes(s) for s in self.siblings),
+            None if self.leaf is None else (bytes(self.leaf[0]), bytes(self.leaf[1])),
+        )
+        value = None if self.value is None else bytes.fromhex(self.value)
+        root = bytes(self.app_hash) if app_hash is None else app_hash
+        return smt.verify_proof(root, bytes.fromhex(self.key), value, proof)
 
 
 class BlockPublic(_Schema):

@@ -8,7 +8,8 @@ State is a flat map of byte keys to canonical record bytes:
 
 A block is executed on a `StateView` (an overlay over the committed state); its writes, and the
 previous values they replace, become one atomic `Commit`. `state_root`
-commits to the whole map: a Merkle root over BLAKE3(encode([key, value])) in key order.
+commits to the whole map: the root of the sparse Merkle tree over it (`authchain.chain.smt`),
+which the application keeps persisted and updates in O(changes × log n) per block.
 
 Transaction rules (also the CheckTx rules, minus what needs a block):
 - signed by its signer for this chain, or unsigned where genesis enables impersonation;
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from authchain.chain import codec, crypto
+from authchain.chain import codec, crypto, smt
 from authchain.chain.config import ChainConfig
 from authchain.chain.errors import Rejected, SignatureError
 from authchain.chain.types import (
@@ -227,8 +228,9 @@ def get_usage(view: StateView, aid: Aid) -> ModelUsage:
 
 
 def compute_state_root(items: Iterable[tuple[bytes, bytes]]) -> Hash256:
-    """Merkle root over the state's entries in key order."""
-    return codec.merkle_root([codec.hash_bytes(codec.encode((k, v))) for k, v in items])
+    """The state root of exactly these entries, computed from scratch (genesis, V_base tests;
+    the application updates its persisted tree instead)."""
+    return Hash256(smt.root_of(items))
 
 
 # --- checks and transitions ------------------------------------------------------------------

@@ -106,7 +106,7 @@ class CometNodeClient:
                     return await self._tx_status(tx_hash)
                 case "GET", ["blocks", ref]:
                     return await self._block(ref)
-                case "GET", ["accounts" | "artefacts", _]:
+                case "GET", ["accounts" | "artefacts", _] | ["accounts" | "artefacts", _, "proof"]:
                     code, value = await self.query(path)
                     if code:
                         return _answer(400 if value.get("field") else 404, value)

@@ -25,6 +25,8 @@ class Commit:
     """Canonical height index changes; None removes a height."""
     state: dict[bytes, bytes | None] = field(default_factory=dict)
     """State writes; None deletes the key."""
+    tree: dict[bytes, bytes | None] = field(default_factory=dict)
+    """State tree node writes (path -> record; None deletes), from `StateTree.update`."""
     pool_add: list[Transaction] = field(default_factory=list)
     pool_remove: set[TxHash] = field(default_factory=set)
     meta: dict[bytes, bytes | None] = field(default_factory=dict)
@@ -77,6 +79,10 @@ class BlockStore(Protocol):
 
     def get_meta(self, key: bytes) -> bytes | None:
         """One metadata value."""
+        ...
+
+    def get_tree_node(self, path: bytes) -> bytes | None:
+        """One state tree node record, by path."""
         ...
 
     def get_tx_location(self, tx_hash: TxHash) -> tuple[Height, int] | None:

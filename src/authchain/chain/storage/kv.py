@@ -30,6 +30,7 @@ class Column(enum.StrEnum):
     POOL = "pool"  # tx hash -> canonical tx bytes
     TX_INDEX = "tx_index"  # tx hash -> encode([height, index]) for committed txs
     REJECTED = "rejected"  # tx hash -> encode(TxRejection)
+    TREE = "tree"  # state tree node path -> node record (`authchain.chain.smt`)
 
 
 Op = tuple[Column, bytes, bytes | None]
@@ -115,6 +116,9 @@ class KvBlockStore:
     def get_meta(self, key: bytes) -> bytes | None:
         return self._kv.get(Column.META, key)
 
+    def get_tree_node(self, path: bytes) -> bytes | None:
+        return self._kv.get(Column.TREE, path)
+
     def get_tx_location(self, tx_hash: TxHash) -> tuple[Height, int] | None:
         raw = self._kv.get(Column.TX_INDEX, tx_hash)
         if raw is None:
@@ -154,6 +158,7 @@ class KvBlockStore:
         for height, block_hash in commit.heights.items():
             ops.append((Column.HEIGHTS, height_key(height), block_hash))
         ops.extend((Column.STATE, key, value) for key, value in commit.state.items())
+        ops.extend((Column.TREE, key, value) for key, value in commit.tree.items())
         for tx in commit.pool_add:
             ops.append((Column.POOL, codec.compute_tx_hash(tx), codec.encode(tx)))
         ops.extend((Column.POOL, tx_hash, None) for tx_hash in commit.pool_remove)

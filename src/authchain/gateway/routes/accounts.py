@@ -1,10 +1,11 @@
-"""`GET /accounts/{account}` and `GET /status` (the node's status, through the gateway)."""
+"""`GET /accounts/{account}`, `GET /accounts/{account}/proof` and `GET /status` (the node's
+status, through the gateway)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from authchain.chain.schemas import AccountPublic, NodeStatus
+from authchain.chain.schemas import AccountPublic, NodeStatus, StateProofPublic
 from authchain.chain.types import AccountId
 from authchain.gateway.deps import NodeDep
 from authchain.gateway.routes.common import relay
@@ -17,6 +18,13 @@ router = APIRouter(tags=["state"], responses=ERROR_RESPONSES)
 async def get_account(account: AccountId, node: NodeDep) -> AccountPublic:
     """Balance, nonce and next nonce of an account."""
     return await relay(node, AccountPublic, "GET", f"/accounts/{account}")
+
+
+@router.get("/accounts/{account}/proof")
+async def get_account_proof(account: AccountId, node: NodeDep) -> StateProofPublic:
+    """The account's state entry with its Merkle proof against the app hash at `height`:
+    `StateProofPublic.verify()` checks it (compare `app_hash` with a header you trust)."""
+    return await relay(node, StateProofPublic, "GET", f"/accounts/{account}/proof")
 
 
 @router.get("/status")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authchain.chain.consensus.pool import PoolReason
 from authchain.chain.metrics.prometheus import metric_reason
-from authchain.chain.schemas import ArtefactPublic, encode_tx_hex
+from authchain.chain.schemas import ArtefactPublic, StateProofPublic, encode_tx_hex
 from authchain.chain.state import TxReason
 from authchain.chain.types import (
     AccountId,
@@ -118,6 +118,13 @@ async def register_model(
             metrics.registrations.labels(result="queued").inc()
             return RegisterQueued(aid=body.aid_hex, tx_hash=answer["tx_hash"])
     raise ApiError(409, "nonce_taken", "could not find a free nonce; retry")
+
+
+@router.get("/{aid}/proof")
+async def get_model_proof(aid: Aid, node: NodeDep) -> StateProofPublic:
+    """The model's registration record with its Merkle proof against the app hash (or a proof
+    that no such aid is registered)."""
+    return await relay(node, StateProofPublic, "GET", f"/artefacts/{aid}/proof")
 
 
 @router.get("/{aid}")
