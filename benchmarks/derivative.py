@@ -4,12 +4,13 @@
     .venv/bin/python benchmarks/derivative.py --counts 1 10 100 1000
 
 Derivative detection (V_auth) runs every earlier registration's trigger set through the
-candidate, all in one batched float64 pass, and reads every earlier signature from its
-weights. The floor is a plain verification of the same claim with no earlier registrations,
-measured in the same run; each row is the median of --repeats cold verifications (a fresh
-verifier: nothing cached) as a ratio to it. Models are the tiny SmallResNet; the earlier
-registrations are evidence files for random owners (what is checked is the candidate, so the
-earlier models themselves are not needed). Writes CSV and a PNG to --out. Nothing is asserted.
+candidate in the claim's own forward pass (fp32, float64 for the rows fp32 cannot decide), and
+reads every earlier signature from its weights. The floor is a plain verification of the same
+claim with no earlier registrations, measured in the same run; each row is the median of
+--repeats cold verifications (a fresh verifier: nothing cached) as a ratio to it. Models are
+the tiny SmallResNet; the earlier registrations are evidence files for random owners (what is
+checked is the candidate, so the earlier models themselves are not needed). Writes CSV and a
+PNG to --out. Nothing is asserted.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@
 
 The floor is one float32 forward pass over exactly the inputs verification feeds the model
 (K trigger + P probe images), measured in the same run. Reported, as ratios to that floor:
-- cold:    a fresh verifier: read + hash both files, rebuild the model, compute all factors;
-- factors: the three factors alone (float64 forward pass, projection, comparisons);
+- cold:    a fresh verifier: read + hash both files, rebuild the model, compute all factors
+           (precision `fast`, and `float64` as before);
+- factors: the three factors alone: one fp32 pass plus float64 for the rows fp32 cannot decide
+           (`fast`), and everything in float64;
 - cached:  a repeated request (statistics cached; thresholds re-applied).
 Each figure is the median of --repeats runs. No timing is asserted anywhere; this only prints.
 """
@@ -14,13 +16,18 @@ Each figure is the median of --repeats runs. No timing is asserted anywhere; thi
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import matplotlib
 import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 
 from authchain.ml_service.artefact import load_artefact
 from authchain.ml_service.cli import train_command
@@ -48,6 +55,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="benchmark the tiny SmallResNet")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--out", type=Path, default=Path("data/bench/verify"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +93,14 @@ def main() -> None:
             lambda: Verifier(store, device=args.device).check(request), args.repeats
         )
         factors = median_seconds(lambda: compute_stats(model, evidence, device), args.repeats)
+        factors64 = median_seconds(
+            lambda: compute_stats(model, evidence, device, precision="float64"), args.repeats
+        )
+        exact_rows = compute_stats(model, evidence, device).exact_rows
+        cold64 = median_seconds(
+            lambda: Verifier(store, device=args.device, precision="float64").check(request),
+            args.repeats,
+        )
         warm = Verifier(store, device=args.device)
         outcome = warm.check(request)
         cached = median_seconds(lambda: warm.check(request), args.repeats)
@@ -93,15 +109,34 @@ def main() -> None:
     print(f"model: SmallResNet{' (tiny)' if args.tiny else ''}, {n_params:,} parameters; "
           f"{len(inputs)} inputs; device {device}; torch threads {torch.get_num_threads()}; "
           f"verdict ok={outcome.ok}")  # fmt: skip
-    print(f"{'measure':<34}{'median ms':>12}{'x floor':>10}")
+    print(f"{'measure':<40}{'median ms':>12}{'x floor':>10}")
     rows = [
         ("floor: bare forward pass (fp32)", floor),
         ("verify, cold (hash+load+factors)", cold),
-        ("three factors only (fp64)", factors),
+        ("verify, cold, all float64 (before)", cold64),
+        (f"three factors (fp32 + {exact_rows} float64 rows)", factors),
+        ("three factors, all float64", factors64),
         ("verify, cached statistics", cached),
     ]
     for name, seconds in rows:
-        print(f"{name:<34}{seconds * 1000:>12.3f}{seconds / floor:>10.2f}")
+        print(f"{name:<40}{seconds * 1000:>12.3f}{seconds / floor:>10.2f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"verify-{'tiny' if args.tiny else 'full'}-{device}"
+    with stem.with_suffix(".csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["measure", "median_ms", "x_floor", "parameters", "inputs", "threads"])
+        for name, seconds in rows:
+            writer.writerow([name, round(seconds * 1000, 3), round(seconds / floor, 3), n_params,
+                             len(inputs), torch.get_num_threads()])  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.barh([n for n, _ in rows][::-1], [t / floor for _, t in rows][::-1], color="#4c72b0")
+    ax.axvline(1.5, color="#c44e52", linestyle="--", label="1.5x goal")
+    ax.set_xlabel("x bare fp32 forward pass")
+    ax.set_title(f"Verification cost, SmallResNet{' (tiny)' if args.tiny else ''}, {device}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=120)
+    print(f"wrote {stem}.csv and .png")
 
 
 if __name__ == "__main__":

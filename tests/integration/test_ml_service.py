@@ -79,7 +79,8 @@ async def test_upload_then_verify_watermarked_and_clean(
 
     ok = (await service.post("/verify", json=verify_body(watermarked))).json()
     assert ok["ok"] is True and ok["reason"] is None
-    assert ok["trigger_acc"] >= 0.9 and ok["feat_dist"] <= 0.2 and ok["logit_stat"] == 0.0
+    assert ok["trigger_acc"] >= 0.9 and ok["feat_dist"] <= 0.2
+    assert ok["logit_stat"] <= ok["logit_stat_error"]  # the float64 statistic is 0
     assert ok["p_value"] < 1e-50 and ok["latency_ms"] > 0
     repeat = (await service.post("/verify", json=verify_body(watermarked))).json()
     assert {k: v for k, v in repeat.items() if k != "latency_ms"} == {

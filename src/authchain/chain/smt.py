@@ -150,7 +150,12 @@ class TreeUpdate:
     make it so (path -> record, None deletes), for the block's atomic commit."""
 
     root: bytes
-    nodes: dict[bytes, bytes | None]
+    changed: dict[bytes, Node | None]
+
+    @property
+    def nodes(self) -> dict[bytes, bytes | None]:
+        """The node records to write (path -> record; None deletes)."""
+        return {p: None if n is None else n.encode() for p, n in self.changed.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +174,9 @@ class StateTree:
         self._read = read
         self._cache: LRUCache[bytes, Node | None] = LRUCache(NODE_CACHE_SIZE)
 
-    def node(self, path: bytes, pending: Mapping[bytes, bytes | None] | None = None) -> Node | None:
+    def node(self, path: bytes, pending: Mapping[bytes, Node | None] | None = None) -> Node | None:
         if pending is not None and path in pending:
-            raw = pending[path]
-            return None if raw is None else Node.decode(raw, path)
+            return pending[path]
         try:
             return self._cache[path]
         except KeyError:
@@ -192,7 +196,7 @@ class StateTree:
     def update(self, writes: Mapping[bytes, bytes | None]) -> TreeUpdate:
         """The tree after `writes` (key -> value, None deletes), without changing this one."""
         ups = sorted((key_hash(k), None if v is None else value_hash(v)) for k, v in writes.items())
-        out: dict[bytes, bytes | None] = {}
+        out: dict[bytes, Node | None] = {}
         if not ups:
             return TreeUpdate(self.root(), out)
         root = _Batch(self, out).apply(0, self.node(path_key(EMPTY, 0)), ups)
@@ -200,8 +204,8 @@ class StateTree:
 
     def apply(self, update: TreeUpdate) -> None:
         """`update` was committed: make the cache agree with the store."""
-        for path, raw in update.nodes.items():
-            self._cache[path] = None if raw is None else Node.decode(raw, path)
+        for path, node in update.changed.items():
+            self._cache[path] = node
 
     def prove(self, key: bytes) -> StateProof:
         """The proof for `key`'s value, or for its absence."""
@@ -222,12 +226,12 @@ class StateTree:
 class _Batch:
     """One `StateTree.update`: new nodes go to `out`, reads see `out` first."""
 
-    def __init__(self, tree: StateTree, out: dict[bytes, bytes | None]) -> None:
+    def __init__(self, tree: StateTree, out: dict[bytes, Node | None]) -> None:
         self.tree = tree
         self.out = out
 
     def put(self, path: bytes, node: Node | None) -> None:
-        self.out[path] = None if node is None else node.encode()
+        self.out[path] = node
 
     def apply(
         self, depth: int, node: Node | None, ups: list[tuple[bytes, bytes | None]]

@@ -30,7 +30,7 @@ from authchain.ml_service.watermark.embed import (
     recommend_profile,
 )
 from authchain.ml_service.watermark.evidence import KeyMaterial, parse_evidence
-from authchain.ml_service.watermark.verify import Thresholds, compute_stats, judge
+from authchain.ml_service.watermark.verify import Thresholds, compute_stats, decide
 from authchain.settings import ConfigError
 
 err = Console(stderr=True)
@@ -114,7 +114,7 @@ def write_outputs(
     evidence_bytes = evidence.to_bytes()
     (out_dir / artefact_name).write_bytes(artefact)
     (out_dir / EVIDENCE_NAME).write_bytes(evidence_bytes)
-    stats = compute_stats(model, evidence)
+    stats = compute_stats(model, evidence, precision="float64")  # exact figures for the owner
     profile = recommend_profile(stats, floors)
     return {
         "aid": blake3.blake3(artefact).hexdigest(),
@@ -168,8 +168,12 @@ def verify_command(
     evidence = parse_evidence(evidence_path.read_bytes())
     if owner is not None and evidence.owner != owner:
         return {"ok": False, "reason": "owner_mismatch"}
-    stats = compute_stats(loaded.model, evidence)
-    reason = judge(stats, profile, floors)
+    reason, stats = decide(
+        compute_stats(loaded.model, evidence),
+        profile,
+        floors,
+        lambda: compute_stats(loaded.model, evidence, precision="float64"),
+    )
     return {"ok": reason is None, "reason": reason, "floors": asdict(floors), **asdict(stats)}
 
 

@@ -33,6 +33,9 @@ class MlServiceSettings(TomlSettings):
     max_evidence_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     """Where verification runs; `auto` picks CUDA when torch sees a GPU."""
+    precision: Literal["fast", "float64"] = "fast"
+    """`fast`: one fp32 pass, float64 for rows fp32 cannot decide (same verdicts as float64,
+    at about fp32 cost); `float64`: every pass in float64."""
     torch_threads: int = Field(0, ge=0, le=256)
     """CPU threads for torch; 0 keeps torch's default."""
     upload_token: str | None = Field(None, min_length=16)

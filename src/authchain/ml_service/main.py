@@ -96,6 +96,7 @@ class Service:
         self.verifier = Verifier(
             self.store,
             device=settings.device,
+            precision=settings.precision,
             model_cache_size=settings.model_cache_size,
             stats_cache_size=settings.stats_cache_size,
         )

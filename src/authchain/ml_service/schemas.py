@@ -81,6 +81,9 @@ class VerifyResponse(BaseModel):
     trigger_acc: float | None = None
     feat_dist: float | None = None
     logit_stat: float | None = None
+    logit_stat_error: float | None = Field(
+        None, description="the float64 logit_stat lies within ± this (0: exact)"
+    )
     latency_ms: float
     reason: str | None = Field(None, description="why ok is false: a stable code")
     detail: str | None = Field(None, description="a human explanation of the reason")

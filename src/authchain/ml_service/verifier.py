@@ -50,9 +50,10 @@ from authchain.ml_service.watermark.scheme import WatermarkScheme, get_scheme
 from authchain.ml_service.watermark.verify import (
     CarryStats,
     FactorStats,
+    Precision,
     Thresholds,
     compute_carry_stats,
-    judge,
+    decide,
 )
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class Outcome:
             trigger_acc=s.trigger_acc if s else None,
             feat_dist=s.feat_dist if s else None,
             logit_stat=s.logit_stat if s else None,
+            logit_stat_error=s.logit_stat_error if s else None,
             p_value=s.p_value if s else None,
             feat_p_value=s.feat_p_value if s else None,
             log2_p_value=s.log2_p_value if s else None,
@@ -137,11 +139,13 @@ class Verifier:
         store: FilesystemStore,
         *,
         device: str = "cpu",
+        precision: Precision = "fast",
         model_cache_size: int = 8,
         stats_cache_size: int = 4096,
     ) -> None:
         self.store = store
         self.device = resolve_device(device)
+        self.precision: Precision = precision
         self._models: BoundedCache[str, LoadedModel] = BoundedCache(model_cache_size)
         self._evidence: BoundedCache[str, Evidence] = BoundedCache(stats_cache_size)
         self._stats: BoundedCache[tuple[str, str], FactorStats] = BoundedCache(stats_cache_size)
@@ -166,15 +170,23 @@ class Verifier:
         try:
             scheme, evidence, artefact_path = self._open_claim(request, floors)
             load = partial(self._load_model, request.aid, artefact_path)  # only on a cache miss
+            stats_key = (request.aid, request.evidence_hash)
             stats, cached = self._stats.get_or_compute(
-                (request.aid, request.evidence_hash),
-                lambda: self._compute_stats(scheme, load(), evidence),
+                stats_key, lambda: self._compute_stats(request, scheme, load(), evidence)
             )
+            p = request.wm_profile
+            profile = Thresholds(p.tau_input, p.tau_feat, p.logit_band_low, p.logit_band_high)
+            reason, decided_on = decide(
+                stats,
+                profile,
+                floors,
+                lambda: self._compute_stats(request, scheme, load(), evidence, "float64"),
+            )
+            if decided_on is not stats:  # the fp32 interval straddled the band: now exact
+                self._stats.put(stats_key, decided_on)
+                stats, cached = decided_on, False
         except MlServiceError as exc:
             return Outcome(False, exc.reason, exc.detail, None, False)
-        p = request.wm_profile
-        profile = Thresholds(p.tau_input, p.tau_feat, p.logit_band_low, p.logit_band_high)
-        reason = judge(stats, profile, floors)
         if reason is not None:
             detail = (
                 f"trigger_acc={stats.trigger_acc} (tau_input {p.tau_input}) p=2^"
@@ -242,26 +254,38 @@ class Verifier:
         return scheme, evidence, artefact_path
 
     def _compute_stats(
-        self, scheme: WatermarkScheme, loaded: LoadedModel, evidence: Evidence
+        self,
+        request: VerifyRequest,
+        scheme: WatermarkScheme,
+        loaded: LoadedModel,
+        evidence: Evidence,
+        precision: Precision | None = None,
     ) -> FactorStats:
+        """The claim's statistics; in the same forward pass, the carry statistics of the
+        earlier registrations the derivative check will need (cached for it)."""
+        priors = self._uncached_priors(request, scheme, evidence) if precision is None else []
         try:
-            return scheme.compute_stats(
-                loaded.model, loaded.arch.input_shape, evidence, self.device
+            stats, carries = scheme.compute_stats(
+                loaded.model,
+                loaded.arch.input_shape,
+                evidence,
+                self.device,
+                precision or self.precision,
+                [e for _, e in priors],
             )
         except RuntimeError as exc:  # e.g. a model that cannot run on these inputs
             raise MlServiceError(
                 "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"
             ) from exc
+        for (prior, _), carry in zip(priors, carries, strict=True):
+            self._carry.put((request.aid, prior.evidence_hash), carry)
+        return stats
 
-    def _carried(
-        self,
-        request: VerifyRequest,
-        scheme: WatermarkScheme,
-        load: Callable[[], LoadedModel],
-        evidence: Evidence,
-        floors: Floors,
-    ) -> list[tuple[RegisteredJson, CarryStats]]:
-        """The earlier registrations whose watermark the candidate carries, in aid order."""
+    def _fitting_priors(
+        self, request: VerifyRequest, scheme: WatermarkScheme, evidence: Evidence
+    ) -> list[tuple[RegisteredJson, Evidence]]:
+        """The earlier registrations (aid order) whose evidence fits the candidate's input
+        shape and classes; MlServiceError if one's evidence is unavailable."""
         fitting: list[tuple[RegisteredJson, Evidence]] = []
         for prior in sorted(request.registered, key=lambda r: (r.aid, r.evidence_hash)):
             if prior.aid == request.aid:
@@ -272,6 +296,34 @@ class Verifier:
                 and prior_evidence.num_classes == evidence.num_classes
             ):
                 fitting.append((prior, prior_evidence))
+        return fitting
+
+    def _uncached_priors(
+        self, request: VerifyRequest, scheme: WatermarkScheme, evidence: Evidence
+    ) -> list[tuple[RegisteredJson, Evidence]]:
+        """Fitting priors without cached carry statistics, to batch into the claim's pass
+        (none if some prior's evidence is missing: `_carried` reports that, after the
+        claim's own factors)."""
+        try:
+            fitting = self._fitting_priors(request, scheme, evidence)
+        except MlServiceError:
+            return []
+        return [
+            (prior, ev)
+            for prior, ev in fitting
+            if self._carry.get((request.aid, prior.evidence_hash)) is None
+        ]
+
+    def _carried(
+        self,
+        request: VerifyRequest,
+        scheme: WatermarkScheme,
+        load: Callable[[], LoadedModel],
+        evidence: Evidence,
+        floors: Floors,
+    ) -> list[tuple[RegisteredJson, CarryStats]]:
+        """The earlier registrations whose watermark the candidate carries, in aid order."""
+        fitting = self._fitting_priors(request, scheme, evidence)
         found: dict[str, CarryStats] = {}
         missing: list[tuple[RegisteredJson, Evidence]] = []
         for prior, prior_evidence in fitting:
@@ -282,7 +334,9 @@ class Verifier:
                 found[prior.evidence_hash] = cached
         if missing:
             try:
-                computed = compute_carry_stats(load().model, [e for _, e in missing], self.device)
+                computed = compute_carry_stats(
+                    load().model, [e for _, e in missing], self.device, self.precision
+                )
             except RuntimeError as exc:
                 raise MlServiceError(
                     "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"

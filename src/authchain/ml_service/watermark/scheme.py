@@ -7,6 +7,7 @@ every validator that runs this service version understands it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from torch import nn
@@ -25,9 +26,16 @@ class WatermarkScheme(Protocol):
         ...
 
     def compute_stats(
-        self, model: nn.Module, input_shape: tuple[int, ...], evidence: Evidence, device: str
-    ) -> verify.FactorStats:
-        """The factor statistics; raise an error with `.reason` if they cannot be computed."""
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        evidence: Evidence,
+        device: str,
+        precision: verify.Precision = "fast",
+        priors: Sequence[Evidence] = (),
+    ) -> tuple[verify.FactorStats, list[verify.CarryStats]]:
+        """The factor statistics, and in the same pass the carry statistics of `priors`;
+        raise an error with `.reason` if they cannot be computed."""
         ...
 
 
@@ -40,10 +48,16 @@ class MultiFactorV1:
         return parse_evidence(data)
 
     def compute_stats(
-        self, model: nn.Module, input_shape: tuple[int, ...], evidence: Evidence, device: str
-    ) -> verify.FactorStats:
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        evidence: Evidence,
+        device: str,
+        precision: verify.Precision = "fast",
+        priors: Sequence[Evidence] = (),
+    ) -> tuple[verify.FactorStats, list[verify.CarryStats]]:
         verify.check_model_fits(model, input_shape, evidence)
-        return verify.compute_stats(model, evidence, device)
+        return verify.compute_stats_and_carry(model, evidence, priors, device, precision)
 
 
 SCHEMES: dict[str, WatermarkScheme] = {SCHEME_ID: MultiFactorV1()}

@@ -17,20 +17,39 @@ Three factors, all computed in float64 on key-derived inputs (see `evidence.py`)
                   owner makes the reference logits from the very model they register.
 
 A claim holds only if all three pass. The floor decisions are exact integer arithmetic
-(`authchain.floors`). Statistics are deterministic: float64 arithmetic, inputs run through the
-network in fixed-size chunks, and `logit_stat` rounded to `LOGIT_DECIMALS` places so that
-summation-order noise (thread count, CPU vs GPU) cannot change a reported value or a verdict.
+(`authchain.floors`). The verdict is the float64 verdict, on any thread count or device.
+
+**Precision: fp32 with float64 fallback** (`precision="fast"`, the default). The network runs
+once in float32. Every row (input) gets a guard `g = 2^-GUARD_LOG2 * (1 + A)`, where A is the
+largest |activation| that row produced in any layer (forward hooks): a bound on how far its
+fp32 logits can be from the float64 ones, ~10^3 times what fp32 rounding gives a trained
+network. Then, in float64 on just those rows:
+- rows whose top-two logits are within 2g (an argmax that fp32 cannot decide), and rows with a
+  non-finite value, are recomputed, so every argmax is the float64 argmax;
+- `AUDIT_ROWS` more rows (the closest calls left) are recomputed too, and if any recomputed
+  row's fp32 error exceeds g / AUDIT_SLACK, the model amplifies rounding beyond what the guard
+  assumes: the whole pass is redone in float64.
+`logit_stat` is an interval, its value ± `logit_stat_error` (the probe rows' largest guard);
+`judge` decides the band from the interval, and raises `LogitUndecided` when it straddles an
+edge, after which the caller recomputes the statistics in float64 (`decide` does this). The
+feature factor is always float64 (a projection of one weight, not a forward pass).
+`precision="float64"` runs everything in float64, as before: the reference the fast path
+must equal (tests/unit/test_precision.py builds near-tie models to check it).
 
 Derivative detection (`compute_carry_stats`) runs the trigger sets of many earlier
 registrations through the candidate in one batched pass, and reads their signatures from its
-weights with one projection each.
+weights with one projection each; `compute_stats(..., priors=...)` batches them into the
+claim's own pass.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -42,6 +61,17 @@ from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial, get_f
 LOGIT_DECIMALS = 9
 CHUNK = 256
 """Inputs per forward pass: bounds memory whatever K is, and is the same on every validator."""
+GUARD_LOG2 = 14
+"""A row's fp32 logits are trusted to within 2^-14 (1 + its largest |activation|)."""
+AUDIT_ROWS = 4
+AUDIT_SLACK = 8
+"""Recomputed rows must show an fp32 error below guard / AUDIT_SLACK, or all goes float64."""
+
+Precision = Literal["fast", "float64"]
+
+
+class LogitUndecided(Exception):
+    """The fp32 interval of `logit_stat` straddles a band edge: recompute in float64."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +90,10 @@ class FactorStats:
     feat_p_value: float
     log2_feat_p_value: float
     logit_stat: float
+    logit_stat_error: float = 0.0
+    """The float64 `logit_stat` lies within ± this of `logit_stat` (0: it is the float64 one)."""
+    exact_rows: int = 0
+    """Rows computed in float64 (all of them with precision float64)."""
 
 
 @dataclass(frozen=True)
@@ -132,49 +166,214 @@ def run_chunked(net: nn.Module, inputs: torch.Tensor, num_classes: int) -> torch
     """Logits of `inputs`, `CHUNK` at a time; EvidenceMismatch if they are not C per input."""
     outputs = [net(inputs[i : i + CHUNK]) for i in range(0, len(inputs), CHUNK)]
     logits = torch.cat(outputs) if outputs else torch.empty(0, num_classes)
+    _check_logits(logits, num_classes)
+    return logits
+
+
+def _check_logits(logits: torch.Tensor, num_classes: int) -> None:
     if logits.dim() != 2 or logits.shape[1] != num_classes:
         raise EvidenceMismatch(
             "evidence_model_mismatch",
             f"the model outputs {list(logits.shape[1:])} logits; evidence expects "
             f"{num_classes} classes",
         )
+
+
+# --- fp32 with float64 fallback --------------------------------------------------------------
+
+
+class _Magnitudes(threading.local):
+    """Per thread: the rows' largest |activation| so far in the running pass (None: off)."""
+
+    value: torch.Tensor | None = None
+
+
+_magnitudes = _Magnitudes()
+_hooked: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_hook_lock = threading.Lock()
+
+
+def _record(module: nn.Module, args: object, output: object) -> None:
+    seen = _magnitudes.value
+    if seen is None or not isinstance(output, torch.Tensor) or output.dim() == 0:
+        return
+    if output.shape[0] != seen.shape[0]:
+        return
+    rows = output.detach().reshape(output.shape[0], -1)
+    if rows.shape[1]:
+        # NaN stays NaN (torch.maximum propagates it): such a row is recomputed
+        largest = rows.abs().amax(dim=1)  # measured cheaper than vector_norm(inf) or aminmax
+        _magnitudes.value = torch.maximum(seen, largest.to(seen.dtype))
+
+
+def _hook(net: nn.Module) -> None:
+    """Forward hooks on every leaf module of `net` that holds weights or buffers (conv, linear,
+    norm: where magnitudes grow; activations and pooling do not enlarge them), once. They
+    record only while a pass of this thread asks, so a model shared by threads can be hooked."""
+    with _hook_lock:
+        if net in _hooked:
+            return
+        for module in net.modules():
+            leaf = next(module.children(), None) is None
+            holds = next(module.parameters(recurse=False), None) is not None or (
+                next(module.buffers(recurse=False), None) is not None
+            )
+            if leaf and holds:
+                module.register_forward_hook(_record)
+        _hooked.add(net)
+
+
+def _fp32_net(model: nn.Module, device: str) -> nn.Module:
+    """`model` itself when it is already an fp32 eval model on `device`, else an fp32 copy."""
+    params = list(model.parameters())
+    ready = not model.training and all(
+        p.dtype == torch.float32 and p.device.type == torch.device(device).type for p in params
+    )
+    if ready:
+        return model
+    return copy.deepcopy(model).to(device=device, dtype=torch.float32).eval()
+
+
+@dataclass(frozen=True)
+class ExactLogits:
+    """Logits whose every argmax is the float64 argmax, with each row's error bound."""
+
+    logits: torch.Tensor
+    """float64 [N, C]: fp32 values, and float64 ones in recomputed rows."""
+    guard: torch.Tensor
+    """float64 [N]: bound on |logit - float64 logit| (0 in recomputed rows)."""
+    exact_rows: int
+
+
+@torch.no_grad()
+def exact_logits(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    num_classes: int,
+    device: str = "cpu",
+    precision: Precision = "fast",
+) -> ExactLogits:
+    """The logits of float64 `inputs` (see the module docstring for the fp32 guard)."""
+    n = len(inputs)
+    if precision == "float64":
+        logits = run_chunked(as_float64(model, device), inputs.to(device), num_classes)
+        return ExactLogits(logits, torch.zeros(n, dtype=torch.float64, device=device), n)
+    net = _fp32_net(model, device)
+    _hook(net)
+    outputs, magnitudes = [], []
+    try:
+        for i in range(0, n, CHUNK):
+            chunk = inputs[i : i + CHUNK].to(device=device, dtype=torch.float32)
+            _magnitudes.value = chunk.abs().reshape(len(chunk), -1).amax(dim=1)
+            out = net(chunk)
+            outputs.append(out)
+            magnitudes.append(_magnitudes.value)
+    finally:
+        _magnitudes.value = None
+    logits = (torch.cat(outputs) if outputs else torch.empty(0, num_classes)).to(torch.float64)
+    _check_logits(logits, num_classes)
+    size = torch.cat(magnitudes).to(torch.float64) if magnitudes else torch.empty(0)
+    size = torch.maximum(size, logits.abs().amax(dim=1)) if n else size
+    guard = (1.0 + size) * 2.0**-GUARD_LOG2
+    if num_classes >= 2 and n:
+        top = logits.topk(2, dim=1).values
+        margin = top[:, 0] - top[:, 1]
+    else:
+        margin = torch.full((n,), torch.inf, dtype=torch.float64, device=logits.device)
+    safe = margin > 2 * guard  # NaN and inf compare False: recomputed
+    redo = ~safe
+    closest = torch.argsort(torch.where(safe, margin / guard, torch.inf), stable=True)
+    audit = closest[: min(AUDIT_ROWS, int(safe.sum()))]
+    redo[audit] = True
+    rows = redo.nonzero().flatten()
+    if len(rows):
+        exact = _float64_rows(model, inputs[rows.cpu()].to(device), num_classes, device)
+        error = (exact - logits[rows]).abs().amax(dim=1)
+        recomputed_safe = safe[rows]
+        trusted = error <= guard[rows] / AUDIT_SLACK
+        if not bool(trusted[recomputed_safe].all()) or not bool(torch.isfinite(exact).all()):
+            # the model amplifies rounding beyond the guard's assumption
+            return exact_logits(model, inputs, num_classes, device, "float64")
+        logits[rows] = exact
+        guard[rows] = 0.0
+    return ExactLogits(logits, guard, len(rows))
+
+
+def _float64_rows(
+    model: nn.Module, inputs: torch.Tensor, num_classes: int, device: str
+) -> torch.Tensor:
+    """float64 logits of a few rows: the model's own modules run on float64 copies of its
+    weights (cheaper than copying the whole module for a handful of rows)."""
+    state = {
+        name: t.detach().to(device=device, dtype=torch.float64) if t.is_floating_point() else t
+        for name, t in {**dict(model.named_parameters()), **dict(model.named_buffers())}.items()
+    }
+    outputs = [
+        torch.func.functional_call(model, state, (inputs[i : i + CHUNK],))
+        for i in range(0, len(inputs), CHUNK)
+    ]
+    logits = torch.cat(outputs)
+    _check_logits(logits, num_classes)
     return logits
 
 
 def count_bit_matches(net: nn.Module, key: KeyMaterial, layer: str, device: str) -> int | None:
-    """How many of the key's signature bits sign(X · w) reproduces; None if `net` has no such
-    layer or a different width."""
+    """How many of the key's signature bits sign(X · w) reproduces, in float64; None if `net`
+    has no such layer or a different width."""
     params = dict(net.named_parameters())
     if layer not in params or params[layer].dim() < 2:
         return None
-    weight = get_feature_vector(params[layer].detach())
+    weight = get_feature_vector(params[layer].detach().to(device=device, dtype=torch.float64))
     projection = key.projection(weight.numel()).to(device)
     bits = key.signature().to(device)
     return int(((projection @ weight > 0).to(torch.float64) == bits).sum().item())
 
 
 @torch.no_grad()
-def compute_stats(model: nn.Module, evidence: Evidence, device: str = "cpu") -> FactorStats:
+def compute_stats(
+    model: nn.Module,
+    evidence: Evidence,
+    device: str = "cpu",
+    precision: Precision = "fast",
+    priors: Sequence[Evidence] = (),
+) -> FactorStats:
     """All three factors of `model` against `evidence` (the model is not modified)."""
+    return compute_stats_and_carry(model, evidence, priors, device, precision)[0]
+
+
+@torch.no_grad()
+def compute_stats_and_carry(
+    model: nn.Module,
+    evidence: Evidence,
+    priors: Sequence[Evidence],
+    device: str = "cpu",
+    precision: Precision = "fast",
+) -> tuple[FactorStats, list[CarryStats]]:
+    """The claim's factors and, in the same forward pass, how strongly the model carries each
+    of `priors` (evidence of the same input shape and classes)."""
+    get_layer_weight(model, evidence.feature_layer)  # EvidenceMismatch before any work
     key = KeyMaterial.from_evidence(evidence)
-    net = as_float64(model, device)
-    get_layer_weight(net, evidence.feature_layer)  # EvidenceMismatch before any work
     k, c, n = evidence.trigger_count, evidence.num_classes, evidence.signature_bits
+    prior_keys = _prior_keys(priors, c)
+    inputs = torch.cat(
+        [key.trigger_inputs(), key.probe_inputs(), *(pk.trigger_inputs() for pk in prior_keys)]
+    )
+    result = exact_logits(model, inputs, c, device, precision)
+    p = evidence.probe_count
+    trigger_logits, probe_logits = result.logits[:k], result.logits[k : k + p]
 
-    triggers = key.trigger_inputs().to(device)
-    probes = key.probe_inputs().to(device)
-    logits = run_chunked(net, torch.cat([triggers, probes]), c)
-    trigger_logits, probe_logits = logits[:k], logits[k:]
-
-    labels = key.trigger_labels().to(device)
+    labels = key.trigger_labels().to(trigger_logits.device)
     correct = int((trigger_logits.argmax(dim=1) == labels).sum().item())
-    matches = count_bit_matches(net, key, evidence.feature_layer, device)
+    matches = count_bit_matches(model, key, evidence.feature_layer, device)
     if matches is None:  # unreachable: get_layer_weight above raised
         raise EvidenceMismatch("evidence_model_mismatch", "no feature layer")
 
-    reference = torch.tensor(evidence.reference_logits, dtype=torch.float64, device=device)
+    reference = torch.tensor(
+        evidence.reference_logits, dtype=torch.float64, device=probe_logits.device
+    )
     deviation = float((probe_logits - reference).abs().max().item())
-    return FactorStats(
+    slack = float(result.guard[k : k + p].max().item())
+    stats = FactorStats(
         trigger_acc=correct / k,
         trigger_correct=correct,
         trigger_count=k,
@@ -187,28 +386,31 @@ def compute_stats(model: nn.Module, evidence: Evidence, device: str = "cpu") -> 
         feat_p_value=p_value(matches, n, 2),
         log2_feat_p_value=round(log2_tail(matches, n, 2), 3),
         logit_stat=round(deviation, LOGIT_DECIMALS) + 0.0,  # -0.0 -> 0.0
+        logit_stat_error=slack + 10.0**-LOGIT_DECIMALS if slack else 0.0,
+        exact_rows=result.exact_rows,
     )
+    carries = _carries(model, priors, prior_keys, result.logits[k + p :], device)
+    return stats, carries
 
 
-@torch.no_grad()
-def compute_carry_stats(
-    model: nn.Module, priors: Sequence[Evidence], device: str = "cpu"
-) -> list[CarryStats]:
-    """For each earlier registration's evidence (same input shape and classes as `model`), how
-    strongly `model` carries its watermark: all trigger sets in one chunked pass."""
-    if not priors:
-        return []
-    net = as_float64(model, device)
-    keys = [KeyMaterial.from_evidence(ev) for ev in priors]
-    classes = {ev.num_classes for ev in priors}
-    if len(classes) != 1:
+def _prior_keys(priors: Sequence[Evidence], num_classes: int) -> list[KeyMaterial]:
+    if any(ev.num_classes != num_classes for ev in priors):
         raise ValueError("priors must share one class count")
-    inputs = torch.cat([key.trigger_inputs() for key in keys]).to(device)
-    predictions = run_chunked(net, inputs, classes.pop()).argmax(dim=1)
+    return [KeyMaterial.from_evidence(ev) for ev in priors]
+
+
+def _carries(
+    model: nn.Module,
+    priors: Sequence[Evidence],
+    keys: Sequence[KeyMaterial],
+    logits: torch.Tensor,
+    device: str,
+) -> list[CarryStats]:
+    predictions = logits.argmax(dim=1)
     out = []
     start = 0
     for ev, key in zip(priors, keys, strict=True):
-        labels = key.trigger_labels().to(device)
+        labels = key.trigger_labels().to(predictions.device)
         hits = predictions[start : start + ev.trigger_count] == labels
         start += ev.trigger_count
         out.append(
@@ -216,16 +418,45 @@ def compute_carry_stats(
                 trigger_correct=int(hits.sum().item()),
                 trigger_count=ev.trigger_count,
                 num_classes=ev.num_classes,
-                feat_matches=count_bit_matches(net, key, ev.feature_layer, device),
+                feat_matches=count_bit_matches(model, key, ev.feature_layer, device),
                 signature_bits=ev.signature_bits,
             )
         )
     return out
 
 
+@torch.no_grad()
+def compute_carry_stats(
+    model: nn.Module,
+    priors: Sequence[Evidence],
+    device: str = "cpu",
+    precision: Precision = "fast",
+) -> list[CarryStats]:
+    """For each earlier registration's evidence (same input shape and classes as `model`), how
+    strongly `model` carries its watermark: all trigger sets in one chunked pass."""
+    if not priors:
+        return []
+    keys = _prior_keys(priors, priors[0].num_classes)
+    inputs = torch.cat([key.trigger_inputs() for key in keys])
+    result = exact_logits(model, inputs, priors[0].num_classes, device, precision)
+    return _carries(model, priors, keys, result.logits, device)
+
+
+def logit_in_band(stats: FactorStats, profile: Thresholds) -> bool:
+    """Whether the float64 `logit_stat` lies in the band; LogitUndecided if the interval
+    `logit_stat ± logit_stat_error` cannot tell."""
+    low, high = profile.logit_band_low, profile.logit_band_high
+    value, error = stats.logit_stat, stats.logit_stat_error
+    if low <= value - error and value + error <= high:
+        return True
+    if value + error < low or value - error > high or error == 0.0:
+        return False
+    raise LogitUndecided(f"logit_stat {value} ± {error} straddles [{low}, {high}]")
+
+
 def judge(stats: FactorStats, profile: Thresholds, floors: Floors) -> str | None:
     """None if every factor passes the profile and the chain's floors, else the failing
-    factors' reasons joined by ';'."""
+    factors' reasons joined by ';'. LogitUndecided: see `decide`."""
     failures = []
     if stats.trigger_acc < profile.tau_input:
         failures.append("trigger_acc_below_tau_input")
@@ -237,8 +468,23 @@ def judge(stats: FactorStats, profile: Thresholds, floors: Floors) -> str | None
         failures.append("feat_dist_above_tau_feat")
     if not is_tail_within(stats.feat_matches, stats.signature_bits, 2, floors.feature_p_log2):
         failures.append("feat_p_above_floor")
-    if not profile.logit_band_low <= stats.logit_stat <= profile.logit_band_high:
+    if not logit_in_band(stats, profile):
         failures.append("logit_stat_outside_band")
     if max(-profile.logit_band_low, profile.logit_band_high) > floors.max_logit_band:
         failures.append("logit_band_above_floor")
     return ";".join(failures) or None
+
+
+def decide(
+    stats: FactorStats,
+    profile: Thresholds,
+    floors: Floors,
+    exact: Callable[[], FactorStats],
+) -> tuple[str | None, FactorStats]:
+    """`judge`, recomputing the statistics with `exact()` (float64) when the fast pass leaves
+    the logit band undecided; the reason and the statistics it was decided on."""
+    try:
+        return judge(stats, profile, floors), stats
+    except LogitUndecided:
+        stats = exact()
+        return judge(stats, profile, floors), stats
