@@ -19,6 +19,9 @@ scikit-learn's bundled digits; nothing is downloaded.
    factor is left out, since a changed model is a different function by design), and whether
    derivative detection still flags the result as the original's.
 
+Every verdict is computed at precision `fast` (fp32 with float64 fallback) and checked against
+float64 alone: summary.json counts the checks and the disagreements (target: 0).
+
 Writes to --out: null.csv, true_accepts.csv, robustness.csv, summary.json, null_pvalues.png,
 robustness.png.
 """
@@ -51,9 +54,12 @@ from authchain.ml_service.train import TrainConfig, evaluate_accuracy, train
 from authchain.ml_service.watermark.embed import EmbedSpec, make_evidence, new_key_material
 from authchain.ml_service.watermark.evidence import Evidence
 from authchain.ml_service.watermark.verify import (
+    CarryStats,
+    FactorStats,
     Thresholds,
     compute_carry_stats,
     compute_stats,
+    decide,
     judge,
 )
 
@@ -85,6 +91,39 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+PRECISION = {"checked": 0, "mismatches": 0, "exact_rows": 0, "rows": 0}
+"""Every verdict below is computed at precision `fast` and checked against float64."""
+
+
+def checked_stats(model: nn.Module, evidence: Evidence) -> tuple[FactorStats, str | None]:
+    """The claim's statistics and verdict under the seed profile at precision `fast`, after
+    checking that float64 alone reaches the same verdict and counts."""
+    reason, stats = decide(
+        compute_stats(model, evidence), SEED_PROFILE, FLOORS,
+        lambda: compute_stats(model, evidence, precision="float64"),
+    )  # fmt: skip
+    exact = compute_stats(model, evidence, precision="float64")
+    same = reason == judge(exact, SEED_PROFILE, FLOORS) and (
+        stats.trigger_correct, stats.feat_matches) == (exact.trigger_correct, exact.feat_matches
+    )  # fmt: skip
+    PRECISION["checked"] += 1
+    PRECISION["mismatches"] += not same
+    PRECISION["exact_rows"] += stats.exact_rows
+    PRECISION["rows"] += evidence.trigger_count + evidence.probe_count
+    return stats, reason
+
+
+def checked_carry(model: nn.Module, priors: list[Evidence]) -> list[CarryStats]:
+    """Carry statistics at precision `fast`, checked against float64."""
+    fast = compute_carry_stats(model, priors)
+    PRECISION["checked"] += len(priors)
+    PRECISION["mismatches"] += sum(
+        a != b
+        for a, b in zip(fast, compute_carry_stats(model, priors, precision="float64"), strict=True)
+    )
+    return fast
+
+
 def null_distribution(
     data: tuple[Dataset, Dataset], n_models: int, n_keys: int, epochs: int
 ) -> list[dict[str, Any]]:
@@ -93,7 +132,7 @@ def null_distribution(
         started = time.perf_counter()
         model = train(new_model(1000 + m), data[0], TrainConfig(epochs=epochs, seed=1000 + m))
         evidences = [fresh_evidence(model) for _ in range(n_keys)]
-        for k, carry in enumerate(compute_carry_stats(model, evidences)):
+        for k, carry in enumerate(checked_carry(model, evidences)):
             trig = log2_tail(carry.trigger_correct, carry.trigger_count, 10)
             matches = carry.feat_matches or 0
             feat = log2_tail(matches, carry.signature_bits, 2)
@@ -121,8 +160,7 @@ def true_accepts(data: tuple[Dataset, Dataset], n_models: int) -> list[dict[str,
         key = new_key_material(owner(), ARCH, 10, SPEC)
         model = train(new_model(2000 + m), data[0], TrainConfig(seed=2000 + m), key=key, spec=SPEC)
         evidence = make_evidence(model, key, ARCH, SPEC)
-        stats = compute_stats(model, evidence)
-        reason = judge(stats, SEED_PROFILE, FLOORS)
+        stats, reason = checked_stats(model, evidence)
         rows.append({
             "model": m, "test_accuracy": round(evaluate_accuracy(model, data[1]), 4),
             **{k: v for k, v in asdict(stats).items() if k != "p_value"},
@@ -149,9 +187,9 @@ def prune(model: nn.Module, fraction: float) -> nn.Module:
 def attack_row(
     attack: str, strength: float, model: nn.Module, evidence: Evidence, test: Dataset
 ) -> dict[str, Any]:
-    stats = compute_stats(model, evidence)
-    carry = compute_carry_stats(model, [evidence])[0]
-    reason = judge(stats, SEED_PROFILE, FLOORS) or ""
+    stats, verdict = checked_stats(model, evidence)
+    carry = checked_carry(model, [evidence])[0]
+    reason = verdict or ""
     # A changed model is a different function, so the logit factor (which binds the evidence
     # to the registered bytes) fails by design; the question is whether the watermark remains.
     lost = [r for r in reason.split(";") if r and r != "logit_stat_outside_band"]
@@ -188,8 +226,7 @@ def robustness(
         config = TrainConfig(epochs=epochs, lr=2e-3, seed=8)
         stolen = train(copy.deepcopy(original), data[0], config, key=thief, spec=SPEC)
         row = attack_row("overwrite", epochs, stolen, evidence, data[1])
-        own = judge(compute_stats(stolen, make_evidence(stolen, thief, ARCH, SPEC)),
-                    SEED_PROFILE, FLOORS)  # fmt: skip
+        own = checked_stats(stolen, make_evidence(stolen, thief, ARCH, SPEC))[1]
         row["thief_claim_passes_alone"] = own is None
         rows.append(row)
         print(f"robustness: overwrite {epochs} epochs: flagged={row['flagged_as_derivative']}")
@@ -291,11 +328,18 @@ def main() -> None:
         "null_min_log2_p_feature": min(r["log2_p_feature"] for r in null),
         "true_models": len(accepts),
         "true_accept_rate": sum(r["accepted"] for r in accepts) / len(accepts),
+        "precision_checked": PRECISION["checked"],
+        "precision_mismatches_fast_vs_float64": PRECISION["mismatches"],
+        "precision_float64_rows_share": round(
+            PRECISION["exact_rows"] / max(1, PRECISION["rows"]), 4
+        ),
         "seconds": round(time.perf_counter() - started, 1),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.out}/null.csv, true_accepts.csv, robustness.csv, *.png")
+    if PRECISION["mismatches"]:
+        raise SystemExit("fast precision disagreed with float64: see summary.json")
     if summary["null_false_accepts"] or not math.isclose(summary["true_accept_rate"], 1.0):
         raise SystemExit("soundness targets missed: see summary.json")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ import httpx
 
 from authchain.chain import crypto
 from authchain.chain.schemas import (
+    MAX_BATCH_TXS,
     StateProofPublic,
+    SubmitTxBatchItem,
+    SubmitTxBatchResult,
     TxStatus,
     encode_tx_hex,
     verify_tx_status_proof,
@@ -95,6 +99,19 @@ class GatewayClient:
         """Submit a (signed) tx; its hash."""
         answer = _call(self.http, "POST", "/txs", json={"tx": encode_tx_hex(tx)})
         return str(answer["tx_hash"])
+
+    def submit_many(self, txs: Sequence[Transaction]) -> SubmitTxBatchResult:
+        """Submit (signed) txs in batches of up to 500 (`POST /txs/batch`); per-tx answers."""
+        results: list[SubmitTxBatchItem] = []
+        for i in range(0, len(txs), MAX_BATCH_TXS):
+            body = {"txs": [encode_tx_hex(tx) for tx in txs[i : i + MAX_BATCH_TXS]]}
+            answer = SubmitTxBatchResult.model_validate(
+                _call(self.http, "POST", "/txs/batch", json=body)
+            )
+            results.extend(answer.results)
+        return SubmitTxBatchResult(
+            accepted=sum(r.status == "accepted" for r in results), results=results
+        )
 
     def register_signed(
         self,

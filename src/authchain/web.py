@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import uvicorn
@@ -129,9 +129,12 @@ class BodyLimit:
         max_bytes: int,
         read_timeout: float = READ_TIMEOUT,
         exempt_methods: frozenset[str] | set[str] = frozenset(),
+        path_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
+        """Routes with their own limit (a batch endpoint), by exact path."""
         self.read_timeout = read_timeout
         self.exempt_methods = frozenset(exempt_methods)
         """Methods whose handlers enforce their own size limit while streaming (uploads)."""
@@ -140,12 +143,14 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = None if scope.get("method") in self.exempt_methods else self.max_bytes
+        limit: int | None = self.path_limits.get(scope.get("path", ""), self.max_bytes)
+        if scope.get("method") in self.exempt_methods:
+            limit = None
         for name, value in scope.get("headers", ()):
             if limit is None:
                 break
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._too_big()(scope, receive, send)
+                await self._too_big(limit)(scope, receive, send)
                 return
         seen = 0
         started = False
@@ -171,14 +176,14 @@ class BodyLimit:
             await self.app(scope, limited_receive, send_wrapper)
         except _BodyTooLarge:
             if not started:
-                await self._too_big()(scope, receive, send)
+                await self._too_big(limit)(scope, receive, send)
         except _BodyTimeout:
             if not started:
                 detail = f"the request body stalled for {self.read_timeout:g} s"
                 await ApiError(408, "request_timeout", detail).response()(scope, receive, send)
 
-    def _too_big(self) -> JSONResponse:
-        detail = f"request body is larger than {self.max_bytes} bytes"
+    def _too_big(self, limit: int | None = None) -> JSONResponse:
+        detail = f"request body is larger than {limit or self.max_bytes} bytes"
         return ApiError(413, "body_too_large", detail).response()
 
 

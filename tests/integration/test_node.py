@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -200,3 +201,40 @@ def test_port_in_use_is_a_clear_error(chain: ChainFixture, node: Proc, tmp_path:
     assert proc.popen.wait(30) == 1
     assert f"cannot listen on 127.0.0.1:{chain.rpc_port}" in proc.log()
     assert "Traceback" not in proc.log()
+
+
+def test_batch_submission_answers_per_tx_and_survives_sigkill(
+    chain: ChainFixture, node: Proc
+) -> None:
+    good = [transfer(chain, n) for n in range(5)]
+    forged = msgspec.structs.replace(transfer(chain, 5), amount=999)  # signature does not fit
+    body = {"txs": [encode_tx_hex(tx) for tx in good] + [encode_tx_hex(forged), "00ff"]}
+    response = httpx.post(f"{chain.rpc_url}/txs/batch", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["accepted"] == 5
+    assert [r["status"] for r in answer["results"]] == ["accepted"] * 5 + ["rejected"] * 2
+    assert answer["results"][5]["reason"] == "bad_signature"
+    assert answer["results"][6]["reason"] == "invalid_tx"
+    assert answer["results"][6]["field"].startswith("txs.6")
+    hashes = [r["tx_hash"] for r in answer["results"][:5]]
+    assert node.stop(signal.SIGKILL) == -signal.SIGKILL  # right after the acknowledgement
+    restarted = chain.start_node()
+    try:
+        statuses = [get(chain, f"/txs/{h}")["status"] for h in hashes]
+        assert all(s in ("queued", "committed") for s in statuses), statuses
+        wait_for(
+            "the batch to commit",
+            lambda: all(get(chain, f"/txs/{h}")["status"] == "committed" for h in hashes),
+        )
+        bad = httpx.post(f"{chain.rpc_url}/txs/batch", json={"txs": ["zz"]}, timeout=10)
+        assert bad.status_code == 422 and "txs" in bad.text
+        huge = httpx.post(
+            f"{chain.rpc_url}/txs/batch",
+            content=b'{"txs": ["' + b"00" * (3 * 1024 * 1024) + b'"]}',
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        assert huge.status_code == 413
+    finally:
+        restarted.stop(signal.SIGKILL)

@@ -24,6 +24,7 @@ is the `MlVerifier` behind `MlValidity` and the `BlockStore`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -251,6 +252,8 @@ class Application:
         )
         self.pool = TxPool(store, genesis, policy, persist=persist_pool, height=self.height)
         self._pending: _Pending | None = None
+        self._written_seq = 0
+        self._flush_task: asyncio.Future[None] | None = None
         self.extra_status: dict[str, int] = {}
         """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""
         self._waiting: dict[TxHash, Height] = {}
@@ -318,13 +321,16 @@ class Application:
 
     # --- CheckTx ----------------------------------------------------------------------------
 
-    def check_tx(self, tx: Transaction, *, recheck: bool = False) -> TxHash:
+    def check_tx(self, tx: Transaction, *, recheck: bool = False, write: bool = True) -> TxHash:
         """Admit `tx` to the pool (raises InvalidTx or PoolRejected with the reason). On a
         recheck (after a commit) the tx is already pooled: only its state rules are checked
-        again, and a tx this node dropped in a proposal stays dropped."""
+        again, and a tx this node dropped in a proposal stays dropped. With `write=False` the
+        pool's store writes wait for `flush_pool`, which many txs then share."""
         try:
             if not recheck:
                 tx_hash = self.pool.add(self.view(), tx, self.height)
+                if write:
+                    self._write_unsaved()
             else:
                 tx_hash = codec.compute_tx_hash(tx)
                 rejection = self.get_rejection(tx_hash)
@@ -341,6 +347,34 @@ class Application:
             raise
         self._update_gauges()
         return tx_hash
+
+    def _write_unsaved(self) -> None:
+        seq = self.pool.unsaved_seq
+        self.store.commit(self.pool.take_unsaved())
+        self._written_seq = seq
+
+    async def flush_pool(self) -> None:
+        """Make every tx admitted so far durable: one RocksDB write, in a worker thread, for
+        all the txs added since the last one (group commit); concurrent callers share it."""
+        target = self.pool.unsaved_seq
+        while self._written_seq < target:
+            if self._flush_task is None:
+                self._flush_task = asyncio.ensure_future(self._flush_unsaved())
+            await asyncio.shield(self._flush_task)
+
+    async def _flush_unsaved(self) -> None:
+        try:
+            seq = self.pool.unsaved_seq
+            await asyncio.to_thread(self.store.commit, self.pool.take_unsaved())
+            self._written_seq = max(self._written_seq, seq)
+        finally:
+            self._flush_task = None
+
+    async def pool_writes_idle(self) -> None:
+        """Wait for an in-flight pool write (a block commit that removes a tx must not be
+        overtaken by the write that adds it)."""
+        while self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
 
     def get_rejection(self, tx_hash: TxHash) -> TxRejection | None:
         """Why a tx was dropped from the pool, if it was."""
@@ -607,8 +641,15 @@ class Application:
         pending = self._pending
         if pending is None:
             raise StorageError("commit without a finalized block")
+        if self._flush_task is not None:
+            raise StorageError("commit while a pool write is in flight (await pool_writes_idle)")
         f = pending.finalized
         commit = extra or Commit()
+        unsaved = self.pool.take_unsaved()  # admitted txs not yet written: this write has them
+        self._written_seq = self.pool.unsaved_seq
+        commit.pool_add = unsaved.pool_add + commit.pool_add
+        commit.pool_remove |= unsaved.pool_remove
+        commit.rejected = unsaved.rejected | commit.rejected
         commit.state = pending.writes
         commit.tree = pending.tree.nodes
         commit.meta |= {META_HEIGHT: f.height.to_bytes(8, "big"), META_APP_HASH: bytes(f.app_hash)}

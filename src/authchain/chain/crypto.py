@@ -11,8 +11,11 @@ Key files are JSON `{"scheme", "private_key", "public_key", "account"}` (hex), w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
@@ -118,6 +121,8 @@ VERIFIED_CACHE_SIZE = 100_000
 _verified: LRUCache[tuple[bytes, str], bool] = LRUCache(maxsize=VERIFIED_CACHE_SIZE)
 """(tx hash, chain id) of txs whose signature verified. The tx hash covers the signature and
 the public key, so a tampered copy has another hash and is verified afresh."""
+_verified_lock = threading.Lock()
+"""Batches are verified in worker threads (the signature code releases the GIL)."""
 
 
 def verify_tx(tx: Transaction, chain_id: str) -> None:
@@ -126,10 +131,21 @@ def verify_tx(tx: Transaction, chain_id: str) -> None:
     Each tx is verified once per process (CheckTx, proposal, ProcessProposal and FinalizeBlock
     all ask): a verified (tx hash, chain id) is remembered in a bounded LRU."""
     key = (bytes(codec.compute_tx_hash(tx)), chain_id)
-    if key in _verified:
-        return
+    with _verified_lock:
+        if key in _verified:
+            return
     _verify_tx(tx, chain_id)
-    _verified[key] = True
+    with _verified_lock:
+        _verified[key] = True
+
+
+def preverify_txs(txs: Sequence[Transaction], chain_id: str) -> None:
+    """Verify the signatures of `txs` into the cache, for a worker thread; a bad one is left
+    for CheckTx, which verifies it again and names the reason."""
+    for tx in txs:
+        if not is_unsigned(tx):
+            with contextlib.suppress(SignatureError):
+                verify_tx(tx, chain_id)
 
 
 def _verify_tx(tx: Transaction, chain_id: str) -> None:

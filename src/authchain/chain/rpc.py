@@ -3,6 +3,7 @@
     GET  /health                   {"status": "ok"}
     GET  /status                   NodeStatus: chain id, height, tip, pool size, validators
     POST /txs                      {"tx": hex of canonical bytes} -> 202 accepted | 4xx reason
+    POST /txs/batch                {"txs": [hex, ...]} (up to 500) -> per-tx accepted | reason
     GET  /txs/{tx_hash}            TxStatus: queued | committed (+ Merkle proof) | rejected
     GET  /blocks/latest            BlockPublic
     GET  /blocks/{height_or_hash}  BlockPublic
@@ -32,6 +33,7 @@ from authchain.chain.consensus.pool import PoolReason
 from authchain.chain.errors import DecodeError, InvalidField, Rejected
 from authchain.chain.schemas import (
     BLOCK_REF_PATTERN,
+    MAX_BATCH_BYTES,
     MAX_TX_BYTES,
     AccountPublic,
     ArtefactPublic,
@@ -40,6 +42,9 @@ from authchain.chain.schemas import (
     StateProofPublic,
     SubmitTx,
     SubmitTxAccepted,
+    SubmitTxBatch,
+    SubmitTxBatchItem,
+    SubmitTxBatchResult,
     TxStatus,
     block_to_public,
     tx_to_json,
@@ -118,12 +123,42 @@ async def status(ctx: ContextDep) -> NodeStatus:
 async def submit_tx(body: SubmitTx, ctx: ContextDep) -> SubmitTxAccepted:
     """CheckTx a signed transaction; if it passes it is pooled (and persisted)."""
     tx = decode_submitted_tx(body.tx)
-    try:
-        tx_hash = ctx.engine.submit_tx(tx)
-    except Rejected as exc:
-        code = 503 if exc.reason == PoolReason.POOL_FULL else 400
-        raise ApiError(code, str(exc.reason), exc.detail, exc.field) from exc
-    return SubmitTxAccepted(tx_hash=tx_hash)
+    [result] = await ctx.engine.submit_txs([tx])
+    if isinstance(result, Rejected):
+        code = 503 if result.reason == PoolReason.POOL_FULL else 400
+        raise ApiError(code, str(result.reason), result.detail, result.field)
+    return SubmitTxAccepted(tx_hash=result)
+
+
+@txs_router.post("/batch")
+async def submit_txs(body: SubmitTxBatch, ctx: ContextDep) -> SubmitTxBatchResult:
+    """CheckTx up to 500 signed transactions in one request: signatures are verified in
+    parallel and the accepted ones share one durable write. Per-tx answers, in order."""
+    items: list[SubmitTxBatchItem | None] = []
+    decoded = []
+    for i, text in enumerate(body.txs):
+        try:
+            decoded.append(decode_submitted_tx(text))
+            items.append(None)
+        except ApiError as exc:
+            field = f"txs.{i}.{(exc.field or 'tx').removeprefix('tx').lstrip('.')}".rstrip(".")
+            items.append(SubmitTxBatchItem(status="rejected", reason=exc.reason,
+                                           detail=exc.detail, field=field))  # fmt: skip
+    answers = iter(await ctx.engine.submit_txs(decoded))
+    results = []
+    for item in items:
+        if item is None:
+            answer = next(answers)
+            item = (
+                SubmitTxBatchItem(status="rejected", reason=str(answer.reason),
+                                  detail=answer.detail, field=answer.field)
+                if isinstance(answer, Rejected)
+                else SubmitTxBatchItem(status="accepted", tx_hash=answer)
+            )  # fmt: skip
+        results.append(item)
+    return SubmitTxBatchResult(
+        accepted=sum(r.status == "accepted" for r in results), results=results
+    )
 
 
 @txs_router.get("/{tx_hash}", response_model_exclude_none=True)
@@ -223,5 +258,9 @@ def create_rpc_app(context: RpcContext) -> FastAPI:
     install_error_handlers(app)
     for router in (node_router, txs_router, blocks_router, state_router):
         app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=2 * MAX_TX_BYTES + 1024)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=2 * MAX_TX_BYTES + 1024,
+        path_limits={"/txs/batch": MAX_BATCH_BYTES},
+    )
     return app

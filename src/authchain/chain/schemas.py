@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,6 +89,41 @@ class SubmitTxAccepted(_Schema):
 
     status: Literal["accepted"] = "accepted"
     tx_hash: TxHash
+
+
+MAX_BATCH_TXS = 500
+"""Most txs in one `POST /txs/batch`."""
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+"""Largest `POST /txs/batch` body (about 380 ML-DSA-65 transfers, in hex)."""
+TxHex = Annotated[
+    str,
+    Field(min_length=2, max_length=2 * MAX_TX_BYTES, pattern=r"^(0x)?([0-9a-fA-F]{2})+$"),
+]
+
+
+class SubmitTxBatch(_Schema):
+    """Signed transactions to submit together (each as in `SubmitTx`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    txs: list[TxHex] = Field(min_length=1, max_length=MAX_BATCH_TXS)
+
+
+class SubmitTxBatchItem(_Schema):
+    """One tx's answer in a batch: accepted with its hash, or rejected with the reason."""
+
+    status: Literal["accepted", "rejected"]
+    tx_hash: TxHash | None = None
+    reason: str | None = None
+    detail: str | None = None
+    field: str | None = None
+
+
+class SubmitTxBatchResult(_Schema):
+    """Per-tx answers, in the order submitted; the accepted ones are pooled and persisted."""
+
+    accepted: int
+    results: list[SubmitTxBatchItem]
 
 
 class TxStatus(_Schema):

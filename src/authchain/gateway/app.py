@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from authchain import __version__
+from authchain.chain.schemas import MAX_BATCH_BYTES
 from authchain.gateway.comet_client import CometNodeClient
 from authchain.gateway.config import ApiSettings, get_settings
 from authchain.gateway.metrics import GatewayMetrics
@@ -50,5 +51,7 @@ def create_app(settings: ApiSettings | None = None, node: NodeClient | None = No
         metrics.latency.labels(route=route).observe(time.perf_counter() - started)
         return response
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, path_limits={"/txs/batch": MAX_BATCH_BYTES}
+    )
     return app

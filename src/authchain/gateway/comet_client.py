@@ -102,6 +102,8 @@ class CometNodeClient:
             match method, parts:
                 case "POST", ["txs"]:
                     return await self._submit(str((json or {}).get("tx", "")))
+                case "POST", ["txs", "batch"]:
+                    return await self._submit_batch([str(t) for t in (json or {}).get("txs", [])])
                 case "GET", ["txs", tx_hash]:
                     return await self._tx_status(tx_hash)
                 case "GET", ["blocks", ref]:
@@ -141,6 +143,25 @@ class CometNodeClient:
                 body = {"reason": "check_tx_failed", "detail": result.get("log", "")}
             return _answer(503 if body.get("reason") == "pool_full" else 400, body)
         return _answer(202, {"status": "accepted", "tx_hash": str(codec.compute_tx_hash(tx))})
+
+    async def _submit_batch(self, txs: list[str]) -> httpx.Response:
+        """CometBFT takes txs one at a time (broadcast_tx_sync each): the same per-tx answers
+        as the node's `POST /txs/batch`."""
+        results = []
+        for i, tx_hex in enumerate(txs):
+            answer = await self._submit(tx_hex)
+            body = answer.json()
+            if answer.status_code == 202:
+                results.append(body)
+            else:
+                field = body.get("field")
+                results.append({
+                    "status": "rejected", "reason": body.get("reason"),
+                    "detail": body.get("detail"),
+                    "field": f"txs.{i}" + (field.removeprefix("tx") if field else ""),
+                })  # fmt: skip
+        accepted = sum(r["status"] == "accepted" for r in results)
+        return _answer(200, {"accepted": accepted, "results": results})
 
     async def _tx_status(self, tx_hash: str) -> httpx.Response:
         code, status = await self.query(f"/txs/{tx_hash}")

@@ -21,9 +21,12 @@ behind `MlValidity`, which is why proposal and import are coroutines.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cachetools import LRUCache
@@ -33,7 +36,7 @@ from authchain.chain.app import Application, ProposalLimits, TxRejection, comput
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.pool import TxPool
 from authchain.chain.consensus.store import BlockStore, Commit
-from authchain.chain.errors import StorageError
+from authchain.chain.errors import Rejected, StorageError
 from authchain.chain.metrics.prometheus import ChainMetrics
 from authchain.chain.state import Genesis, StateView
 from authchain.chain.types import (
@@ -144,8 +147,29 @@ class ConsensusEngine:
     # --- CheckTx ----------------------------------------------------------------------------
 
     def submit_tx(self, tx: Transaction) -> TxHash:
-        """Admit `tx` to the pool; raises InvalidTx or PoolRejected with the reason."""
+        """Admit `tx` to the pool, durably; raises InvalidTx or PoolRejected with the reason."""
         return self.app.check_tx(tx)
+
+    async def submit_txs(self, txs: Sequence[Transaction]) -> list[TxHash | Rejected]:
+        """Admit a batch: signatures verified in worker threads (in parallel: the signature
+        code releases the GIL), then CheckTx for each in order, then one durable pool write
+        for all of them, shared with concurrent callers. Each tx's hash, or why it was not
+        admitted."""
+        chain_id = self.genesis.chain_id
+        if len(txs) > 1:
+            workers = min(len(txs), os.cpu_count() or 1)
+            parts = [txs[i::workers] for i in range(workers)]
+            await asyncio.gather(
+                *(asyncio.to_thread(crypto.preverify_txs, part, chain_id) for part in parts)
+            )
+        results: list[TxHash | Rejected] = []
+        for tx in txs:
+            try:
+                results.append(self.app.check_tx(tx, write=False))
+            except Rejected as exc:
+                results.append(exc)
+        await self.app.flush_pool()
+        return results
 
     # --- PrepareProposal --------------------------------------------------------------------
 
@@ -168,10 +192,10 @@ class ConsensusEngine:
         txs = proposal.txs
         if not txs and not self.config.allow_empty_blocks:
             return None
-        try:
-            finalized = await self.app.finalize_block(txs, height, key.account, strict=True)
-        finally:
-            self.app.discard()
+        started = time.perf_counter()
+        # Our own block is executed once: finalize gives the state root we sign, and the same
+        # finalized writes are committed (import_block re-executes only others' blocks).
+        finalized = await self.app.finalize_block(txs, height, key.account, strict=True)
         header = Header(
             parent=self._tip,
             height=height,
@@ -181,7 +205,15 @@ class ConsensusEngine:
             state_root=finalized.app_hash,
         )
         block = crypto.sign_block(Block(header, tuple(txs)), key, self.genesis.chain_id)
-        return await self.import_block(block, now_ms)
+        block_hash = codec.compute_block_hash(header)
+        try:
+            validate_header_links(header, self._tip, self._tip_header, now_ms)
+            validate_proposer(block, self.genesis)
+            validate_shape(block, self.config)
+        except InvalidBlock as exc:
+            self.app.discard()
+            return self._invalid_block(codec.hash_bytes(b"own" + block_hash), block_hash, exc)
+        return await self._commit(block, block_hash, started)
 
     # --- ProcessProposal + FinalizeBlock + Commit -------------------------------------------
 
@@ -222,9 +254,13 @@ class ConsensusEngine:
             if self.metrics:
                 self.metrics.blocks_retried.inc()
             return ImportResult(ImportStatus.DEFERRED, block_hash, f"ml_unavailable: {exc}")
-        finally:
-            if self.metrics:
-                self.metrics.block_validation_seconds.observe(time.perf_counter() - started)
+        return await self._commit(block, block_hash, started)
+
+    async def _commit(self, block: Block, block_hash: BlockHash, started: float) -> ImportResult:
+        """Commit the finalized `block` as the new tip."""
+        await self.app.pool_writes_idle()
+        if self.metrics:
+            self.metrics.block_validation_seconds.observe(time.perf_counter() - started)
         self.app.commit(
             Commit(blocks=[block], heights={block.header.height: block_hash}, tip=block_hash)
         )

@@ -120,6 +120,9 @@ class TxPool:
         self._by_sender: dict[AccountId, dict[Nonce, TxHash]] = {}
         self._spend: dict[AccountId, int] = {}
         self.registrations = 0
+        self._unsaved = Commit()
+        self.unsaved_seq = 0
+        """Counts adds with store writes: `take_unsaved` hands out all up to this one."""
         if persist:
             for tx_hash, tx in store.pool_txs():  # a restart gives them a fresh ttl
                 self._insert(tx_hash, tx, height)
@@ -206,23 +209,28 @@ class TxPool:
         return cheapest if tx.fee > fee else None
 
     def add(self, view: StateView, tx: Transaction, height: Height) -> TxHash:
-        """CheckTx, then keep (and persist) the tx; an evicted tx is forgotten and recorded."""
+        """CheckTx, then keep the tx; an evicted tx is forgotten and recorded. The store
+        writes wait in `take_unsaved` (`Application.flush_pool` makes them durable)."""
         tx_hash, victim = self.check(view, tx)
         rejected = {}
         if victim is not None:
             why = f"evicted from the full pool by {tx_hash.short()}, which pays more or can run"
             rejected[victim] = TxRejection(PoolReason.EVICTED.value, why, height)
             self.forget([victim])
+        if self.persist:
+            self._unsaved.pool_add.append(tx)
+            self._unsaved.pool_remove |= set(rejected)
+        self._unsaved.rejected |= {h: codec.encode(r) for h, r in rejected.items()}
         if self.persist or rejected:
-            self._store.commit(
-                Commit(
-                    pool_add=[tx] if self.persist else [],
-                    pool_remove=set(rejected) if self.persist else set(),
-                    rejected={h: codec.encode(r) for h, r in rejected.items()},
-                )
-            )
+            self.unsaved_seq += 1
         self._insert(tx_hash, tx, height)
         return tx_hash
+
+    def take_unsaved(self) -> Commit:
+        """The store writes of the txs added since the last call (the caller writes them:
+        many adds then share one durable write)."""
+        unsaved, self._unsaved = self._unsaved, Commit()
+        return unsaved
 
     def _insert(self, tx_hash: TxHash, tx: Transaction, height: Height) -> None:
         signer = get_signer(tx)

@@ -1,10 +1,17 @@
-"""`POST /txs` (signed transactions) and `GET /txs/{tx_hash}` (status with Merkle proof)."""
+"""`POST /txs`, `POST /txs/batch` (signed transactions) and `GET /txs/{tx_hash}` (status with
+Merkle proof)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from authchain.chain.schemas import SubmitTx, SubmitTxAccepted, TxStatus
+from authchain.chain.schemas import (
+    SubmitTx,
+    SubmitTxAccepted,
+    SubmitTxBatch,
+    SubmitTxBatchResult,
+    TxStatus,
+)
 from authchain.chain.types import TxHash
 from authchain.gateway.deps import NodeDep
 from authchain.gateway.routes.common import relay
@@ -17,6 +24,12 @@ router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONS
 async def submit_tx(body: SubmitTx, node: NodeDep) -> SubmitTxAccepted:
     """Submit a signed transaction (hex of its canonical bytes; `authchain register` makes one)."""
     return await relay(node, SubmitTxAccepted, "POST", "/txs", body.model_dump())
+
+
+@router.post("/batch")
+async def submit_txs(body: SubmitTxBatch, node: NodeDep) -> SubmitTxBatchResult:
+    """Submit up to 500 signed transactions at once; per-tx answers in the order given."""
+    return await relay(node, SubmitTxBatchResult, "POST", "/txs/batch", body.model_dump())
 
 
 @router.get("/{tx_hash}", response_model_exclude_none=True)
