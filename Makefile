@@ -46,10 +46,13 @@ unit: $(STAMP) $(PROTO)
 bench-cometbft: $(STAMP) $(PROTO)
 	$(BIN)/python benchmarks/cometbft.py $(BENCH_ARGS)
 
+# The quick versions (a few minutes); each writes CSV and PNG under data/bench/. The README's
+# tables come from the full ones: drop the arguments (and see each script's --help).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/verify.py $(BENCH_ARGS)
-	$(BIN)/python benchmarks/derivative.py --counts 1 10 100
-	$(BIN)/python benchmarks/throughput.py --txs 500
+	$(BIN)/python benchmarks/verify.py --tiny $(BENCH_ARGS)
+	$(BIN)/python benchmarks/derivative.py --counts 1 10
+	$(BIN)/python benchmarks/state.py --accounts 1000 10000 50000 --blocks 5
+	$(BIN)/python benchmarks/throughput.py --txs 2000
 
 demo: $(STAMP)
 	$(BIN)/authchain demo $(DEMO_ARGS)

@@ -9,6 +9,8 @@ run:
 - blocks/s over an idle window, as a ratio to 1/timeout_commit (what CometBFT allows);
 - commit latency of signed transfers (submit -> committed, through the gateway), median and
   p90, as a ratio to timeout_commit;
+- transfers/s: pre-signed ML-DSA-65 transfers posted in batches through the gateway, as a
+  ratio to one core's ML-DSA-65 verify rate;
 - registrations/s: R honest registrations of one owner's model variants (one weight nudged:
   R aids, one evidence file) submitted at once, as a ratio to the rate one ML service
   verifies R other variants alone (`/verify` back to back, cold: the V_auth floor).
@@ -31,7 +33,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from authchain.chain import crypto
+from authchain.chain import codec, crypto
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, TxTransfer, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import free_port
@@ -64,12 +66,48 @@ def variants(root: Path, owner: crypto.KeyPair, count: int) -> tuple[list[Path],
     return paths, Path(result["evidence"])
 
 
+MLDSA_FLOOR = [0.0]
+"""One core's ML-DSA-65 verify rate, measured once per run (`crypto.verify_rate`)."""
+
+
+def bulk_transfers(gw: GatewayClient, payer: crypto.KeyPair, chain_id: str, count: int) -> float:
+    """Committed transfers/s: `count` pre-signed ML-DSA-65 transfers from 8 funded senders
+    (the apps' pool policy is opened up for them), posted through the gateway's
+    `POST /txs/batch` (CometBFT takes them one by one)."""
+    senders = [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(8)]
+    nonce = gw.account(payer.account)["next_nonce"]
+    funding = [
+        crypto.sign_tx(TxTransfer(payer.account, s.account, count, 0, nonce + i), payer, chain_id)
+        for i, s in enumerate(senders)
+    ]
+    gw.submit_many(funding)
+    for tx in funding:
+        gw.wait_for_tx(str(codec.compute_tx_hash(tx)), timeout=60)
+    txs = [
+        crypto.sign_tx(TxTransfer(s.account, payer.account, 1, 0, n), s, chain_id)
+        for n in range(count // len(senders))
+        for s in senders
+    ]
+    started = time.monotonic()
+    answer = gw.submit_many(txs)
+    assert answer.accepted == len(txs), answer.results[:3]
+    while sum(gw.account(s.account)["nonce"] for s in senders) < len(txs):
+        time.sleep(0.2)
+    return len(txs) / (time.monotonic() - started)
+
+
 def measure(
-    n: int, window: float, transfers: int, registrations: int, root: Path
+    n: int, window: float, transfers: int, registrations: int, root: Path, bulk: int
 ) -> dict[str, float]:
     net = Testnet(
         root / f"net{n}", validators=n, first_ip=f"127.0.{40 + n}.1", repo=REPO,
         gateway_port=free_port(), gateway_metrics_port=free_port(), timeout_commit="1s",
+        app_env={
+            "AUTHCHAIN_CONSENSUS__MAX_NONCE_GAP": str(bulk),
+            "AUTHCHAIN_CONSENSUS__MAX_POOL_TXS_PER_SENDER": str(bulk),
+            "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(bulk),
+            "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(16 * 1024 * 1024),
+        },
     )  # fmt: skip
     owner = crypto.KeyPair.generate(SigScheme.ED25519)
     paths, evidence = variants(root / f"models{n}", owner, 2 * registrations)
@@ -94,6 +132,8 @@ def measure(
             status = gw.wait_for_tx(gw.submit(tx), timeout=60)
             assert status.status == "committed", status
             latencies.append(time.monotonic() - sent)
+        # committed ML-DSA-65 transfers per second, pre-signed, posted in batches
+        transfers_per_s = bulk_transfers(gw, payer, chain_id, bulk)
         # registrations per second: all submitted at once, files uploaded to validator 0 only
         evidence_hash = EvidenceHash.from_hex(ml.upload_evidence(evidence))
         uploaded = [Aid.from_hex(ml.upload_artefact(p)) for p in paths]
@@ -124,6 +164,8 @@ def measure(
         "commit_latency_median_s": statistics.median(latencies),
         "commit_latency_p90_s": latencies[int(0.9 * (len(latencies) - 1))],
         "latency_ratio_to_timeout_commit": statistics.median(latencies) / COMMIT_SECS,
+        "transfers_per_s": transfers_per_s,
+        "transfers_ratio_to_verify_floor": transfers_per_s / MLDSA_FLOOR[0],
         "registrations_per_s": registrations_per_s,
         "registrations_committed": committed,
         "verify_floor_per_s": verify_rate,
@@ -139,23 +181,30 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     window, transfers, registrations = (5.0, 3, 3) if args.quick else (30.0, 20, 10)
+    bulk = 200 if args.quick else 2000
+    MLDSA_FLOOR[0] = crypto.verify_rate(SigScheme.ML_DSA_65)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.validators:
             print(f"{n} validator(s): starting ...", flush=True)
-            row = measure(n, window, transfers, registrations, Path(tmp))
+            row = measure(n, window, transfers, registrations, Path(tmp), bulk)
             rows.append(row)
             print("  " + ", ".join(f"{k}={v:.3g}" for k, v in row.items()), flush=True)
     with (args.out / "cometbft.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     labels = [f"{int(r['validators'])} val." for r in rows]
     for ax, key, title in zip(
         axes,
-        ("blocks_per_s", "commit_latency_median_s", "registrations_per_s"),
-        ("blocks/s (floor 1/timeout_commit = 1)", "commit latency, median (s)", "registrations/s"),
+        ("blocks_per_s", "commit_latency_median_s", "transfers_per_s", "registrations_per_s"),
+        (
+            "blocks/s (floor 1/timeout_commit = 1)",
+            "commit latency, median (s)",
+            "ML-DSA-65 transfers/s",
+            "registrations/s",
+        ),
         strict=True,
     ):
         ax.bar(labels, [r[key] for r in rows], color="#4c72b0")

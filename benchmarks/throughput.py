@@ -39,18 +39,6 @@ FUNDED = crypto.read_key_file(REPO / "configs" / "devnet-account.key")
 CHAIN = "authchain-devnet"
 
 
-def verify_floor(scheme: SigScheme, seconds: float = 2.0) -> float:
-    """Signatures of `scheme` one core verifies per second (the same message, fresh calls)."""
-    key = crypto.KeyPair.generate(scheme)
-    message = b"authchain throughput floor" * 8
-    signature = key.sign(message)
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        crypto.verify_signature(scheme, key.public_key, message, signature)
-        count += 1
-    return count / (time.perf_counter() - started)
-
-
 def post(client: httpx.Client, txs: list[TxTransfer]) -> None:
     """Submit `txs`: one `POST /txs/batch`, or `POST /txs` each for a batch of one."""
     if len(txs) == 1:
@@ -73,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     scheme = SigScheme(args.scheme)
-    floor = verify_floor(scheme)
+    floor = crypto.verify_rate(scheme)
     print(f"floor: {floor:,.0f} {scheme.value} verifications/s on one core")
 
     senders = [crypto.KeyPair.generate(scheme) for _ in range(args.senders)]

@@ -100,6 +100,9 @@ class Testnet:
     compose: bool = False
     """Write configs for deploy/docker-compose.testnet.yml: validator i's containers are
     cometbft<i>, app<i> and ml<i>, each listening on all its interfaces."""
+    app_env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for every validator's app (e.g. `AUTHCHAIN_CONSENSUS__...`
+    overrides, the same on all of them)."""
     nodes: list[Validator] = field(default_factory=list)
     processes: dict[str, Process] = field(default_factory=dict)
 
@@ -235,7 +238,10 @@ class Testnet:
     ) -> None:
         """Start validator `index`'s app and CometBFT node (its ML service runs apart)."""
         node = self.nodes[index]
-        env = {"AUTHCHAIN_ABCI__INCLUDE_UNVERIFIED_CLAIMS": str(include_unverified_claims).lower()}
+        env = {
+            **self.app_env,
+            "AUTHCHAIN_ABCI__INCLUDE_UNVERIFIED_CLAIMS": str(include_unverified_claims).lower(),
+        }
         app = Process(
             ["abci", "--config", str(node.config_path)], node.root / "logs" / "abci.log",
             env=env, cwd=self.repo,
