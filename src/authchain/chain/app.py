@@ -350,8 +350,9 @@ class Application:
 
     def _write_unsaved(self) -> None:
         seq = self.pool.unsaved_seq
-        self.store.commit(self.pool.take_unsaved())
-        self._written_seq = seq
+        if seq > self._written_seq:  # CometBFT's CheckTx usually has nothing to write
+            self.store.commit(self.pool.take_unsaved())
+            self._written_seq = seq
 
     async def flush_pool(self) -> None:
         """Make every tx admitted so far durable: one RocksDB write, in a worker thread, for
@@ -365,7 +366,8 @@ class Application:
     async def _flush_unsaved(self) -> None:
         try:
             seq = self.pool.unsaved_seq
-            await asyncio.to_thread(self.store.commit, self.pool.take_unsaved())
+            if seq > self._written_seq:
+                await asyncio.to_thread(self.store.commit, self.pool.take_unsaved())
             self._written_seq = max(self._written_seq, seq)
         finally:
             self._flush_task = None
