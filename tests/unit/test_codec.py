@@ -60,6 +60,20 @@ def test_changing_any_tx_field_changes_its_hash(kind: type, data: st.DataObject)
     assert codec.compute_tx_hash(a) != codec.compute_tx_hash(b)
 
 
+@pytest.mark.parametrize("kind", [TxRegisterModel, TxUseModel, TxTransfer])
+@given(data=st.data())
+def test_the_memoized_tx_hash_is_the_hash_of_the_bytes(kind: type, data: st.DataObject) -> None:
+    """The hash memo (by object identity) never answers for another tx: a copy with one field
+    changed, made after the original was hashed, gets the hash of its own bytes."""
+    a, b, name = _swap_field(kind, data)
+    first = codec.compute_tx_hash(a)
+    assert codec.compute_tx_hash(a) == first == codec.hash_bytes(codec.encode(a))
+    changed = msgspec.structs.replace(a, **{name: getattr(b, name)})
+    assert codec.compute_tx_hash(changed) == codec.hash_bytes(codec.encode(changed))
+    with pytest.raises(AttributeError):
+        setattr(a, name, getattr(changed, name))  # frozen: the memo's object cannot change
+
+
 @given(data=st.data())
 def test_changing_any_header_field_changes_the_block_hash(data: st.DataObject) -> None:
     a, b, _ = _swap_field(Header, data)

@@ -422,9 +422,10 @@ class Application:
                 else:
                     self._waiting.pop(tx_hash, None)
                     self._retry_at.pop(tx_hash, None)
-            kept = [tx for tx in selected if codec.compute_tx_hash(tx) not in skip]
-            # Removing a tx can break a later one from the same signer (nonce gap): re-select.
-            selected = self._select(kept, height, proposer, limits, dropped)
+            if skip:
+                kept = [tx for tx in selected if codec.compute_tx_hash(tx) not in skip]
+                # Removing a tx can break a later one from the same signer (a nonce gap).
+                selected = self._select(kept, height, proposer, limits, dropped)
         elif any(isinstance(tx, TxRegisterModel) for tx in selected):
             unverified = sum(isinstance(tx, TxRegisterModel) for tx in selected)
             self.extra_status["unverified_claims_proposed"] = (
