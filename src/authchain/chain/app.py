@@ -641,6 +641,18 @@ class Application:
     def commit(self, extra: Commit | None = None) -> Finalized:
         """Write the finalized block atomically: state, height and app hash, tx index (our tx
         hash -> encode([height, index])), pool removals, plus what the driver adds."""
+        pending, commit = self._prepare_commit(extra)
+        self.store.commit(commit)
+        return self._apply_commit(pending)
+
+    async def commit_async(self, extra: Commit | None = None) -> Finalized:
+        """`commit` with the (synced, possibly large) RocksDB write in a worker thread, so the
+        event loop keeps answering; until it returns, readers see the state before the block."""
+        pending, commit = self._prepare_commit(extra)
+        await asyncio.to_thread(self.store.commit, commit)
+        return self._apply_commit(pending)
+
+    def _prepare_commit(self, extra: Commit | None) -> tuple[_Pending, Commit]:
         pending = self._pending
         if pending is None:
             raise StorageError("commit without a finalized block")
@@ -659,7 +671,11 @@ class Application:
         commit.tx_index |= {h: codec.encode((f.height, i)) for i, h in enumerate(pending.tx_hashes)}
         if self.pool.persist:
             commit.pool_remove |= set(pending.tx_hashes)
-        self.store.commit(commit)
+        return pending, commit
+
+    def _apply_commit(self, pending: _Pending) -> Finalized:
+        """The block is written: make memory agree, then the bookkeeping after a commit."""
+        f = pending.finalized
         self._info = AppInfo(f.height, f.app_hash)
         self.tree.apply(pending.tree)
         self._pending = None

@@ -138,7 +138,7 @@ class AbciServer:
                     finalized = await self.finalize_block(request.finalize_block)
                     return abci.Response(finalize_block=finalized)
                 case "commit":
-                    self.app.commit()
+                    await self.app.commit_async()
                     return abci.Response(commit=abci.ResponseCommit())
                 case "extend_vote":
                     return abci.Response(extend_vote=abci.ResponseExtendVote())
