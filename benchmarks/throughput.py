@@ -1,7 +1,7 @@
 """Committed signed transfers per second on one node, as a ratio to one core's signature
 verify rate measured in the same run.
 
-    .venv/bin/python benchmarks/throughput.py                      # ML-DSA-65, 4,000 txs
+    .venv/bin/python benchmarks/throughput.py                      # ML-DSA-65, 8,000 txs
     .venv/bin/python benchmarks/throughput.py --scheme ed25519 --txs 2000
     .venv/bin/python benchmarks/throughput.py --batch 1            # one request per tx
 
@@ -53,7 +53,7 @@ def post(client: httpx.Client, txs: list[TxTransfer]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scheme", choices=["ml-dsa-65", "ed25519"], default="ml-dsa-65")
-    parser.add_argument("--txs", type=int, default=4000)
+    parser.add_argument("--txs", type=int, default=8000)
     parser.add_argument("--batch", type=int, default=250, help="txs per request (1: POST /txs)")
     parser.add_argument("--clients", type=int, default=2, help="concurrent submitters")
     parser.add_argument("--senders", type=int, default=8, help="accounts the txs come from")

@@ -63,7 +63,7 @@ CHUNK = 256
 """Inputs per forward pass: bounds memory whatever K is, and is the same on every validator."""
 GUARD_LOG2 = 14
 """A row's fp32 logits are trusted to within 2^-14 (1 + its largest |activation|)."""
-AUDIT_ROWS = 4
+AUDIT_ROWS = 2
 AUDIT_SLACK = 8
 """Recomputed rows must show an fp32 error below guard / AUDIT_SLACK, or all goes float64."""
 
