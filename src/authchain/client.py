@@ -22,6 +22,7 @@ import httpx
 
 from authchain.chain import crypto
 from authchain.chain.schemas import (
+    MAX_BATCH_BYTES,
     MAX_BATCH_TXS,
     StateProofPublic,
     SubmitTxBatchItem,
@@ -101,12 +102,12 @@ class GatewayClient:
         return str(answer["tx_hash"])
 
     def submit_many(self, txs: Sequence[Transaction]) -> SubmitTxBatchResult:
-        """Submit (signed) txs in batches of up to 500 (`POST /txs/batch`); per-tx answers."""
+        """Submit (signed) txs with `POST /txs/batch`, as many per request as its limits allow
+        (500 txs, 4 MiB); per-tx answers, in order."""
         results: list[SubmitTxBatchItem] = []
-        for i in range(0, len(txs), MAX_BATCH_TXS):
-            body = {"txs": [encode_tx_hex(tx) for tx in txs[i : i + MAX_BATCH_TXS]]}
+        for batch in _batches([encode_tx_hex(tx) for tx in txs]):
             answer = SubmitTxBatchResult.model_validate(
-                _call(self.http, "POST", "/txs/batch", json=body)
+                _call(self.http, "POST", "/txs/batch", json={"txs": batch})
             )
             results.extend(answer.results)
         return SubmitTxBatchResult(
@@ -167,6 +168,20 @@ class GatewayClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _batches(hexes: list[str]) -> list[list[str]]:
+    """`hexes` in order, cut into request bodies within `POST /txs/batch`'s limits."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for text in hexes:
+        cost = len(text) + 4  # quotes, comma, space
+        if out[-1] and (len(out[-1]) >= MAX_BATCH_TXS or size + cost > MAX_BATCH_BYTES - 64):
+            out.append([])
+            size = 0
+        out[-1].append(text)
+        size += cost
+    return [batch for batch in out if batch]
 
 
 def _checked(body: Any) -> StateProofPublic:

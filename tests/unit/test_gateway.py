@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from authchain.chain import crypto
 from authchain.chain.config import ChainConfig
 from authchain.chain.rpc import RpcContext, create_rpc_app
+from authchain.chain.schemas import MAX_BATCH_BYTES, MAX_BATCH_TXS, encode_tx_hex
+from authchain.chain.types import TxTransfer
+from authchain.client import _batches
 from authchain.gateway.app import create_app
 from authchain.gateway.config import ApiSettings
 from authchain.gateway.node_client import HttpNodeClient
@@ -81,3 +86,30 @@ async def test_no_node_answering_is_503() -> None:
     async with await gateway_for([f"http://127.0.0.1:{free_port()}"]) as gw:
         answer = await gw.get("/status")
     assert answer.status_code == 503 and answer.json()["reason"] == "node_unavailable"
+
+
+async def test_a_batch_through_the_gateway_answers_per_tx(chain: tuple[Any, str]) -> None:
+    engine, url = chain
+    txs = [
+        crypto.sign_tx(TxTransfer(OWNER.account, VALIDATOR.account, 1, 1, n), OWNER, CHAIN)
+        for n in range(3)
+    ]
+    body = {"txs": [encode_tx_hex(tx) for tx in txs] + [encode_tx_hex(txs[0])]}
+    async with await gateway_for([url]) as gw:
+        answer = await gw.post("/txs/batch", json=body)
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+        assert [r["status"] for r in results] == ["accepted"] * 3 + ["rejected"]
+        assert results[3]["reason"] == "duplicate"
+        assert (await gw.post("/txs/batch", json={"txs": []})).status_code == 422
+    assert len(engine.pool) == 3
+
+
+def test_submit_many_cuts_batches_within_the_limits() -> None:
+    hexes = [f"{i:04x}" + "ab" * 5_350 for i in range(700)]  # ML-DSA-sized txs
+    batches = _batches(hexes)
+    assert [h for b in batches for h in b] == hexes
+    for batch in batches:
+        assert len(batch) <= MAX_BATCH_TXS
+        assert len(json.dumps({"txs": batch})) <= MAX_BATCH_BYTES
+    assert len(batches) == 2 + (2 * MAX_BATCH_BYTES < 700 * 10_708)

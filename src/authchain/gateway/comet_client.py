@@ -19,6 +19,7 @@ Several RPC URLs give failover, as with `HttpNodeClient`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -46,6 +47,10 @@ class RpcError(Exception):
     def __init__(self, message: str, data: str) -> None:
         super().__init__(f"{message}: {data}")
         self.data = data
+
+
+BATCH_CONCURRENCY = 8
+"""`broadcast_tx_sync` calls in flight for one `POST /txs/batch`."""
 
 
 def _answer(status: int, body: Any) -> httpx.Response:
@@ -145,21 +150,24 @@ class CometNodeClient:
         return _answer(202, {"status": "accepted", "tx_hash": str(codec.compute_tx_hash(tx))})
 
     async def _submit_batch(self, txs: list[str]) -> httpx.Response:
-        """CometBFT takes txs one at a time (broadcast_tx_sync each): the same per-tx answers
-        as the node's `POST /txs/batch`."""
-        results = []
-        for i, tx_hex in enumerate(txs):
-            answer = await self._submit(tx_hex)
-            body = answer.json()
+        """CometBFT takes txs one at a time: `broadcast_tx_sync` each, 8 in flight (a
+        sender's nonces may arrive a few apart, within the pool's nonce gap); the same per-tx
+        answers, in order, as the node's `POST /txs/batch`."""
+        gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+        async def one(i: int, tx_hex: str) -> dict[str, Any]:
+            async with gate:
+                answer = await self._submit(tx_hex)
+            body: dict[str, Any] = answer.json()
             if answer.status_code == 202:
-                results.append(body)
-            else:
-                field = body.get("field")
-                results.append({
-                    "status": "rejected", "reason": body.get("reason"),
-                    "detail": body.get("detail"),
-                    "field": f"txs.{i}" + (field.removeprefix("tx") if field else ""),
-                })  # fmt: skip
+                return body
+            field = body.get("field")
+            return {
+                "status": "rejected", "reason": body.get("reason"), "detail": body.get("detail"),
+                "field": f"txs.{i}" + (field.removeprefix("tx") if field else ""),
+            }  # fmt: skip
+
+        results = await asyncio.gather(*(one(i, t) for i, t in enumerate(txs)))
         accepted = sum(r["status"] == "accepted" for r in results)
         return _answer(200, {"accepted": accepted, "results": results})
 

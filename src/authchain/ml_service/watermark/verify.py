@@ -289,10 +289,11 @@ def exact_logits(
     if len(rows):
         exact = _float64_rows(model, inputs[rows.cpu()].to(device), num_classes, device)
         error = (exact - logits[rows]).abs().amax(dim=1)
-        recomputed_safe = safe[rows]
-        trusted = error <= guard[rows] / AUDIT_SLACK
-        if not bool(trusted[recomputed_safe].all()) or not bool(torch.isfinite(exact).all()):
-            # the model amplifies rounding beyond the guard's assumption
+        finite = torch.isfinite(logits[rows]).all(dim=1)
+        trusted = error <= guard[rows] / AUDIT_SLACK  # NaN compares False
+        if not bool(trusted[finite].all()) or not bool(torch.isfinite(exact).all()):
+            # every recomputed row measures fp32's error: one beyond what the guard assumes
+            # means this model amplifies rounding, and no fp32 row of it is trusted
             return exact_logits(model, inputs, num_classes, device, "float64")
         logits[rows] = exact
         guard[rows] = 0.0
