@@ -28,6 +28,7 @@ the address maps to the authchain account that earns the block's fees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ import time
 from urllib.parse import urlparse
 
 from authchain import __version__
-from authchain.chain import codec
+from authchain.chain import codec, crypto
 from authchain.chain.abci.proto import abci
 from authchain.chain.app import Application, ProposalLimits
 from authchain.chain.errors import Rejected
@@ -72,6 +73,10 @@ def parse_listen(addr: str) -> tuple[str, str | int]:
     return url.hostname, url.port
 
 
+PIPELINE_DEPTH = 256
+"""Requests read ahead on one connection while earlier ones are answered."""
+
+
 class AbciServer:
     """Serves one `Application` to one CometBFT node."""
 
@@ -95,21 +100,71 @@ class AbciServer:
         log.info("ABCI server stopped at height %d", self.app.height)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Read requests as they come and answer them in order. CometBFT pipelines CheckTx on
+        its mempool connection: each new tx's signature is verified in a worker thread as soon
+        as it is read (the signature code releases the GIL), while earlier ones are answered;
+        CheckTx itself still runs in arrival order."""
         peer = writer.get_extra_info("peername") or "unix socket"
         log.debug("CometBFT connected from %s", peer)
+        queue: asyncio.Queue[tuple[abci.Request, asyncio.Future[None] | None] | None]
+        queue = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        answering = asyncio.create_task(self._answer(queue, writer))
         try:
             while True:
                 request = await read_message(reader)
                 if request is None:
                     break
-                response = await self.handle(request)
-                writer.write(frame(response.SerializeToString()))
-                if request.WhichOneof("value") == "flush":
-                    await writer.drain()
+                ready = None
+                kind = request.WhichOneof("value")
+                if kind == "check_tx" and request.check_tx.type != abci.RECHECK:
+                    ready = asyncio.ensure_future(
+                        asyncio.to_thread(self._preverify, request.check_tx.tx)
+                    )
+                await queue.put((request, ready))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.warning("ABCI connection from %s lost: %s", peer, exc)
         finally:
+            try:
+                queue.put_nowait(None)
+            except asyncio.QueueFull:  # the peer is gone: what is queued needs no answer
+                answering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await answering
             writer.close()
+
+    async def _answer(
+        self,
+        queue: asyncio.Queue[tuple[abci.Request, asyncio.Future[None] | None] | None],
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Answer queued requests in order until None; after a lost connection, keep taking
+        them (unanswered), so the reader never waits on a full queue."""
+        lost = False
+        while (item := await queue.get()) is not None:
+            request, ready = item
+            if ready is not None:
+                try:
+                    await ready
+                except Exception:  # CheckTx verifies again and names any problem
+                    log.exception("pre-verifying a CheckTx signature failed")
+            if lost:
+                continue
+            response = await self.handle(request)
+            try:
+                writer.write(frame(response.SerializeToString()))
+                if request.WhichOneof("value") == "flush":
+                    await writer.drain()
+            except ConnectionError as exc:
+                log.warning("ABCI connection lost while answering: %s", exc)
+                lost = True
+
+    def _preverify(self, raw: bytes) -> None:
+        """Verify a tx's signature into the cache (a worker thread; CheckTx reports errors)."""
+        try:
+            tx = self.app.decode_tx(raw)
+        except Rejected:
+            return
+        crypto.preverify_txs([tx], self.app.genesis.chain_id)
 
     async def handle(self, request: abci.Request) -> abci.Response:
         """The response to one request (an `exception` response if the app failed)."""
