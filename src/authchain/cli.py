@@ -239,21 +239,54 @@ def model_train(
     triggers: int = _TRIGGERS_OPT,
     bits: int = _BITS_OPT,
     probes: int = typer.Option(32, "--probes", min=1, help="Logit probe inputs (P)."),
+    arch: str = typer.Option(
+        "small_resnet",
+        "--arch",
+        help="small_resnet, or any timm model name (resnet18, efficientnet_b0, test_vit, ...): "
+        "randomly initialised, never downloaded.",
+    ),
+    input_size: int = typer.Option(
+        32, "--input-size", min=8, max=1024, help="Image size for a timm --arch (digits resized)."
+    ),
+    signature_weight: float = typer.Option(
+        0.5, "--signature-weight", min=0.0, help="Weight of the signature regulariser."
+    ),
     chain_config: Path = _CHAIN_CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Train a SmallResNet on scikit-learn's digits while embedding the watermark.
+    """Train a model on scikit-learn's digits while embedding the watermark.
 
-    Writes OUT/model.safetensors and OUT/evidence.json and prints the aid, the evidence hash,
-    both p-values against the chain's floors and, if the model passes them, a recommended
-    wm_profile. The watermark key is bound to the owner's account.
+    The seed's SmallResNet by default; `--arch NAME` fine-tunes any timm image classifier
+    (randomly initialised) with the `authchain.watermark` hook, on the digits resized to
+    --input-size. Writes OUT/model.safetensors and OUT/evidence.json and prints the aid, the
+    evidence hash, both p-values against the chain's floors and, if the model passes them, a
+    recommended wm_profile. The watermark key is bound to the owner's account.
     """
-    from authchain.ml_service.cli import MlServiceError, print_result, train_command
+    from authchain.ml_service.cli import (
+        MlServiceError,
+        print_result,
+        train_command,
+        train_timm_command,
+    )
     from authchain.ml_service.watermark.embed import EmbedSpec
 
     owner_id = _owner_bytes(key_file, owner)
-    spec = EmbedSpec(trigger_count=triggers, signature_bits=bits, probe_count=probes)
+    spec = EmbedSpec(
+        trigger_count=triggers, signature_bits=bits, probe_count=probes,
+        signature_weight=signature_weight,
+    )  # fmt: skip
     floors = _floors(chain_config)
+    if arch != "small_resnet":
+        try:
+            result = train_timm_command(
+                owner_id, out, model_name=arch, input_size=input_size, epochs=epochs or 6,
+                seed=seed, spec=spec, floors=floors,
+            )  # fmt: skip
+        except (MlServiceError, ValueError) as exc:
+            err.print(f"[red]error:[/] --arch {arch}: {exc}")
+            raise typer.Exit(1) from None
+        print_result(result, as_json)
+        return
     try:
         result = train_command(
             owner_id, out, tiny=tiny, epochs=epochs, seed=seed, watermark=watermark,

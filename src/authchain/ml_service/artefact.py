@@ -6,6 +6,9 @@ A safetensors artefact's metadata names what to build:
     authchain.config        JSON of the architecture's config, e.g. {"num_classes": 10, ...}
     authchain.input_shape   JSON list, e.g. [3, 32, 32]
 
+`authchain.arch = "timm"` names any timm image classifier on the allow-list
+(`models/timm_arch.py`); its config holds the model name, classes, channels and input size.
+
 A `.pt` artefact is read only with `torch.load(weights_only=True)`, which refuses any pickle
 that would build an object other than tensors and plain containers, so a malicious file is
 never executed. It holds either `{"arch", "config", "state_dict"}` or a bare state dict of a
@@ -172,13 +175,14 @@ def _read_safetensors_header(
     if not isinstance(config, dict):
         raise ArtefactError("bad_config", f"{META_CONFIG} must be a JSON object")
     arch = meta[META_ARCH]
-    _check_input_shape(arch, input_shape)
+    _check_input_shape(arch, config, input_shape)
     return arch, config, shapes
 
 
-def _check_input_shape(arch_name: str, input_shape: Any) -> None:
+def _check_input_shape(arch_name: str, config: dict[str, Any], input_shape: Any) -> None:
     try:
-        expected = list(get_architecture(arch_name).input_shape)
+        arch = get_architecture(arch_name)
+        expected = list(arch.specialize(arch.parse_config(config)).input_shape)
     except ArchitectureError as exc:
         raise ArtefactError(exc.reason, exc.detail) from exc
     if input_shape is not None and input_shape != expected:

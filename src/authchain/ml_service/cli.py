@@ -69,16 +69,7 @@ def train_command(
         epochs=epochs or default_epochs, seed=seed, lr=2e-3 if base is not None else 3e-3
     )
     what = "watermarking" if watermark else "training (no watermark)"
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    ) as progress:
+    with _progress() as progress:
         task = progress.add_task(what, total=None, info="")
 
         def on_step(step: int, total: int, parts: dict[str, float]) -> None:
@@ -90,6 +81,69 @@ def train_command(
         model, arch, config, key, spec, out_dir, floors,
         test_acc=evaluate_accuracy(model, test_data),
     )  # fmt: skip
+
+
+def train_timm_command(
+    owner: bytes,
+    out_dir: Path,
+    *,
+    model_name: str,
+    input_size: int,
+    epochs: int,
+    seed: int,
+    spec: EmbedSpec,
+    lr: float = 2e-3,
+    floors: Floors = DEFAULT_FLOORS,
+) -> dict[str, Any]:
+    """Train timm's `model_name` (randomly initialised: nothing is downloaded) on the digits,
+    resized to `input_size`, with the watermark hook of `authchain.watermark`; write artefact
+    and evidence like `train_command`."""
+    from authchain.ml_service.models import TimmConfig
+    from authchain.ml_service.models.timm_arch import build_timm, timm_models_allowed
+    from authchain.watermark import Watermark
+
+    config = {"model": model_name, "num_classes": 10, "in_chans": 3,
+              "input_size": [input_size, input_size]}  # fmt: skip
+    torch.manual_seed(seed)
+    with timm_models_allowed([model_name]):
+        model = build_timm(TimmConfig(model_name, 10, 3, (input_size, input_size)))
+    wm = Watermark(model, key=owner, arch="timm", config=config, spec=spec, floors=floors,
+                   seed=seed)  # fmt: skip
+    train_data, test_data = load_digits_split(size=input_size)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(seed)
+    batch = 64
+    steps = epochs * -(-len(train_data) // batch)
+    with _progress() as progress:
+        task = progress.add_task(f"watermarking {model_name}", total=steps, info="")
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(train_data), generator=generator)
+            for i in range(0, len(train_data), batch):
+                idx = order[i : i + batch]
+                x, y = wm.mix(train_data.x[idx], train_data.y[idx])
+                task_loss = torch.nn.functional.cross_entropy(model(x), y)
+                sig = wm.regulariser()
+                optimiser.zero_grad(set_to_none=True)
+                (task_loss + sig).backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+                info = f"loss={task_loss.item():.3f} sig={sig.item():.3f}"
+                progress.update(task, advance=1, info=info)
+    model.eval()
+    return wm.finish(out_dir, test_accuracy=evaluate_accuracy(model, test_data), quiet=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
 
 
 def write_outputs(

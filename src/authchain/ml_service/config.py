@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from authchain.ml_service.models.timm_arch import DEFAULT_TIMM_MODELS, MODEL_NAME
 from authchain.settings import ListenAddr, TomlSettings, load_settings
 
 DEFAULT_CONFIG = Path("configs/ml-service.toml")
@@ -47,6 +48,11 @@ class MlServiceSettings(TomlSettings):
     """Largest non-upload request body (`/verify` names up to 100,000 registrations)."""
     peers: list[str] = Field(default_factory=list, max_length=64)
     """Peer ML services (other validators') to fetch missing files from, by hash."""
+    timm_models: list[Annotated[str, Field(pattern=MODEL_NAME.pattern)]] = Field(
+        default_factory=lambda: list(DEFAULT_TIMM_MODELS), max_length=1024
+    )
+    """The timm models this network accepts (`authchain.arch = "timm"` artefacts); every
+    validator must run the same list. The built-in architectures are always accepted."""
     model_cache_size: int = Field(8, ge=0)
     stats_cache_size: int = Field(4096, ge=0)
 

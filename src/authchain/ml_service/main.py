@@ -37,6 +37,7 @@ from starlette.status import HTTP_201_CREATED
 
 from authchain import __version__
 from authchain.ml_service.config import MlServiceSettings, get_settings
+from authchain.ml_service.models import set_allowed_timm_models
 from authchain.ml_service.peers import PeerFetcher
 from authchain.ml_service.registry import FilesystemStore, UploadError
 from authchain.ml_service.schemas import (
@@ -90,6 +91,7 @@ class Service:
         self.settings = settings
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
+        set_allowed_timm_models(settings.timm_models)
         self.store = FilesystemStore(
             settings.model_root, settings.evidence_root, max_store_bytes=settings.max_store_bytes
         )

@@ -6,7 +6,8 @@ Each step that can fail ends the request with `ok=false` and a stable reason, ne
     unknown_scheme, artefact_not_found, evidence_not_found,            (not uploaded yet)
     artefact_hash_mismatch, evidence_hash_mismatch, corrupt_evidence, scheme_mismatch,
     owner_mismatch, evidence_claim_mismatch, evidence_below_min_strength,
-    corrupt_artefact, unsafe_artefact, unknown_architecture, bad_config, shape_mismatch,
+    corrupt_artefact, unsafe_artefact, unknown_architecture, architecture_not_allowed,
+    bad_config, shape_mismatch,
     evidence_model_mismatch,
     trigger_acc_below_tau_input; trigger_p_above_floor; feat_dist_above_tau_feat;
     feat_p_above_floor; logit_stat_outside_band,

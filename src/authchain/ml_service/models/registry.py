@@ -51,6 +51,10 @@ class Architecture:
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
         }
 
+    def specialize(self, config: Any) -> Architecture:
+        """This architecture for one parsed config (timm's input shape comes from it)."""
+        return self
+
 
 def _positive_int(value: Any) -> bool:
     return type(value) is int and 0 < value <= 4096
@@ -83,6 +87,8 @@ def get_architecture(name: str) -> Architecture:
 
 
 def build_model(name: str, config: dict[str, Any]) -> tuple[nn.Module, Architecture]:
-    """A freshly initialised network of a registered architecture."""
+    """A freshly initialised network of a registered architecture, and the architecture as
+    that config specializes it."""
     arch = get_architecture(name)
-    return arch.builder(arch.parse_config(config)), arch
+    parsed = arch.parse_config(config)
+    return arch.builder(parsed), arch.specialize(parsed)

@@ -1,0 +1,170 @@
+"""Watermark your own image classifier in your own training loop (`multi_factor_v1`).
+
+    import torch
+    from torch.nn import functional as F
+    from authchain.watermark import Watermark
+
+    model = timm.create_model("resnet18", num_classes=10)            # or any nn.Module
+    wm = Watermark(model, key="me.key", arch="timm",
+                   config={"model": "resnet18", "num_classes": 10, "input_size": [64, 64]})
+    for images, labels in loader:
+        images, labels = wm.mix(images, labels)     # key-derived triggers join the batch
+        loss = F.cross_entropy(model(images), labels) + wm.regulariser()
+        opt.zero_grad(); loss.backward(); opt.step()
+    result = wm.finish("out/")                       # model.safetensors + evidence.json
+
+`finish` writes the artefact (safetensors, its architecture in the metadata, so validators
+rebuild it without your code) and the evidence, and prints the aid, the evidence hash and both
+p-values against the chain's floors, with a recommended `wm_profile` if the model passes them.
+Register with `authchain register --key me.key --model out/model.safetensors --evidence
+out/evidence.json ...`.
+
+What the three factors need from your loop:
+- input factor: `mix` appends a few of the K key-derived trigger images (noise in [0, 1], the
+  model's input shape, fed as they are: do not normalise them) with their key-derived labels;
+  the model must learn them;
+- feature factor: `regulariser()` is the signature loss (Uchida et al.) on one weight
+  (`EmbedSpec.feature_layer`; by default the last weight before the classifier that is wide
+  enough for the signature), times `EmbedSpec.signature_weight`;
+- logit factor: nothing to do; `finish` records the final model's logits on the probes.
+
+`arch` and `config` name the architecture as validators build it: `"timm"` with
+`{"model", "num_classes", "in_chans", "input_size"}` for any timm model on the network's
+allow-list, or a built-in (`"small_resnet"`). The model you train must be that architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from authchain.chain import crypto
+from authchain.floors import DEFAULT_FLOORS, Floors
+from authchain.ml_service.cli import print_result, write_outputs
+from authchain.ml_service.errors import ArchitectureError
+from authchain.ml_service.models import get_architecture, timm_models_allowed
+from authchain.ml_service.models.timm_arch import allowed_timm_models
+from authchain.ml_service.watermark.embed import EmbedSpec, new_key_material, signature_loss
+from authchain.ml_service.watermark.evidence import KeyMaterial
+
+__all__ = ["EmbedSpec", "Watermark", "pick_feature_layer"]
+
+
+def pick_feature_layer(model: nn.Module, signature_bits: int) -> str:
+    """The last weight (2-D or more) before the classifier whose filters, averaged over output
+    channels, are at least `signature_bits` wide; else the widest one."""
+    weights = [(n, p) for n, p in model.named_parameters() if p.dim() >= 2]
+    if len(weights) < 2:
+        raise ValueError("the model needs a weight besides its classifier for the signature")
+    body = weights[:-1]  # the last weight is the classifier head
+    for name, param in reversed(body):
+        if param[0].numel() >= signature_bits:
+            return name
+    return max(body, key=lambda item: item[1][0].numel())[0]
+
+
+class Watermark:
+    """Embeds `key`'s watermark into `model` while you train it; `finish` writes the files."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        key: str | Path | crypto.KeyPair | bytes,
+        arch: str,
+        config: dict[str, Any],
+        spec: EmbedSpec | None = None,
+        floors: Floors = DEFAULT_FLOORS,
+        seed: int = 0,
+        key_seed: bytes | None = None,
+    ) -> None:
+        self.model = model
+        self.floors = floors
+        self.owner = _owner(key)
+        self.config_json = dict(config)
+        with self._allowed():
+            try:
+                base = get_architecture(arch)
+                self.config = base.parse_config(self.config_json)
+            except ArchitectureError as exc:
+                raise ValueError(f"{exc.reason}: {exc.detail}") from exc
+            self.arch = base.specialize(self.config)
+        spec = spec or EmbedSpec()
+        names = dict(model.named_parameters())
+        if spec.feature_layer not in names or names[spec.feature_layer].dim() < 2:
+            spec = dataclasses.replace(
+                spec, feature_layer=pick_feature_layer(model, spec.signature_bits)
+            )
+        self.spec = spec
+        self.key: KeyMaterial = new_key_material(
+            self.owner, self.arch, self.config.num_classes, spec, key_seed
+        )
+        self._triggers = self.key.trigger_inputs().to(torch.float32)
+        self._labels = self.key.trigger_labels()
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def mix(
+        self, inputs: torch.Tensor, labels: torch.Tensor, count: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`inputs` and `labels` with `count` random triggers appended (default: a third of
+        the batch, at least 8), on their device and in their dtype."""
+        if tuple(inputs.shape[1:]) != tuple(self.arch.input_shape):
+            raise ValueError(
+                f"inputs of shape {list(inputs.shape[1:])}; the architecture takes "
+                f"{list(self.arch.input_shape)}"
+            )
+        count = count if count is not None else max(8, len(inputs) // 3)
+        pick = torch.randint(len(self._triggers), (count,), generator=self._generator)
+        triggers = self._triggers[pick].to(device=inputs.device, dtype=inputs.dtype)
+        return (
+            torch.cat([inputs, triggers]),
+            torch.cat([labels, self._labels[pick].to(device=labels.device, dtype=labels.dtype)]),
+        )
+
+    def regulariser(self) -> torch.Tensor:
+        """The signature loss to add to yours (already weighted)."""
+        return self.spec.signature_weight * signature_loss(
+            self.model, self.key, self.spec.feature_layer
+        )
+
+    def finish(
+        self, out_dir: str | Path, *, test_accuracy: float | None = None, quiet: bool = False
+    ) -> dict[str, Any]:
+        """Write `model.safetensors` and `evidence.json` to `out_dir`; print and return the aid,
+        the evidence hash, the statistics against the floors and a recommended `wm_profile`
+        (None if the model does not pass the floors: train longer, do not register it)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self._allowed():
+                result = write_outputs(
+                    self.model.cpu(), self.arch, self.config, self.key, self.spec,
+                    Path(out_dir), self.floors, test_acc=test_accuracy,
+                )  # fmt: skip
+        finally:
+            self.model.train(was_training)
+        if not quiet:
+            print_result(result, as_json=False)
+        return result
+
+    def _allowed(self) -> AbstractContextManager[None]:
+        """Your own timm model is yours to train; the network's allow-list decides later."""
+        name = self.config_json.get("model")
+        if not isinstance(name, str):
+            return nullcontext()
+        return timm_models_allowed(allowed_timm_models() | {name})
+
+
+def _owner(key: str | Path | crypto.KeyPair | bytes) -> bytes:
+    if isinstance(key, crypto.KeyPair):
+        return bytes(key.account)
+    if isinstance(key, bytes):
+        if len(key) != 32:
+            raise ValueError("an owner account id is 32 bytes")
+        return key
+    return bytes(crypto.read_key_file(Path(key)).account)
