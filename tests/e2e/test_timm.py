@@ -1,0 +1,81 @@
+"""Bring your own model, end to end: timm models of three families (a ResNet, an EfficientNet,
+a ViT, in timm's tiny test configs) trained with the watermark hook, uploaded, registered with
+signed txs and committed by a real node and ML service; a model off the network's allow-list
+is refused with that reason."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from authchain.chain import crypto
+from authchain.chain.types import Aid, EvidenceHash, WmProfile
+from authchain.client import GatewayClient, MlServiceClient, read_strength
+from authchain.devnet import Devnet, DevnetPorts
+from authchain.ml_service.cli import train_timm_command
+from authchain.ml_service.watermark.embed import EmbedSpec
+
+REPO = Path(__file__).resolve().parents[2]
+ALLOWED = ["test_resnet", "test_efficientnet", "test_vit"]
+FUNDED = crypto.read_key_file(REPO / "configs" / "devnet-account.key")
+SPEC = EmbedSpec(signature_weight=2.0)
+EPOCHS = {"test_resnet": 4, "test_efficientnet": 6, "test_vit": 8, "test_convnext": 2}
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
+    devnet = Devnet(
+        tmp_path_factory.mktemp("timm-devnet"), ports=DevnetPorts.free(), block_time_secs=0.5,
+        ml_timeout_secs=30, repo=REPO,
+        extra_env={"ML_SERVICE_TIMM_MODELS": json.dumps(ALLOWED)},
+    )  # fmt: skip
+    devnet.start()
+    yield devnet
+    assert devnet.stop() == {"gateway": 0, "node": 0, "ml-service": 0}
+
+
+def register(net: Devnet, out: Path, profile: WmProfile) -> str:
+    gw, ml = GatewayClient(net.gateway_url), MlServiceClient(net.ml_url)
+    try:
+        aid = ml.upload_artefact(out / "model.safetensors")
+        evidence = ml.upload_evidence(out / "evidence.json")
+        tx_hash = gw.register_signed(
+            FUNDED, Aid.from_hex(aid), EvidenceHash.from_hex(evidence), profile,
+            strength=read_strength(out / "evidence.json"),
+        )  # fmt: skip
+        status = gw.wait_for_tx(tx_hash, timeout=120)
+        if status.status != "committed":
+            return f"rejected:{status.reason}"
+        record = gw.model_proof(Aid.from_hex(aid)).record
+        assert record is not None and record["owner"] == str(FUNDED.account)
+        return "committed"
+    finally:
+        gw.close()
+        ml.close()
+
+
+@pytest.mark.parametrize("name", ALLOWED)
+def test_a_timm_model_trained_with_the_hook_is_committed(
+    net: Devnet, name: str, tmp_path: Path
+) -> None:
+    result = train_timm_command(
+        bytes(FUNDED.account), tmp_path, model_name=name, input_size=32, epochs=EPOCHS[name],
+        seed=0, spec=SPEC,
+    )  # fmt: skip
+    assert result["passes"], result["stats"]
+    profile = WmProfile(**result["wm_profile"])
+    assert register(net, tmp_path, profile) == "committed"
+
+
+def test_a_model_off_the_allow_list_is_refused_with_that_reason(
+    net: Devnet, tmp_path: Path
+) -> None:
+    result = train_timm_command(
+        bytes(FUNDED.account), tmp_path, model_name="test_convnext", input_size=32,
+        epochs=EPOCHS["test_convnext"], seed=0, spec=SPEC,
+    )  # fmt: skip
+    outcome = register(net, tmp_path, WmProfile(0.9, 0.2, -0.05, 0.05))
+    assert outcome == "rejected:architecture_not_allowed", (outcome, result["stats"])
