@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from safetensors.torch import save as save_safetensors
 
@@ -23,7 +24,7 @@ from authchain.ml_service.artefact import (
 from authchain.ml_service.errors import ArtefactError
 from authchain.ml_service.models import TimmConfig, get_architecture, timm_models_allowed
 from authchain.ml_service.models.timm_arch import build_timm
-from authchain.watermark import Watermark, pick_feature_layer
+from authchain.watermark import EmbedSpec, Watermark, pick_feature_layer
 
 TEST_MODELS = ("test_resnet", "test_efficientnet", "test_vit")
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -138,3 +139,39 @@ def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert result["passes"], result["stats"]
     assert (tmp_path / "out" / "model.safetensors").exists()
     assert (tmp_path / "out" / "evidence.json").exists()
+
+
+def test_the_lightning_callback_watermarks_an_unchanged_training_step(tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from authchain.ml_service.data import load_digits_split
+    from authchain.watermark_lightning import WatermarkCallback
+
+    class Digits(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            with timm_models_allowed(["test_resnet"]):
+                self.model = build_timm(TimmConfig("test_resnet", 10, 3, (32, 32)))
+
+        def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.model(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.AdamW(self.parameters(), lr=2e-3)
+
+    torch.manual_seed(0)
+    train, _ = load_digits_split(size=32)
+    loader = DataLoader(TensorDataset(train.x, train.y), batch_size=64, shuffle=True)
+    config = {"model": "test_resnet", "num_classes": 10, "input_size": [32, 32]}
+    callback = WatermarkCallback(
+        key=b"\x01" * 32, arch="timm", config=config, out_dir=tmp_path, quiet=True,
+        spec=EmbedSpec(signature_weight=2.0),
+    )  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[callback],
+    )  # fmt: skip
+    trainer.fit(Digits(), loader)
+    assert callback.result is not None and callback.result["passes"], callback.result
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "evidence.json").exists()
