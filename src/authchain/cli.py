@@ -248,8 +248,11 @@ def model_train(
     input_size: int = typer.Option(
         32, "--input-size", min=8, max=1024, help="Image size for a timm --arch (digits resized)."
     ),
-    signature_weight: float = typer.Option(
-        0.5, "--signature-weight", min=0.0, help="Weight of the signature regulariser."
+    signature_weight: float | None = typer.Option(
+        None,
+        "--signature-weight",
+        min=0.0,
+        help="Weight of the signature regulariser (default 0.5; 2 for a timm --arch).",
     ),
     chain_config: Path = _CHAIN_CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -271,6 +274,8 @@ def model_train(
     from authchain.ml_service.watermark.embed import EmbedSpec
 
     owner_id = _owner_bytes(key_file, owner)
+    if signature_weight is None:
+        signature_weight = 0.5 if arch == "small_resnet" else 2.0
     spec = EmbedSpec(
         trigger_count=triggers, signature_bits=bits, probe_count=probes,
         signature_weight=signature_weight,

@@ -127,3 +127,25 @@ def test_fine_tuning_embeds_a_watermark_into_an_existing_model(
         Thresholds(0.9, 0.2, -0.05, 0.05),
     )  # fmt: skip
     assert report["ok"], report
+
+
+def test_model_train_arch_watermarks_a_timm_model(tmp_path: Path) -> None:
+    out = tmp_path / "eff"
+    args = ["model", "train", "--arch", "test_resnet", "--epochs", "4", "--owner", "ab" * 32,
+            "-o", str(out), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout[result.stdout.index("{") :])
+    assert body["passes"], body["stats"]
+    assert (out / "model.safetensors").exists() and (out / "evidence.json").exists()
+    verify = runner.invoke(
+        app, ["model", "verify", str(out / "model.safetensors"), str(out / "evidence.json")]
+    )
+    assert verify.exit_code == 1 and "architecture_not_allowed" in verify.output  # off the list
+
+
+def test_model_train_arch_names_an_unknown_model(tmp_path: Path) -> None:
+    args = ["model", "train", "--arch", "no_such_net", "--owner", "ab" * 32, "-o", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "no_such_net" in result.output
+    assert "Traceback" not in result.output

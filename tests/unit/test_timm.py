@@ -175,3 +175,21 @@ def test_the_lightning_callback_watermarks_an_unchanged_training_step(tmp_path: 
     trainer.fit(Digits(), loader)
     assert callback.result is not None and callback.result["passes"], callback.result
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "evidence.json").exists()
+
+
+def test_the_hook_takes_any_channels_size_and_classes(tmp_path: Path) -> None:
+    """One grey channel, 48×40 inputs, 7 classes: triggers, evidence and artefact follow."""
+    config = {"model": "test_efficientnet", "num_classes": 7, "in_chans": 1, "input_size": [48, 40]}
+    with timm_models_allowed(["test_efficientnet"]):
+        model = build_timm(TimmConfig("test_efficientnet", 7, 1, (48, 40)))
+    wm = Watermark(model, key=b"\x02" * 32, arch="timm", config=config)
+    x, y = wm.mix(torch.rand(5, 1, 48, 40), torch.randint(7, (5,)), count=3)
+    assert x.shape == (8, 1, 48, 40) and int(y.max()) < 7
+    loss = torch.nn.functional.cross_entropy(model(x), y) + wm.regulariser()
+    loss.backward()  # type: ignore[no-untyped-call]
+    result = wm.finish(tmp_path, quiet=True)
+    evidence = json.loads((tmp_path / "evidence.json").read_text())
+    assert evidence["input_shape"] == [1, 48, 40] and evidence["num_classes"] == 7
+    with timm_models_allowed(["test_efficientnet"]):
+        loaded = load_artefact(Path(result["artefact"]))
+    assert loaded.arch.input_shape == (1, 48, 40)

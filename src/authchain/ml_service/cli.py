@@ -94,6 +94,7 @@ def train_timm_command(
     spec: EmbedSpec,
     lr: float = 2e-3,
     floors: Floors = DEFAULT_FLOORS,
+    key_seed: bytes | None = None,
 ) -> dict[str, Any]:
     """Train timm's `model_name` (randomly initialised: nothing is downloaded) on the digits,
     resized to `input_size`, with the watermark hook of `authchain.watermark`; write artefact
@@ -108,7 +109,7 @@ def train_timm_command(
     with timm_models_allowed([model_name]):
         model = build_timm(TimmConfig(model_name, 10, 3, (input_size, input_size)))
     wm = Watermark(model, key=owner, arch="timm", config=config, spec=spec, floors=floors,
-                   seed=seed)  # fmt: skip
+                   seed=seed, key_seed=key_seed)  # fmt: skip
     train_data, test_data = load_digits_split(size=input_size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(seed)
