@@ -1,8 +1,11 @@
 """A real Prometheus, configured by configs/prometheus.yml (targets moved to this test's
-ports), scrapes a running devnet: node, gateway and ML service."""
+ports), scrapes a running devnet: node, gateway and ML service; and every query of the Grafana
+dashboard (deploy/grafana) names metrics the live endpoints expose and evaluates there."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import time
@@ -12,12 +15,21 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from authchain.chain import crypto
+from authchain.chain.schemas import encode_tx_hex
+from authchain.chain.types import TxTransfer
+from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, DevnetPorts
+from tests.e2e.test_devnet import seed_body
+from tests.ml_models import TrainedModel
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus")
+FUNDED = crypto.read_key_file(REPO / "configs" / "devnet-account.key")
+CHAIN = "authchain-devnet"
 
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None,
@@ -43,7 +55,48 @@ def query(url: str, promql: str) -> list[dict[str, Any]]:
     return result
 
 
-def test_prometheus_scrapes_the_devnet(tmp_path: Path) -> None:
+DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "authchain.json"
+METRIC = re.compile(r"\b((?:chain|txpool|consensus|gateway|ml)_[a-z0-9_]+)\b")
+
+
+def exercise(net: Devnet, model: TrainedModel) -> None:
+    """A tx refused at admission and a registration, so the labelled series exist."""
+    bad = TxTransfer(FUNDED.account, FUNDED.account, 1, 0, 10_000)  # nonce far ahead
+    refused = httpx.post(
+        f"{net.rpc_url}/txs", json={"tx": encode_tx_hex(crypto.sign_tx(bad, FUNDED, CHAIN))}
+    )
+    assert refused.status_code == 400
+    gw, ml = GatewayClient(net.gateway_url), MlServiceClient(net.ml_url)
+    try:
+        ml.upload_artefact(model.artefact)
+        ml.upload_evidence(model.evidence)
+        status = gw.wait_for_tx(gw.register_unsigned(seed_body(model))["tx_hash"])
+        assert status.status == "committed"
+    finally:
+        gw.close()
+        ml.close()
+
+
+def check_dashboard(url: str, net: Devnet) -> None:
+    """Every metric a Grafana panel queries is on a live /metrics endpoint, and Prometheus
+    evaluates every panel query."""
+    live: set[str] = set()
+    for endpoint in (net.node_metrics_url, f"http://127.0.0.1:{net.ports.gateway_metrics}/metrics",
+                     f"{net.ml_url}/metrics"):  # fmt: skip
+        text = httpx.get(endpoint, timeout=5).text
+        live |= {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    assert len(panels) >= 12
+    for panel in panels:
+        for target in panel["targets"]:
+            names = set(METRIC.findall(target["expr"]))
+            assert names, f"panel {panel['title']!r} queries no authchain metric"
+            assert names <= live, f"panel {panel['title']!r}: {sorted(names - live)} not exposed"
+            answer = httpx.get(f"{url}/api/v1/query", params={"query": target["expr"]}, timeout=5)
+            assert answer.json()["status"] == "success", (panel["title"], answer.text)
+
+
+def test_prometheus_scrapes_the_devnet(tmp_path: Path, watermarked: TrainedModel) -> None:
     assert PROMETHEUS is not None
     ports = DevnetPorts.free()
     net = Devnet(tmp_path / "net", ports=ports, block_time_secs=0.5, repo=REPO)
@@ -89,6 +142,8 @@ def test_prometheus_scrapes_the_devnet(tmp_path: Path) -> None:
         time.sleep(3)
         assert float(query(url, "chain_height")[0]["value"][1]) > first  # the series moves
         assert query(url, "ml_verifier_calls_total")
+        exercise(net, watermarked)
+        check_dashboard(url, net)
     finally:
         prom.terminate()
         prom.wait(30)

@@ -46,10 +46,11 @@ def dockerfile_env(name: str) -> dict[str, str]:
 
 def test_compose_has_the_seed_services_and_ports() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"ml-service", "node", "gateway", "prometheus"}
+    assert set(services) == {"ml-service", "node", "gateway", "prometheus", "grafana"}
     ports = {p for s in services.values() for p in s.get("ports", [])}
     published = {"127.0.0.1:8080:8080", "127.0.0.1:9898:9898", "127.0.0.1:8081:8081"}
-    assert published | {"127.0.0.1:9899:9899", "127.0.0.1:9090:9090"} <= ports
+    published |= {"127.0.0.1:9899:9899", "127.0.0.1:9090:9090", "127.0.0.1:3000:3000"}
+    assert published <= ports
     assert all(p.startswith("127.0.0.1:") for p in ports)  # nothing on all interfaces
 
 
@@ -94,6 +95,29 @@ def test_the_environment_the_images_set_is_accepted(monkeypatch: pytest.MonkeyPa
     ml = load_ml_settings(REPO / "configs/ml-service.toml")
     assert ml.model_root == Path("/data/models")
     assert ml.upload_token is not None  # it listens on all interfaces: uploads need the token
+
+
+def test_grafana_is_provisioned_with_the_dashboard() -> None:
+    """The mounted provisioning names the compose Prometheus with the uid every panel uses, and
+    the home dashboard is the mounted JSON (its queries are checked live in
+    tests/e2e/test_prometheus.py)."""
+    grafana = COMPOSE["services"]["grafana"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":") for v in grafana["volumes"])
+    for source in mounts:
+        assert (DEPLOY / source).is_dir(), source
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    [source] = datasource["datasources"]
+    assert source["url"] == "http://prometheus:9090" and "prometheus" in COMPOSE["services"]
+    provider = yaml.safe_load((provisioning / "dashboards" / "authchain.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert mounts["./grafana/dashboards"] == path
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{path}/authchain.json"
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "authchain.json").read_text())
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"]
+        assert panel["targets"] and all(t["expr"] for t in panel["targets"])
 
 
 def test_compose_prometheus_scrapes_the_services() -> None:
