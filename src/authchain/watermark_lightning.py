@@ -49,8 +49,11 @@ class WatermarkCallback(pl.Callback):
         triggers_per_step: int = 21,
         model_attr: str = "model",
         quiet: bool = False,
+        key_seed: bytes | None = None,
     ) -> None:
         self.key, self.arch, self.config, self.spec, self.floors = key, arch, config, spec, floors
+        self.key_seed = key_seed
+        """Fixed watermark key seed (default: a fresh random one, as `Watermark` does)."""
         self.out_dir = Path(out_dir)
         self.triggers_per_step = triggers_per_step
         self.model_attr = model_attr
@@ -69,7 +72,7 @@ class WatermarkCallback(pl.Callback):
         if self.watermark is None:
             self.watermark = Watermark(
                 self._network(pl_module), key=self.key, arch=self.arch, config=self.config,
-                spec=self.spec, floors=self.floors,
+                spec=self.spec, floors=self.floors, key_seed=self.key_seed,
             )  # fmt: skip
 
     def on_train_batch_start(

@@ -166,7 +166,7 @@ def test_the_lightning_callback_watermarks_an_unchanged_training_step(tmp_path: 
     config = {"model": "test_resnet", "num_classes": 10, "input_size": [32, 32]}
     callback = WatermarkCallback(
         key=b"\x01" * 32, arch="timm", config=config, out_dir=tmp_path, quiet=True,
-        spec=EmbedSpec(signature_weight=2.0),
+        spec=EmbedSpec(signature_weight=2.0), key_seed=b"\x07" * 32,
     )  # fmt: skip
     trainer = pl.Trainer(
         max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
