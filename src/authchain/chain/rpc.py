@@ -46,6 +46,7 @@ from authchain.chain.schemas import (
     SubmitTxBatchItem,
     SubmitTxBatchResult,
     TxStatus,
+    batch_field,
     block_to_public,
     tx_to_json,
 )
@@ -141,7 +142,7 @@ async def submit_txs(body: SubmitTxBatch, ctx: ContextDep) -> SubmitTxBatchResul
             decoded.append(decode_submitted_tx(text))
             items.append(None)
         except ApiError as exc:
-            field = f"txs.{i}.{(exc.field or 'tx').removeprefix('tx').lstrip('.')}".rstrip(".")
+            field = batch_field(i, exc.field)
             items.append(SubmitTxBatchItem(status="rejected", reason=exc.reason,
                                            detail=exc.detail, field=field))  # fmt: skip
     answers = iter(await ctx.engine.submit_txs(decoded))

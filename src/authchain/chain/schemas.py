@@ -109,6 +109,12 @@ class SubmitTxBatch(_Schema):
     txs: list[TxHex] = Field(min_length=1, max_length=MAX_BATCH_TXS)
 
 
+def batch_field(index: int, field: str | None) -> str:
+    """Where a batch's problem is: `txs.3`, or `txs.3.nonce` for a tx's field `tx.nonce`."""
+    rest = (field or "").removeprefix("tx").lstrip(".")
+    return f"txs.{index}" + (f".{rest}" if rest else "")
+
+
 class SubmitTxBatchItem(_Schema):
     """One tx's answer in a batch: accepted with its hash, or rejected with the reason."""
 

@@ -33,7 +33,7 @@ import httpx
 from authchain import __version__
 from authchain.chain import codec
 from authchain.chain.errors import ChainError
-from authchain.chain.schemas import tx_to_json
+from authchain.chain.schemas import batch_field, tx_to_json
 from authchain.chain.types import Transaction
 from authchain.gateway.node_client import NodeUnavailable
 from authchain.web import Failover
@@ -161,10 +161,9 @@ class CometNodeClient:
             body: dict[str, Any] = answer.json()
             if answer.status_code == 202:
                 return body
-            field = body.get("field")
             return {
                 "status": "rejected", "reason": body.get("reason"), "detail": body.get("detail"),
-                "field": f"txs.{i}" + (field.removeprefix("tx") if field else ""),
+                "field": batch_field(i, body.get("field")),
             }  # fmt: skip
 
         results = await asyncio.gather(*(one(i, t) for i, t in enumerate(txs)))
