@@ -1,17 +1,25 @@
 """The devnet every e2e module shares the shape of: its own ML service, node and gateway (real
-processes on free loopback ports), started once per module, and clients for it."""
+processes on free loopback ports), started once per module, and clients for it; and a real
+browser for the explorer.
+
+Playwright's own browser download is not used (it needs the network): pages open in Debian's
+`/usr/bin/chromium`, which `.ci/run` installs. Without it the browser tests skip, unless
+AUTHCHAIN_REQUIRE_BROWSER=1 (set by `.ci/run`) makes that a failure."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, DevnetPorts
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def make_devnet(root: Path) -> Devnet:
@@ -41,3 +49,59 @@ def ml(devnet: Devnet) -> Iterator[MlServiceClient]:
     client = MlServiceClient(devnet.ml_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        if os.environ.get("AUTHCHAIN_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[Callable[[str], Page]]:
+    """A new browser page on a gateway's URL. At teardown the test fails on any script error,
+    CSP violation, or script, style, icon or fetch that did not load (a page itself may be a
+    404 on purpose)."""
+    errors: list[str] = []
+    contexts = []
+
+    def open_on(base_url: str) -> Page:
+        context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on(
+            "console",
+            lambda msg: (
+                errors.append(msg.text)
+                if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda r: (
+                errors.append(f"{r.status} {r.url}")
+                if r.status >= 400 and r.request.resource_type != "document"
+                else None
+            ),
+        )
+        return page
+
+    yield open_on
+    for context in contexts:
+        context.close()
+    assert errors == [], errors
+
+
+def shot(page: Page, directory: Path, name: str) -> None:
+    """A full-page screenshot in `directory` (the test's temp dir)."""
+    path = directory / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000

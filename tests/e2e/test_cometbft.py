@@ -3,22 +3,25 @@ with its own `authchain abci` app, RocksDB and ML service, and a gateway on Come
 
 The tests run in order on one network: an honest registration (files uploaded to one
 validator only, fetched by the others), a forged claim, one validator's ML service down, a
-validator crash, and a Byzantine proposer that includes an unverified forged claim.
+validator crash, a Byzantine proposer that includes an unverified forged claim, and the
+explorer on this network in a real browser.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import torch
+from playwright.sync_api import Page, expect
 
 from authchain.chain import crypto
 from authchain.chain.schemas import verify_tx_status_proof
@@ -29,7 +32,7 @@ from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.cli import evidence_command, train_command
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.testnet import Testnet
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, shot
 from tests.e2e.test_devnet import seed_body
 from tests.ml_models import SEED_PROFILE, TrainedModel
 
@@ -236,3 +239,34 @@ def test_byzantine_proposer_forged_claim_is_rejected_and_the_chain_goes_on(
     net.stop_validator(3)
     net.start_validator(3)
     assert_same_chain(net, [0, 1, 2, 3])
+
+
+def test_the_explorer_shows_the_testnet(
+    net: Testnet, gw: GatewayClient, watermarked: TrainedModel,
+    open_page: Callable[[str], Page], tmp_path: Path,
+) -> None:  # fmt: skip
+    """The same explorer on CometBFT: its validator set with voting power, its blocks, and a
+    registration's inclusion proof checked in the browser against CometBFT's data_hash
+    (SHA-256)."""
+    page = open_page(net.gateway_url)
+    page.goto("/")
+    height = page.locator("#height")
+    first = int(height.inner_text())
+    expect(height).not_to_have_text(str(first), timeout=30_000)
+    shot(page, tmp_path, "testnet-overview")
+    page.goto("/validator-set")
+    rows = page.locator("#validators tbody tr")
+    expect(rows).to_have_count(4)
+    expect(rows.first).to_contain_text("ed25519")
+    shot(page, tmp_path, "testnet-validators")
+    committed = gw.http.get("/claims", params={"aid": watermarked.aid}).json()["claims"]
+    [claim] = [c for c in committed if c["status"] == "committed"]
+    page.goto(f"/tx/{claim['tx_hash']}")
+    result = page.locator("#proof-result")
+    expect(result).to_have_class("ok", timeout=10_000)
+    expect(result).to_contain_text("SHA-256")
+    shot(page, tmp_path, "testnet-tx-proof")
+    page.locator(f"a[href='/model/{watermarked.aid}']").first.click()
+    expect(page.locator("#trigger-p")).to_have_text(re.compile(r"^2\^-\d+"))
+    expect(page.locator("#model-summary")).to_contain_text(watermarked.owner)
+    shot(page, tmp_path, "testnet-model")

@@ -25,16 +25,27 @@ is the `MlVerifier` behind `MlValidity` and the `BlockStore`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+from urllib.parse import parse_qsl
 
 import msgspec
 from pydantic import BaseModel
 
 from authchain.chain import codec
+from authchain.chain.claims import (
+    ClaimRecord,
+    ClaimStatus,
+    claim_json,
+    claim_record,
+    decode_claim,
+    encode_claim,
+    pending_claim,
+)
 from authchain.chain.config import ConsensusConfig, is_test_chain
 from authchain.chain.consensus.pool import PoolPolicy, PoolReason, TxPool, TxRejection
 from authchain.chain.consensus.store import BlockStore, Commit
@@ -147,6 +158,7 @@ class _Pending:
     writes: dict[bytes, bytes | None]
     tree: TreeUpdate
     tx_hashes: list[TxHash]
+    claims: dict[TxHash, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +410,7 @@ class Application:
         `ok=false` are dropped with the verifier's reason; those V_auth could not answer stay
         in the pool (files never uploaded are dropped after `files_wait_blocks`)."""
         dropped: dict[TxHash, TxRejection] = {}
+        failed: dict[TxHash, Verdict] = {}
         selected = self._select(candidates, height, proposer, limits, dropped)
         if not self.include_unverified_claims:
             registered = _registrations_for(self.view(), selected)
@@ -416,6 +429,7 @@ class Application:
                     self._note_unavailable(tx_hash, height, result, dropped)
                 elif not result.ok:
                     skip.add(tx_hash)
+                    failed[tx_hash] = result
                     dropped[tx_hash] = TxRejection(
                         result.reason or "ml_auth_failed", verdict_text(result)
                     )
@@ -433,7 +447,7 @@ class Application:
             )
             log.warning("MISBEHAVING: proposing %d registrations without V_auth", unverified)
         if dropped:
-            self._drop(dropped)
+            self._drop(dropped, failed)
         return Proposal(selected, dropped)
 
     def _select(
@@ -508,8 +522,22 @@ class Application:
                 error.reason, waited, self.config.files_wait_blocks,
             )  # fmt: skip
 
-    def _drop(self, dropped: dict[TxHash, TxRejection]) -> None:
+    def _drop(
+        self, dropped: dict[TxHash, TxRejection], verdicts: Mapping[TxHash, Verdict] | None = None
+    ) -> None:
+        """Drop pool txs for good: their rejection records, and a claim record for each
+        registration among them (with V_auth's statistics where `verdicts` has them)."""
         height = self.height
+        claims: dict[TxHash, bytes | None] = {}
+        for tx_hash, rejection in dropped.items():
+            tx = self.pool.get(tx_hash)
+            if isinstance(tx, TxRegisterModel):
+                claims[tx_hash] = encode_claim(
+                    claim_record(
+                        tx, height, "rejected", verdict=(verdicts or {}).get(tx_hash),
+                        reason=rejection.reason, detail=rejection.detail,
+                    )
+                )  # fmt: skip
         self.store.commit(
             Commit(
                 pool_remove=set(dropped) if self.pool.persist else set(),
@@ -517,6 +545,7 @@ class Application:
                     h: codec.encode(msgspec.structs.replace(r, height=height))
                     for h, r in dropped.items()
                 },
+                claims=claims,
             )
         )
         self.pool.forget(dropped)
@@ -606,7 +635,8 @@ class Application:
         tree = self.tree.update(writes)
         finalized = Finalized(height, Hash256(tree.root), tuple(results), lineage)
         hashes = [codec.compute_tx_hash(tx) for tx in decoded]
-        self._pending = _Pending(finalized, writes, tree, hashes)
+        records = _claim_records(txs, results, verdicts, lineage, height)
+        self._pending = _Pending(finalized, writes, tree, hashes, records)
         return finalized
 
     def _execute(
@@ -665,6 +695,7 @@ class Application:
         commit.pool_add = unsaved.pool_add + commit.pool_add
         commit.pool_remove |= unsaved.pool_remove
         commit.rejected = unsaved.rejected | commit.rejected
+        commit.claims |= pending.claims
         commit.state = pending.writes
         commit.tree = pending.tree.nodes
         commit.meta |= {META_HEIGHT: f.height.to_bytes(8, "big"), META_APP_HASH: bytes(f.app_hash)}
@@ -703,19 +734,39 @@ class Application:
         return f
 
     def _prune_rejections(self, height: Height) -> None:
-        """Keep the rejection records of the last `rejections_kept_blocks` blocks, and at most
-        `max_rejections` of them (the newest): strangers decide how many there are."""
-        records: list[tuple[int, TxHash]] = [
+        """Keep the rejection records (and rejected claims' records) of the last
+        `rejections_kept_blocks` blocks, and at most `max_rejections` of each (the newest):
+        strangers decide how many there are."""
+        rejections: list[tuple[int, TxHash]] = [
             (codec.decode(raw, TxRejection).height, tx_hash)
             for tx_hash, raw in self.store.iter_rejections()
         ]
+        claims = [
+            (record.height, tx_hash)
+            for tx_hash, record in self._claim_records()
+            if record.status == "rejected"
+        ]
+        stale_rejections = self._stale(rejections, height)
+        stale_claims = self._stale(claims, height)
+        if stale_rejections or stale_claims:
+            self.store.commit(
+                Commit(rejected=dict.fromkeys(stale_rejections), claims=dict.fromkeys(stale_claims))
+            )
+            log.info("pruned %d old rejection records and %d rejected claims",
+                     len(stale_rejections), len(stale_claims))  # fmt: skip
+
+    def _stale(self, records: list[tuple[int, TxHash]], height: Height) -> list[TxHash]:
         oldest = height - self.config.rejections_kept_blocks
         records.sort(reverse=True)
         keep = self.config.max_rejections
-        stale = [h for i, (at, h) in enumerate(records) if at < oldest or i >= keep]
-        if stale:
-            self.store.commit(Commit(rejected=dict.fromkeys(stale)))
-            log.info("pruned %d old rejection records", len(stale))
+        return [h for i, (at, h) in enumerate(records) if at < oldest or i >= keep]
+
+    def _claim_records(self) -> Iterable[tuple[TxHash, ClaimRecord]]:
+        for tx_hash, raw in self.store.iter_claims():
+            try:
+                yield tx_hash, decode_claim(raw)
+            except msgspec.DecodeError:
+                log.warning("skipping an unreadable claim record %s", tx_hash.short())
 
     def discard(self) -> None:
         """Forget a finalized block that will not be committed (the embedded driver's own
@@ -781,6 +832,36 @@ class Application:
             return {"status": "rejected", "reason": rejection.reason, "detail": rejection.detail}
         return None
 
+    def claims(
+        self,
+        *,
+        aid: Aid | None = None,
+        parent: Aid | None = None,
+        owner: AccountId | None = None,
+        status: ClaimStatus | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Registrations this node knows of, newest first: pending ones (in the pool) before
+        the judged ones (claim records, by height). `aid` keeps the claims on one model;
+        `parent` the committed claims whose lineage names it (its registered fine-tunes);
+        `owner` one account's claims."""
+        out: list[dict[str, Any]] = []
+        if status in (None, "pending") and parent is None:
+            for tx_hash, tx in self.pool.registrations_pending():
+                if (aid is None or tx.aid == aid) and (owner is None or tx.owner == owner):
+                    out.append(pending_claim(tx_hash, tx))
+        judged = [
+            (record.height, tx_hash, record)
+            for tx_hash, record in self._claim_records()
+            if (aid is None or record.aid == str(aid))
+            and (parent is None or str(parent) in record.parents)
+            and (owner is None or record.owner == str(owner))
+            and (status is None or record.status == status)
+        ]
+        judged.sort(key=lambda item: (item[0], bytes(item[1])), reverse=True)
+        out.extend(claim_json(tx_hash, record) for _, tx_hash, record in judged)
+        return out[:limit]
+
     def status(self) -> dict[str, Any]:
         """The application's side of a node's status."""
         info = self.info()
@@ -796,6 +877,7 @@ class Application:
             "impersonation": g.impersonation,
             "validators": [str(v.account) for v in g.validators],
             "misbehaving": self.include_unverified_claims,
+            "floors": dataclasses.asdict(g.floors),
             **self.extra_status,
         }
 
@@ -807,11 +889,15 @@ class Application:
         /artefacts/{aid}        ArtefactPublic
         /accounts/{account}/proof, /artefacts/{aid}/proof   StateProofPublic
         /txs/{tx_hash}          {"status": committed | queued | rejected, ...}
+        /claims?aid=&parent=&owner=&status=&limit=    {"claims": [ClaimPublic, ...]}
         """
+        path, _, params = path.partition("?")
         kind, _, ref = path.strip("/").partition("/")
         try:
             if kind == "status" and not ref:
                 return 0, _json(self.status())
+            if kind == "claims" and not ref:
+                return 0, _json({"claims": self._query_claims(params)})
             ref, _, sub = ref.partition("/")
             if sub not in ("", "proof") or (sub and kind not in ("accounts", "artefacts")):
                 return 1, _error("unknown_path", f"no query path {path!r}")
@@ -834,6 +920,27 @@ class Application:
         except InvalidField as exc:
             return 1, _error("invalid_request", str(exc), exc.field)
         return 1, _error("unknown_path", f"no query path {path!r}")
+
+    def _query_claims(self, params: str) -> list[dict[str, Any]]:
+        """`claims` for a query string; InvalidField naming a bad parameter."""
+        args = dict(parse_qsl(params))
+        unknown = set(args) - {"aid", "parent", "owner", "status", "limit"}
+        if unknown:
+            raise InvalidField(min(unknown), "unknown parameter")
+        status = args.get("status")
+        if status not in (None, "pending", "committed", "rejected"):
+            raise InvalidField("status", "must be pending, committed or rejected")
+        limit = args.get("limit", "50")
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 100):
+            raise InvalidField("limit", "must be an integer in [1, 100]")
+        aid, parent, owner = args.get("aid"), args.get("parent"), args.get("owner")
+        return self.claims(
+            aid=None if aid is None else Aid.from_hex(aid, field="aid"),
+            parent=None if parent is None else Aid.from_hex(parent, field="parent"),
+            owner=None if owner is None else AccountId.from_hex(owner, field="owner"),
+            status=cast(ClaimStatus | None, status),
+            limit=int(limit),
+        )
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -874,6 +981,33 @@ def _registrations_for(view: StateView, txs: Iterable[Transaction]) -> list[Arte
 
 def _nonce_in(view: StateView, tx: Transaction) -> int:
     return get_account(view, get_signer(tx)).nonce
+
+
+def _claim_records(
+    txs: Sequence[Transaction | None],
+    results: Sequence[TxResult],
+    verdicts: Mapping[TxHash, tuple[ArtefactClaim, Verdict]],
+    lineage: Mapping[Aid, tuple[Aid, ...]],
+    height: Height,
+) -> dict[TxHash, bytes | None]:
+    """The claim record of each registration in a finalized block."""
+    records: dict[TxHash, bytes | None] = {}
+    for tx, result in zip(txs, results, strict=True):
+        if not isinstance(tx, TxRegisterModel):
+            continue
+        tx_hash = codec.compute_tx_hash(tx)
+        verdict = verdicts[tx_hash][1]
+        if result.code == 0:
+            record = claim_record(
+                tx, height, "committed", verdict=verdict, parents=lineage.get(tx.aid, ())
+            )
+        else:
+            record = claim_record(
+                tx, height, "rejected", verdict=verdict, reason=result.reason,
+                detail=result.detail,
+            )  # fmt: skip
+        records[tx_hash] = encode_claim(record)
+    return records
 
 
 def verdict_text(v: Verdict) -> str:

@@ -5,12 +5,15 @@
     POST /txs                      {"tx": hex of canonical bytes} -> 202 accepted | 4xx reason
     POST /txs/batch                {"txs": [hex, ...]} (up to 500) -> per-tx accepted | reason
     GET  /txs/{tx_hash}            TxStatus: queued | committed (+ Merkle proof) | rejected
+    GET  /blocks?limit=N           BlockList: the newest N canonical blocks (N <= 100)
     GET  /blocks/latest            BlockPublic
     GET  /blocks/{height_or_hash}  BlockPublic
     GET  /artefacts/{aid}          ArtefactPublic
     GET  /accounts/{account}       AccountPublic (balance, nonce, next_nonce)
     GET  /accounts/{account}/proof StateProofPublic: the entry's proof against the app hash
     GET  /artefacts/{aid}/proof    StateProofPublic (absent entries are proven absent)
+    GET  /claims?aid=&parent=&owner=&status=&limit=   ClaimList: registrations as V_auth judged them
+    GET  /validators               ValidatorList (genesis' proof-of-authority set)
 
 Errors are `ErrorBody{detail, reason, field}`: 422 for malformed input (naming the field),
 400 for a tx CheckTx refuses (reason = the `TxReason`/`PoolReason`), 404 for unknown ids,
@@ -20,10 +23,11 @@ they see a consistent tip.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
 from authchain import __version__
 from authchain.chain import codec
@@ -37,7 +41,10 @@ from authchain.chain.schemas import (
     MAX_TX_BYTES,
     AccountPublic,
     ArtefactPublic,
+    BlockList,
     BlockPublic,
+    ClaimList,
+    ClaimPublic,
     NodeStatus,
     StateProofPublic,
     SubmitTx,
@@ -46,7 +53,10 @@ from authchain.chain.schemas import (
     SubmitTxBatchItem,
     SubmitTxBatchResult,
     TxStatus,
+    ValidatorList,
+    ValidatorPublic,
     batch_field,
+    block_summary,
     block_to_public,
     tx_to_json,
 )
@@ -87,6 +97,9 @@ def decode_submitted_tx(hex_text: str) -> Transaction:
 
 # --- routes -------------------------------------------------------------------------------
 
+MAX_LIST = 100
+"""Most items one list request returns."""
+
 node_router = APIRouter(tags=["node"])
 txs_router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONSES)
 blocks_router = APIRouter(prefix="/blocks", tags=["blocks"], responses=ERROR_RESPONSES)
@@ -117,6 +130,7 @@ async def status(ctx: ContextDep) -> NodeStatus:
         validators=[v.account for v in genesis.validators],
         validator=ctx.validator,
         block_time_secs=ctx.config.consensus.block_time_secs,
+        floors=dataclasses.asdict(genesis.floors),
     )
 
 
@@ -202,6 +216,17 @@ def _block_or_404(block: Block | None, what: str) -> BlockPublic:
     return block_to_public(block)
 
 
+@blocks_router.get("")
+async def recent_blocks(
+    ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 20
+) -> BlockList:
+    """The newest `limit` canonical blocks, newest first."""
+    store = ctx.engine.store
+    top = ctx.engine.height
+    blocks = (store.get_block_by_height(h) for h in range(top, max(top - limit, -1), -1))
+    return BlockList(blocks=[block_summary(b) for b in blocks if b is not None])
+
+
 @blocks_router.get("/latest")
 async def latest_block(ctx: ContextDep) -> BlockPublic:
     """The canonical tip."""
@@ -246,6 +271,39 @@ async def get_account_proof(account: AccountId, ctx: ContextDep) -> StateProofPu
 async def get_artefact_proof(aid: Aid, ctx: ContextDep) -> StateProofPublic:
     """The artefact's registration (or its absence) and its proof against the app hash."""
     return ctx.engine.app.artefact_proof(aid)
+
+
+@state_router.get("/claims", tags=["state"])
+async def get_claims(
+    ctx: ContextDep,
+    aid: Aid | None = None,
+    parent: Aid | None = None,
+    owner: AccountId | None = None,
+    status: Literal["pending", "committed", "rejected"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
+) -> ClaimList:
+    """Registrations as this node's V_auth judged them, newest first: pending (in the pool),
+    committed (with the verifier's statistics) and rejected (with the reason). `aid` keeps
+    the claims on one model, `parent` the committed claims whose lineage names it, `owner`
+    one account's."""
+    app = ctx.engine.app
+    claims = app.claims(aid=aid, parent=parent, owner=owner, status=status, limit=limit)
+    return ClaimList(claims=[ClaimPublic.model_validate(c) for c in claims])
+
+
+@node_router.get("/validators")
+async def get_validators(ctx: ContextDep) -> ValidatorList:
+    """Genesis' proof-of-authority validators (each with voting power 1)."""
+    return ValidatorList(
+        height=ctx.engine.height,
+        validators=[
+            ValidatorPublic(
+                account=v.account, scheme=v.scheme.value, public_key=v.public_key.hex(),
+                voting_power=1,
+            )
+            for v in ctx.engine.genesis.validators
+        ],
+    )  # fmt: skip
 
 
 def create_rpc_app(context: RpcContext) -> FastAPI:

@@ -273,6 +273,79 @@ def artefact_to_public(meta: ArtefactMetadata, uses: int, last_used_at: int) -> 
     )
 
 
+class ClaimPublic(_Schema):
+    """A registration as this node's V_auth judged it (`authchain.chain.claims`): pending,
+    committed with the verifier's statistics, or rejected with the reason."""
+
+    tx_hash: TxHash
+    aid: Aid
+    owner: AccountId
+    height: int = Field(description="committed at / dropped at; 0 while pending")
+    status: Literal["pending", "committed", "rejected"]
+    reason: str = ""
+    detail: str = ""
+    trigger_acc: float | None = None
+    feat_dist: float | None = None
+    logit_stat: float | None = None
+    p_value: float | None = Field(None, description="trigger test: P(a model without it passes)")
+    feat_p_value: float | None = Field(None, description="signature test's p-value")
+    log2_p_value: float | None = None
+    log2_feat_p_value: float | None = None
+    parents: list[Aid] = Field(default_factory=list, description="lineage recorded on chain")
+
+
+class ClaimList(_Schema):
+    """Registrations, newest first (pending ones first)."""
+
+    claims: list[ClaimPublic]
+
+
+class BlockSummary(_Schema):
+    """One line of a block list."""
+
+    height: int
+    hash: BlockHash
+    timestamp_ms: int
+    proposer: str = Field(description="authchain account (embedded) or CometBFT address")
+    tx_count: int
+
+
+class BlockList(_Schema):
+    """The newest canonical blocks, newest first."""
+
+    blocks: list[BlockSummary]
+
+
+class ValidatorPublic(_Schema):
+    """A member of the validator set."""
+
+    account: AccountId | None = Field(None, description="authchain account, when known")
+    address: str | None = Field(None, description="CometBFT validator address (hex)")
+    scheme: str
+    public_key: str
+    voting_power: int
+    proposer_priority: int | None = None
+
+
+class ValidatorList(_Schema):
+    """The validator set at `height`."""
+
+    height: int
+    validators: list[ValidatorPublic]
+
+
+def block_summary(block: Block) -> BlockSummary:
+    """The list line of `block`."""
+    h = block.header
+    return BlockSummary(
+        height=h.height,
+        hash=codec.compute_block_hash(h),
+        timestamp_ms=h.timestamp,
+        proposer=str(h.proposer),
+        tx_count=len(block.txs),
+    )
+
+
 class NodeStatus(_Schema):
     """What a node is and where its chain stands."""
 
@@ -288,3 +361,6 @@ class NodeStatus(_Schema):
     validators: list[AccountId]
     validator: AccountId | None = Field(None, description="this node's key, if it proposes")
     block_time_secs: float
+    floors: dict[str, float] = Field(
+        default_factory=dict, description="genesis' floors on watermark claims (`Floors`)"
+    )

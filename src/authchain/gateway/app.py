@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from authchain import __version__
 from authchain.chain.schemas import MAX_BATCH_BYTES
+from authchain.gateway import explorer
 from authchain.gateway.comet_client import CometNodeClient
 from authchain.gateway.config import ApiSettings, get_settings
 from authchain.gateway.metrics import GatewayMetrics
@@ -37,6 +38,8 @@ def create_app(settings: ApiSettings | None = None, node: NodeClient | None = No
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(explorer.router)  # the web explorer's pages, at /
+    app.mount("/static", explorer.static, name="static")
     add_metrics_route(app, metrics.registry)
 
     @app.middleware("http")

@@ -7,9 +7,12 @@ tooling sees exactly the chain the gateway shows:
     POST /txs                 broadcast_tx_sync (CheckTx's code and reason come back)
     GET  /txs/{hash}          abci_query /txs/{hash}; when committed, `block` for its bytes and
                               `tx?prove=true` for the inclusion proof against data_hash
+    GET  /blocks?limit=N      blockchain (block metas), newest first
     GET  /blocks/latest|{ref} block / block_by_hash, the txs decoded
     GET  /accounts/{id}       abci_query /accounts/{id}
     GET  /artefacts/{aid}     abci_query /artefacts/{aid}
+    GET  /claims?...          abci_query /claims?... (this validator's V_auth records)
+    GET  /validators          validators (the account is BLAKE3 of the Ed25519 key)
     GET  /status              status + abci_query /status
 
 authchain names txs by BLAKE3 of their canonical bytes; CometBFT by SHA-256 of the same bytes.
@@ -27,6 +30,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 
@@ -102,9 +106,17 @@ class CometNodeClient:
         return int(response.get("code", 0)), json.loads(value) if value else {}
 
     async def request(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        parts = path.strip("/").split("/")
+        route, _, params = path.partition("?")
+        parts = route.strip("/").split("/")
         try:
             match method, parts:
+                case "GET", ["blocks"]:
+                    return await self._blocks(dict(parse_qsl(params)).get("limit", "20"))
+                case "GET", ["claims"]:
+                    code, value = await self.query(path)
+                    return _answer(400 if code else 200, value)
+                case "GET", ["validators"]:
+                    return await self._validators()
                 case "POST", ["txs"]:
                     return await self._submit(str((json or {}).get("tx", "")))
                 case "POST", ["txs", "batch"]:
@@ -234,13 +246,58 @@ class CometNodeClient:
             },
         )
 
+    async def _blocks(self, limit_text: str) -> httpx.Response:
+        """The newest canonical blocks, newest first, from `blockchain` (20 metas a call)."""
+        if not (limit_text.isascii() and limit_text.isdigit() and 1 <= int(limit_text) <= 100):
+            return _error(422, "invalid_request", "limit: must be an integer in [1, 100]", "limit")
+        limit = int(limit_text)
+        found = await self.call("blockchain")
+        metas: list[dict[str, Any]] = list(found["block_metas"])
+        top = int(found["last_height"])
+        while len(metas) < limit and metas and int(metas[-1]["header"]["height"]) > 1:
+            below = int(metas[-1]["header"]["height"]) - 1
+            more = await self.call(
+                "blockchain", minHeight=str(max(1, below - 19)), maxHeight=str(below)
+            )
+            if not more["block_metas"]:
+                break
+            metas.extend(more["block_metas"])
+        blocks = [
+            {
+                "height": int(m["header"]["height"]),
+                "hash": m["block_id"]["hash"].lower(),
+                "timestamp_ms": _millis(m["header"]["time"]),
+                "proposer": m["header"]["proposer_address"].lower(),
+                "tx_count": int(m["num_txs"]),
+            }
+            for m in metas[:limit]
+            if int(m["header"]["height"]) <= top
+        ]
+        return _answer(200, {"blocks": blocks})
+
+    async def _validators(self) -> httpx.Response:
+        found = await self.call("validators", per_page="100")
+        validators = []
+        for v in found["validators"]:
+            key = base64.b64decode(v["pub_key"]["value"])
+            ed25519 = v["pub_key"]["type"].endswith("PubKeyEd25519")
+            validators.append(
+                {
+                    "account": str(codec.compute_account_id(key)) if ed25519 else None,
+                    "address": v["address"].lower(),
+                    "scheme": "ed25519" if ed25519 else v["pub_key"]["type"],
+                    "public_key": key.hex(),
+                    "voting_power": int(v["voting_power"]),
+                    "proposer_priority": int(v["proposer_priority"]),
+                }
+            )
+        return _answer(200, {"height": int(found["block_height"]), "validators": validators})
+
     async def _status(self) -> httpx.Response:
         node = await self.call("status")
         _, app = await self.query("/status")
         sync = node["sync_info"]
-        seconds, _, fraction = sync["latest_block_time"].rstrip("Z").partition(".")
-        when = datetime.fromisoformat(seconds).replace(tzinfo=UTC)
-        millis = int(when.timestamp()) * 1000 + int((fraction + "000")[:3])
+        millis = _millis(sync["latest_block_time"])
         mempool = await self.call("num_unconfirmed_txs")
         return _answer(
             200,
@@ -257,8 +314,16 @@ class CometNodeClient:
                 "validators": app["validators"],
                 "validator": None,
                 "block_time_secs": app.get("block_time_secs", 1.0),
+                "floors": app.get("floors", {}),
             },
         )
+
+
+def _millis(timestamp: str) -> int:
+    """CometBFT's RFC 3339 time (nanoseconds, Z) as Unix milliseconds."""
+    seconds, _, fraction = timestamp.rstrip("Z").partition(".")
+    when = datetime.fromisoformat(seconds).replace(tzinfo=UTC)
+    return int(when.timestamp()) * 1000 + int((fraction + "000")[:3])
 
 
 def _is_hex(text: str) -> bool:

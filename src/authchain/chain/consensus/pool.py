@@ -274,6 +274,11 @@ class TxPool:
                 heapq.heappush(heap, (-nxt.tx.fee, nxt.seq, i + 1, signer))
         return out
 
+    def registrations_pending(self) -> list[tuple[TxHash, TxRegisterModel]]:
+        """The pending registrations, in arrival order."""
+        entries = sorted(self._entries.items(), key=lambda item: item[1].seq)
+        return [(h, e.tx) for h, e in entries if isinstance(e.tx, TxRegisterModel)]
+
     # --- removal ----------------------------------------------------------------------------
 
     def forget(self, tx_hashes: Iterable[TxHash]) -> None:

@@ -1,9 +1,9 @@
 """The `BlockStore` protocol (seed `consensus::BlockStore`) and the atomic `Commit` it applies.
 
 A store holds every block it was given (side branches included), the canonical height index,
-the tip, the application state (opaque keys and values),
-the transaction pool, and small metadata. `commit` applies one `Commit` atomically: after a
-crash the store holds either all of it or none of it.
+the tip, the application state (opaque keys and values), the transaction pool, rejection and
+claim records, and small metadata. `commit` applies one `Commit` atomically: after a crash the
+store holds either all of it or none of it.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class Commit:
     """Where committed txs are: encode([height, index])."""
     rejected: dict[TxHash, bytes | None] = field(default_factory=dict)
     """Why dropped txs were dropped (canonical `TxRejection` bytes)."""
+    claims: dict[TxHash, bytes | None] = field(default_factory=dict)
+    """What V_auth said about judged registrations (`authchain.chain.claims`)."""
     tip: BlockHash | None = None
     """New tip, if it changes."""
 
@@ -95,6 +97,10 @@ class BlockStore(Protocol):
 
     def iter_rejections(self) -> Iterator[tuple[TxHash, bytes]]:
         """Every stored rejection record, in hash order."""
+        ...
+
+    def iter_claims(self) -> Iterator[tuple[TxHash, bytes]]:
+        """Every stored claim record, in hash order."""
         ...
 
     def pool_txs(self) -> Iterator[tuple[TxHash, Transaction]]:

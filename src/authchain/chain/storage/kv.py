@@ -31,6 +31,7 @@ class Column(enum.StrEnum):
     TX_INDEX = "tx_index"  # tx hash -> encode([height, index]) for committed txs
     REJECTED = "rejected"  # tx hash -> encode(TxRejection)
     TREE = "tree"  # state tree node path -> node record (`authchain.chain.smt`)
+    CLAIMS = "claims"  # tx hash -> msgpack ClaimRecord (`authchain.chain.claims`)
 
 
 Op = tuple[Column, bytes, bytes | None]
@@ -138,6 +139,10 @@ class KvBlockStore:
         for key, raw in self._kv.scan(Column.REJECTED, b""):
             yield TxHash(key), raw
 
+    def iter_claims(self) -> Iterator[tuple[TxHash, bytes]]:
+        for key, raw in self._kv.scan(Column.CLAIMS, b""):
+            yield TxHash(key), raw
+
     def pool_txs(self) -> Iterator[tuple[TxHash, Transaction]]:
         for key, raw in self._kv.scan(Column.POOL, b""):
             try:
@@ -165,6 +170,7 @@ class KvBlockStore:
         ops.extend((Column.META, key, value) for key, value in commit.meta.items())
         ops.extend((Column.TX_INDEX, key, value) for key, value in commit.tx_index.items())
         ops.extend((Column.REJECTED, key, value) for key, value in commit.rejected.items())
+        ops.extend((Column.CLAIMS, key, value) for key, value in commit.claims.items())
         if commit.tip is not None:
             if not self.has_block(commit.tip) and all(
                 codec.compute_block_hash(b.header) != commit.tip for b in commit.blocks

@@ -1,17 +1,25 @@
-"""`GET /blocks/latest` and `GET /blocks/{height_or_hash}`."""
+"""`GET /blocks` (the newest), `GET /blocks/latest` and `GET /blocks/{height_or_hash}`."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
-from authchain.chain.schemas import BLOCK_REF_PATTERN, BlockPublic
+from authchain.chain.schemas import BLOCK_REF_PATTERN, BlockList, BlockPublic
 from authchain.gateway.deps import NodeDep
 from authchain.gateway.routes.common import relay
 from authchain.web import ERROR_RESPONSES
 
 router = APIRouter(prefix="/blocks", tags=["blocks"], responses=ERROR_RESPONSES)
+
+
+@router.get("")
+async def recent_blocks(
+    node: NodeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> BlockList:
+    """The newest `limit` canonical blocks, newest first: height, hash, time, proposer, txs."""
+    return await relay(node, BlockList, "GET", f"/blocks?limit={limit}")
 
 
 @router.get("/latest")
