@@ -19,6 +19,7 @@ import pytest
 from authchain.chain import codec
 from authchain.chain.config import ChainConfig, ConsensusConfig
 from authchain.chain.rpc import RpcContext, create_rpc_app
+from authchain.chain.types import Aid
 from authchain.gateway import explorer
 from authchain.gateway.app import create_app
 from authchain.gateway.config import ApiSettings
@@ -140,6 +141,28 @@ async def test_every_page_renders_with_a_strict_csp(explorer_gw: Any) -> None:
         for needle in needles:
             assert needle in answer.text, (path, needle)
     assert "<script>" not in (await gw.get("/")).text  # no inline script: the CSP allows none
+
+
+async def test_the_lineage_tree_is_bounded() -> None:
+    """A model with 70 registered fine-tunes: its page shows 60 and says it cut the tree."""
+    children: dict[Aid, tuple[Aid, ...]] = {aid(k): (aid(1),) for k in range(2, 72)}
+    engine = make_engine(
+        FakeVerifier(lineage=children), cap=8, config=ConsensusConfig(max_pool_txs=64)
+    )
+    rpc = create_rpc_app(
+        RpcContext(engine, ChainConfig(chain_id=CHAIN, genesis={"min_fee": 1}), VALIDATOR.account)
+    )
+    for block, start in enumerate([1, *range(2, 72, 8)]):  # the parent first, alone
+        for n in range(start, 2 if start == 1 else min(start + 8, 72)):
+            engine.submit_tx(register(n, n - 1))
+        await engine.propose_block(VALIDATOR, T0 + 5_000 * (block + 1))
+    assert len(engine.app.claims(parent=aid(1), limit=100)) == 70
+    async with serve_app(rpc) as url:
+        app = create_app(ApiSettings(node_urls=[url]), HttpNodeClient([url], timeout_secs=5))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as gw:
+            page = (await gw.get(f"/model/{aid(1)}")).text
+    assert page.count('class="child"') == 60 and "lineage-truncated" in page
 
 
 async def test_search_goes_to_what_a_query_names(explorer_gw: Any) -> None:
@@ -352,3 +375,17 @@ console.log(JSON.stringify(await checkTxProof({json.dumps(status)}, async () => 
     assert result["ok"] is (tamper == "none"), result
     if tamper == "none":
         assert "SHA-256" in result["why"] and "leaf 4 of 5" in result["why"]
+
+
+def test_every_template_and_static_file_is_package_data() -> None:
+    """A wheel (the Docker image installs one) carries every file the explorer serves."""
+    import fnmatch
+    import tomllib
+
+    root = Path(explorer.__file__).parent
+    pyproject = tomllib.loads((root.parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["authchain.gateway"]
+    files = [p.relative_to(root).as_posix() for d in ("templates", "static")
+             for p in (root / d).rglob("*") if p.is_file()]  # fmt: skip
+    assert len(files) > 10
+    assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []

@@ -48,6 +48,9 @@ HEIGHT = re.compile(r"^[0-9]{1,19}$")
 LIVE_BLOCKS = 20
 LINEAGE_DEPTH = 6
 """Generations of ancestors and of fine-tunes the model page follows."""
+LINEAGE_NODES = 60
+"""Most models one lineage tree shows (each costs the page a node request); below the 100
+that one `/claims` answer holds, so asking for one more tells whether the tree was cut."""
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -161,29 +164,40 @@ async def overview_data(node: NodeClient) -> dict[str, Any]:
 
 async def lineage(node: NodeClient, aid: str, parents: list[str]) -> dict[str, Any]:
     """The model's ancestors (each with its own parents) and its registered fine-tunes (each
-    with theirs), `LINEAGE_DEPTH` generations each way."""
+    with theirs): `LINEAGE_DEPTH` generations each way, `LINEAGE_NODES` models at most
+    (`truncated` says some were left out)."""
+    budget = [LINEAGE_NODES]
+
+    def take() -> bool:
+        budget[0] -= 1
+        return budget[0] >= 0
 
     async def ancestors(aids: list[str], depth: int) -> list[dict[str, Any]]:
         out = []
         for parent in aids:
-            artefact = await fetch(node, f"/artefacts/{parent}") if depth else None
+            if not take():
+                break
+            artefact = await fetch(node, f"/artefacts/{parent}") if depth > 1 else None
             above = artefact["parents"] if artefact else []
             out.append({"aid": parent, "parents": await ancestors(above, depth - 1)})
         return out
 
     async def descendants(of: str, depth: int) -> list[dict[str, Any]]:
-        if not depth:
+        if not depth or budget[0] < 0:
             return []
-        found = await call_node(node, "GET", claims_path(parent=of, status="committed"))
-        return [
-            {"aid": c["aid"], "height": c["height"], "children": await descendants(c["aid"],
-                                                                                 depth - 1)}
-            for c in found["claims"]
-        ]  # fmt: skip
+        path = claims_path(parent=of, status="committed", limit=min(budget[0] + 1, 100))
+        out = []
+        for c in (await call_node(node, "GET", path))["claims"]:
+            if not take():
+                break
+            children = await descendants(c["aid"], depth - 1)
+            out.append({"aid": c["aid"], "height": c["height"], "children": children})
+        return out
 
     return {
         "ancestors": await ancestors(parents, LINEAGE_DEPTH),
         "children": await descendants(aid, LINEAGE_DEPTH),
+        "truncated": budget[0] < 0,
     }
 
 
