@@ -233,6 +233,13 @@ def not_found(request: Request, what: str, status: int = 404) -> Response:
     return page(request, "not_found.html", {"what": what}, status)
 
 
+def hex_id(value: str, what: str) -> str:
+    """`value` as lower-case hex without 0x; a 422 page saying it is not `what` otherwise."""
+    if not HEX64.match(value):
+        raise ApiError(422, "invalid_request", f"{value!r} is not {what} (64 hex digits)")
+    return value.lower().removeprefix("0x")
+
+
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, node: NodeDep) -> Response:
     return page(request, "overview.html", await overview_data(node))
@@ -255,9 +262,7 @@ async def block_page(request: Request, ref: str, node: NodeDep) -> Response:
 
 @router.get("/tx/{tx_hash}", response_class=HTMLResponse)
 async def tx_page(request: Request, tx_hash: str, node: NodeDep) -> Response:
-    if not HEX64.match(tx_hash):
-        return not_found(request, f"{tx_hash!r} is not a transaction hash (64 hex digits)", 422)
-    status = await fetch(node, f"/txs/{tx_hash.lower().removeprefix('0x')}")
+    status = await fetch(node, f"/txs/{hex_id(tx_hash, 'a transaction hash')}")
     if status is None:
         return not_found(request, f"no transaction {tx_hash} is pending, committed or rejected")
     return page(request, "tx.html", {"s": status})
@@ -265,9 +270,7 @@ async def tx_page(request: Request, tx_hash: str, node: NodeDep) -> Response:
 
 @router.get("/model/{aid}", response_class=HTMLResponse)
 async def model_page(request: Request, aid: str, node: NodeDep) -> Response:
-    if not HEX64.match(aid):
-        return not_found(request, f"{aid!r} is not an artefact id (64 hex digits)", 422)
-    aid = aid.lower().removeprefix("0x")
+    aid = hex_id(aid, "an artefact id")
     artefact = await fetch(node, f"/artefacts/{aid}")
     claims = (await call_node(node, "GET", claims_path(aid=aid)))["claims"]
     if artefact is None and not claims:
@@ -287,9 +290,7 @@ async def model_page(request: Request, aid: str, node: NodeDep) -> Response:
 
 @router.get("/account/{account}", response_class=HTMLResponse)
 async def account_page(request: Request, account: str, node: NodeDep) -> Response:
-    if not HEX64.match(account):
-        return not_found(request, f"{account!r} is not an account id (64 hex digits)", 422)
-    account = account.lower().removeprefix("0x")
+    account = hex_id(account, "an account id")
     state = await call_node(node, "GET", f"/accounts/{account}")
     claims = (await call_node(node, "GET", claims_path(owner=account)))["claims"]
     return page(request, "account.html", {"a": state, "claims": claims})
