@@ -545,6 +545,7 @@ def devnet(
         raise typer.Exit(1) from None
     out.print(
         f"devnet running (data and logs in {data_dir}):\n"
+        f"  explorer    {net.gateway_url}/\n"
         f"  gateway     {net.gateway_url}   (docs {net.gateway_url}/docs)\n"
         f"  node RPC    {net.rpc_url}\n  node metrics {net.node_metrics_url}\n"
         f"  ML service  {net.ml_url}\nCtrl-C stops it."
@@ -619,7 +620,9 @@ def testnet(
     try:
         with err.status(f"starting {validators} validators in {directory} ..."):
             net.start()
-        out.print(f"testnet up: gateway {net.gateway_url}, logs in {directory}/node*/logs")
+        out.print(
+            f"testnet up: gateway and explorer {net.gateway_url}/, logs in {directory}/node*/logs"
+        )
         if out.is_terminal:
             with Live(net.status_line(), console=out, refresh_per_second=2) as live:
                 while not stopping:

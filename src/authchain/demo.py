@@ -88,7 +88,8 @@ def _scenario(net: Devnet, root: Path, *, tiny: bool, epochs: int | None) -> int
     ok = committed.status == "committed"
     verdict = ml.verify(claim_body(aid, ev, owner.account.hex(), model["wm_profile"]))
     out.print(
-        f"[green]committed[/] in block {committed.height} ({committed.block_hash});\n"
+        f"[green]committed[/] in block {committed.height} ({committed.block_hash}; in the "
+        f"explorer: {net.gateway_url}/tx/{tx_hash});\n"
         f"inclusion proof ({len(committed.proof or [])} sibling hashes) verified against tx_root\n"
         f"verifier: trigger_acc={verdict['trigger_acc']} feat_dist={verdict['feat_dist']} "
         f"logit_stat={verdict['logit_stat']} p_value={verdict['p_value']:.3g}"
