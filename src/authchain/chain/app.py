@@ -38,6 +38,7 @@ from pydantic import BaseModel
 
 from authchain.chain import codec
 from authchain.chain.claims import (
+    ClaimIndex,
     ClaimRecord,
     ClaimStatus,
     claim_json,
@@ -158,7 +159,7 @@ class _Pending:
     writes: dict[bytes, bytes | None]
     tree: TreeUpdate
     tx_hashes: list[TxHash]
-    claims: dict[TxHash, bytes | None]
+    claims: dict[TxHash, ClaimRecord]
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +252,8 @@ class Application:
         any proposal's claims unverified (finalize still verifies, or the app hash would
         fork from the honest validators')."""
         self._state: dict[bytes, bytes] = dict(store.iter_state())
+        self._claims = ClaimIndex(self._read_claims())
+        """The claim records (the store's `claims` column), indexed for `claims`."""
         self._info = self._read_info()
         self.tree = StateTree(store.get_tree_node)
         """The persisted state tree; its root is the app hash."""
@@ -528,15 +531,13 @@ class Application:
         """Drop pool txs for good: their rejection records, and a claim record for each
         registration among them (with V_auth's statistics where `verdicts` has them)."""
         height = self.height
-        claims: dict[TxHash, bytes | None] = {}
+        claims: dict[TxHash, ClaimRecord] = {}
         for tx_hash, rejection in dropped.items():
             tx = self.pool.get(tx_hash)
             if isinstance(tx, TxRegisterModel):
-                claims[tx_hash] = encode_claim(
-                    claim_record(
-                        tx, height, "rejected", verdict=(verdicts or {}).get(tx_hash),
-                        reason=rejection.reason, detail=rejection.detail,
-                    )
+                claims[tx_hash] = claim_record(
+                    tx, height, "rejected", verdict=(verdicts or {}).get(tx_hash),
+                    reason=rejection.reason, detail=rejection.detail,
                 )  # fmt: skip
         self.store.commit(
             Commit(
@@ -545,9 +546,10 @@ class Application:
                     h: codec.encode(msgspec.structs.replace(r, height=height))
                     for h, r in dropped.items()
                 },
-                claims=claims,
+                claims={h: encode_claim(r) for h, r in claims.items()},
             )
         )
+        self._put_claims(claims)
         self.pool.forget(dropped)
         for tx_hash, rejection in dropped.items():
             self._waiting.pop(tx_hash, None)
@@ -635,7 +637,7 @@ class Application:
         tree = self.tree.update(writes)
         finalized = Finalized(height, Hash256(tree.root), tuple(results), lineage)
         hashes = [codec.compute_tx_hash(tx) for tx in decoded]
-        records = _claim_records(txs, results, verdicts, lineage, height)
+        records = _block_claims(txs, results, verdicts, lineage, height)
         self._pending = _Pending(finalized, writes, tree, hashes, records)
         return finalized
 
@@ -695,7 +697,7 @@ class Application:
         commit.pool_add = unsaved.pool_add + commit.pool_add
         commit.pool_remove |= unsaved.pool_remove
         commit.rejected = unsaved.rejected | commit.rejected
-        commit.claims |= pending.claims
+        commit.claims |= {h: encode_claim(r) for h, r in pending.claims.items()}
         commit.state = pending.writes
         commit.tree = pending.tree.nodes
         commit.meta |= {META_HEIGHT: f.height.to_bytes(8, "big"), META_APP_HASH: bytes(f.app_hash)}
@@ -715,6 +717,7 @@ class Application:
                 self._state.pop(key, None)
             else:
                 self._state[key] = value
+        self._put_claims(pending.claims)
         self.pool.forget(pending.tx_hashes)
         for tx_hash in pending.tx_hashes:
             self._waiting.pop(tx_hash, None)
@@ -743,8 +746,7 @@ class Application:
         ]
         claims = [
             (record.height, tx_hash)
-            for tx_hash, record in self._claim_records()
-            if record.status == "rejected"
+            for tx_hash, record in self._claims.find(status="rejected", limit=len(self._claims))
         ]
         stale_rejections = self._stale(rejections, height)
         stale_claims = self._stale(claims, height)
@@ -752,6 +754,8 @@ class Application:
             self.store.commit(
                 Commit(rejected=dict.fromkeys(stale_rejections), claims=dict.fromkeys(stale_claims))
             )
+            for tx_hash in stale_claims:
+                self._claims.remove(tx_hash)
             log.info("pruned %d old rejection records and %d rejected claims",
                      len(stale_rejections), len(stale_claims))  # fmt: skip
 
@@ -761,7 +765,12 @@ class Application:
         keep = self.config.max_rejections
         return [h for i, (at, h) in enumerate(records) if at < oldest or i >= keep]
 
-    def _claim_records(self) -> Iterable[tuple[TxHash, ClaimRecord]]:
+    def _put_claims(self, records: Mapping[TxHash, ClaimRecord]) -> None:
+        """Index records the store now holds."""
+        for tx_hash, record in records.items():
+            self._claims.put(tx_hash, record)
+
+    def _read_claims(self) -> Iterable[tuple[TxHash, ClaimRecord]]:
         for tx_hash, raw in self.store.iter_claims():
             try:
                 yield tx_hash, decode_claim(raw)
@@ -850,16 +859,11 @@ class Application:
             for tx_hash, tx in self.pool.registrations_pending():
                 if (aid is None or tx.aid == aid) and (owner is None or tx.owner == owner):
                     out.append(pending_claim(tx_hash, tx))
-        judged = [
-            (record.height, tx_hash, record)
-            for tx_hash, record in self._claim_records()
-            if (aid is None or record.aid == str(aid))
-            and (parent is None or str(parent) in record.parents)
-            and (owner is None or record.owner == str(owner))
-            and (status is None or record.status == status)
-        ]
-        judged.sort(key=lambda item: (item[0], bytes(item[1])), reverse=True)
-        out.extend(claim_json(tx_hash, record) for _, tx_hash, record in judged)
+        if status != "pending" and len(out) < limit:
+            judged = self._claims.find(
+                aid=aid, parent=parent, owner=owner, status=status, limit=limit - len(out)
+            )
+            out.extend(claim_json(tx_hash, record) for tx_hash, record in judged)
         return out[:limit]
 
     def status(self) -> dict[str, Any]:
@@ -983,15 +987,15 @@ def _nonce_in(view: StateView, tx: Transaction) -> int:
     return get_account(view, get_signer(tx)).nonce
 
 
-def _claim_records(
+def _block_claims(
     txs: Sequence[Transaction | None],
     results: Sequence[TxResult],
     verdicts: Mapping[TxHash, tuple[ArtefactClaim, Verdict]],
     lineage: Mapping[Aid, tuple[Aid, ...]],
     height: Height,
-) -> dict[TxHash, bytes | None]:
+) -> dict[TxHash, ClaimRecord]:
     """The claim record of each registration in a finalized block."""
-    records: dict[TxHash, bytes | None] = {}
+    records: dict[TxHash, ClaimRecord] = {}
     for tx, result in zip(txs, results, strict=True):
         if not isinstance(tx, TxRegisterModel):
             continue
@@ -1006,7 +1010,7 @@ def _claim_records(
                 tx, height, "rejected", verdict=verdict, reason=result.reason,
                 detail=result.detail,
             )  # fmt: skip
-        records[tx_hash] = encode_claim(record)
+        records[tx_hash] = record
     return records
 
 

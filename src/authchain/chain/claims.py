@@ -13,17 +13,21 @@ decided it:
 Records of committed claims live as long as the model (one per registration, which pays a
 fee). Records of rejected claims are pruned with the rejection records (`rejections_kept_blocks`,
 `max_rejections`): strangers decide how many there are. The explorer reads them through
-`Application.claims`.
+`Application.claims`, which answers from a `ClaimIndex` kept in memory beside the store (as the
+application keeps its state), so a query costs what it returns, not the number of records.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
 
-from authchain.chain.types import Aid, Height, TxHash, TxRegisterModel
+from authchain.chain.types import AccountId, Aid, Height, TxHash, TxRegisterModel
 from authchain.chain.validation.ml import Verdict
 
 ClaimStatus = Literal["pending", "committed", "rejected"]
@@ -107,7 +111,92 @@ def pending_claim(tx_hash: TxHash, tx: TxRegisterModel) -> dict[str, object]:
                                            status="pending"))  # fmt: skip
 
 
+Key = tuple[int, bytes]
+"""A record's place in each list it is on: (height, tx hash), so a list reads newest last."""
+ListName = tuple[str, str]
+"""A list of records: ("status", "committed"), ("aid", hex), ("owner", hex), ("parent", hex),
+or ("all", "")."""
+ALL: ListName = ("all", "")
+
+
+def _lists_of(record: ClaimRecord) -> list[ListName]:
+    return [
+        ALL, ("status", record.status), ("aid", record.aid), ("owner", record.owner),
+        *(("parent", p) for p in record.parents),
+    ]  # fmt: skip
+
+
+class ClaimIndex:
+    """The node's claim records in memory, each listed under its status, model, owner and
+    parents in (height, tx hash) order. A query walks the shortest list it names from the
+    newest end and stops at its limit, so the explorer's calls cost what they return (or at
+    most the shortest list they name), not the number of records, which grows with the
+    chain's registrations. The application updates it after each store write."""
+
+    def __init__(self, records: Iterable[tuple[TxHash, ClaimRecord]] = ()) -> None:
+        self._records: dict[bytes, ClaimRecord] = {}
+        self._lists: dict[ListName, list[Key]] = defaultdict(list)
+        for tx_hash, record in records:  # a node's start: append all, then sort each list once
+            key = (record.height, bytes(tx_hash))
+            self._records[key[1]] = record
+            for name in _lists_of(record):
+                self._lists[name].append(key)
+        for keys in self._lists.values():
+            keys.sort()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, tx_hash: TxHash) -> ClaimRecord | None:
+        return self._records.get(bytes(tx_hash))
+
+    def put(self, tx_hash: TxHash, record: ClaimRecord) -> None:
+        """Add or replace `tx_hash`'s record."""
+        self.remove(tx_hash)
+        key = (record.height, bytes(tx_hash))
+        self._records[key[1]] = record
+        for name in _lists_of(record):
+            bisect.insort(self._lists[name], key)
+
+    def remove(self, tx_hash: TxHash) -> None:
+        record = self._records.pop(bytes(tx_hash), None)
+        if record is None:
+            return
+        key = (record.height, bytes(tx_hash))
+        for name in _lists_of(record):
+            keys = self._lists[name]
+            at = bisect.bisect_left(keys, key)
+            if at < len(keys) and keys[at] == key:
+                del keys[at]
+            if not keys:
+                del self._lists[name]
+
+    def find(
+        self,
+        *,
+        aid: Aid | None = None,
+        parent: Aid | None = None,
+        owner: AccountId | None = None,
+        status: ClaimStatus | None = None,
+        limit: int,
+    ) -> list[tuple[TxHash, ClaimRecord]]:
+        """The newest `limit` records on every list named (all records if none is): by
+        height, then tx hash, both descending."""
+        given = {"aid": aid, "parent": parent, "owner": owner, "status": status}
+        names = [(name, str(value)) for name, value in given.items() if value is not None]
+        shortest = min((self._lists.get(name, []) for name in names or [ALL]), key=len)
+        found: list[tuple[TxHash, ClaimRecord]] = []
+        for _, raw in reversed(shortest):
+            if len(found) == limit:
+                break
+            record = self._records[raw]
+            if all(name in _lists_of(record) for name in names):
+                found.append((TxHash(raw), record))
+        return found
+
+
 __all__ = [
+    "ClaimIndex",
     "ClaimRecord",
     "ClaimStatus",
     "claim_json",
