@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/verify.py --tiny $(BENCH_ARGS)
 	$(BIN)/python benchmarks/derivative.py --counts 1 10
 	$(BIN)/python benchmarks/state.py --accounts 1000 10000 50000 --blocks 5
+	$(BIN)/python benchmarks/claims.py --records 1000 10000 --repeats 20
 	$(BIN)/python benchmarks/throughput.py --txs 2000
 	$(BIN)/python benchmarks/timm_verify.py --models efficientnet_b0 resnet18 --epochs 1 --repeats 2
 

@@ -1,5 +1,5 @@
-"""The soundness experiment and the derivative benchmark run end to end (quick settings), so
-the figures in the README can always be made again."""
+"""The soundness experiment and the derivative and claims benchmarks run end to end (quick
+settings), so the figures in the README can always be made again."""
 
 from __future__ import annotations
 
@@ -42,3 +42,14 @@ def test_derivative_benchmark_runs(tmp_path: Path) -> None:
     assert [int(r["earlier"]) for r in rows] == [0, 1, 3]
     assert all(float(r["ratio"]) > 0 for r in rows)  # figures, not a timing claim
     assert (tmp_path / "derivative.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_claims_benchmark_runs_and_the_index_agrees_with_a_scan(tmp_path: Path) -> None:
+    result = run("benchmarks/claims.py", "--records", "300", "3000", "--repeats", "3",
+                 "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "claims.csv").open()))
+    assert {(row["records"], row["query"]) for row in rows} == {
+        (n, q) for n in ("300", "3000") for q in ("overview", "model", "lineage_step", "account")
+    }
+    assert (tmp_path / "claims.png").read_bytes().startswith(b"\x89PNG")
