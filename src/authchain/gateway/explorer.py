@@ -20,6 +20,7 @@ scripts run in the browser, both served from here (no network beyond the gateway
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Callable, Coroutine
@@ -46,6 +47,10 @@ static = StaticFiles(directory=HERE / "static")
 HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 HEIGHT = re.compile(r"^[0-9]{1,19}$")
 LIVE_BLOCKS = 20
+LIVE_CLAIMS = 10
+"""Rows in each of the overview's claim tables."""
+CHART_CLAIMS = 100
+"""The newest committed and the newest rejected claims the verifier chart plots (each)."""
 LINEAGE_DEPTH = 6
 """Generations of ancestors and of fine-tunes the model page follows."""
 LINEAGE_NODES = 60
@@ -147,17 +152,27 @@ def verdict_points(claims: list[dict[str, Any]], floors: dict[str, float]) -> di
 
 
 async def overview_data(node: NodeClient) -> dict[str, Any]:
-    status = await call_node(node, "GET", "/status")
-    blocks = (await call_node(node, "GET", f"/blocks?limit={LIVE_BLOCKS}"))["blocks"]
-    claims = (await call_node(node, "GET", claims_path(limit=100)))["claims"]
-    judged = [c for c in claims if c["status"] != "pending"]
+    """The live panel's data: five node reads, made together. Each kind of claim is asked for
+    on its own, so a full pool of pending registrations cannot push the judged ones (and the
+    chart) off the page."""
+    status, blocks, pending, committed, rejected = await asyncio.gather(
+        call_node(node, "GET", "/status"),
+        call_node(node, "GET", f"/blocks?limit={LIVE_BLOCKS}"),
+        *(
+            call_node(node, "GET", claims_path(status=kind, limit=limit))
+            for kind, limit in (
+                ("pending", LIVE_CLAIMS), ("committed", CHART_CLAIMS), ("rejected", CHART_CLAIMS),
+            )
+        ),
+    )  # fmt: skip
+    judged = committed["claims"] + rejected["claims"]
     return {
         "status": status,
-        "blocks": blocks,
-        "rate": blocks_per_minute(blocks),
-        "pending": [c for c in claims if c["status"] == "pending"][:10],
-        "rejected": [c for c in claims if c["status"] == "rejected"][:10],
-        "committed": [c for c in claims if c["status"] == "committed"][:10],
+        "blocks": blocks["blocks"],
+        "rate": blocks_per_minute(blocks["blocks"]),
+        "pending": pending["claims"],
+        "rejected": rejected["claims"][:LIVE_CLAIMS],
+        "committed": committed["claims"][:LIVE_CLAIMS],
         "chart": verdict_points(judged, status.get("floors", {})),
     }
 
