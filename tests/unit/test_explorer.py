@@ -165,6 +165,34 @@ async def test_the_lineage_tree_is_bounded() -> None:
     assert page.count('class="child"') == 60 and "lineage-truncated" in page
 
 
+async def test_a_pool_full_of_registrations_leaves_the_judged_ones_on_the_overview() -> None:
+    """111 registrations pending, more than one claims answer holds: the overview still shows
+    the committed model and the rejected forgery, with 10 pending rows."""
+    config = ConsensusConfig(max_pool_txs=200, max_pool_txs_per_sender=200, max_nonce_gap=200)
+    engine = make_engine(FakeVerifier(failing={aid(2)}), cap=4, config=config)
+    engine.submit_tx(register(1, 0))
+    engine.submit_tx(register(2, 1))
+    await engine.propose_block(VALIDATOR, T0 + 5_000)
+    for n in range(10, 121):
+        engine.submit_tx(register(n, n - 9))
+    assert len(engine.app.claims(status="pending", limit=100)) == 100
+    rpc = create_rpc_app(
+        RpcContext(engine, ChainConfig(chain_id=CHAIN, genesis={"min_fee": 1}), VALIDATOR.account)
+    )
+    async with serve_app(rpc) as url:
+        app = create_app(ApiSettings(node_urls=[url]), HttpNodeClient([url], timeout_secs=5))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as gw:
+            page = (await gw.get("/")).text
+    tables = {
+        name: page.split(f'id="{name}"')[1].split("</table>")[0]
+        for name in ("pending", "committed", "rejected")
+    }
+    assert tables["pending"].count('class="claim pending"') == explorer.LIVE_CLAIMS
+    assert f'data-aid="{aid(1)}"' in tables["committed"]
+    assert f'data-tx="{codec.compute_tx_hash(register(2, 1))}"' in tables["rejected"]
+
+
 async def test_search_goes_to_what_a_query_names(explorer_gw: Any) -> None:
     engine, gw = explorer_gw
     tx = codec.compute_tx_hash(register(1, 0))
