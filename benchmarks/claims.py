@@ -10,9 +10,9 @@ rejected; 1,000 owners; one committed model in five a fine-tune of an earlier on
 `Application` opened on it (its index is built from the store: `open_ms`). Timed, as the
 median of `--repeats` calls: the overview's reads (the newest 10 pending, 100 committed and
 100 rejected claims), a model page's (the claims on one aid), a lineage step's (the fine-tunes
-of one parent) and an account page's (one owner's claims). Each query is first
-checked to find the same claims as the scan. Writes CSV and a PNG to --out; nothing is asserted
-on timings.
+of one parent) and an account page's (one owner's claims, up to 50: more of them as n
+grows); `found` is how many claims each returned. Each query is first checked to find the same
+claims as the scan. Writes CSV and a PNG to --out; nothing is asserted on timings.
 """
 
 from __future__ import annotations
@@ -140,11 +140,13 @@ def run(n: int, repeats: int, tmp: Path) -> list[dict[str, Any]]:
     }
     rows = []
     for name, (indexed, scanned) in queries.items():
-        if indexed() != scanned():
+        found = indexed()
+        if found != scanned():
             raise SystemExit(f"{name} at {n} records: the index and the scan disagree")
         rows.append(
             {
-                "records": n, "query": name, "indexed_ms": median_ms(indexed, repeats),
+                "records": n, "query": name, "found": len(found),
+                "indexed_ms": median_ms(indexed, repeats),
                 "scan_ms": median_ms(scanned, max(3, repeats // 20)), "open_ms": open_ms,
             }
         )  # fmt: skip
