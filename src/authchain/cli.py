@@ -430,6 +430,11 @@ def gateway(
 # --- using a running chain ------------------------------------------------------------------
 
 _GATEWAY_OPT = typer.Option("http://127.0.0.1:8081", "--gateway", help="Gateway (or node RPC) URL.")
+_FREE_PORTS_OPT = typer.Option(
+    False, "--free-ports",
+    help="Free loopback ports instead of the seed's 8080/8081/9898/9899/26657 (run beside "
+    "another devnet); the URLs are printed.",
+)  # fmt: skip
 
 
 @app.command("register")
@@ -529,14 +534,16 @@ def status(gateway_url: str = _GATEWAY_OPT) -> None:
 def devnet(
     data_dir: Path = typer.Option(Path("data/devnet"), "--data-dir", help="Where it all lives."),
     block_time: float = typer.Option(2.0, "--block-time", min=0.05, help="Seconds per block."),
+    free_ports: bool = _FREE_PORTS_OPT,
 ) -> None:
     """Start the ML service, a node and the gateway on the seed ports; Ctrl-C stops them."""
     import signal
     import threading
 
-    from authchain.devnet import Devnet, DevnetError
+    from authchain.devnet import Devnet, DevnetError, DevnetPorts
 
-    net = Devnet(data_dir, block_time_secs=block_time)
+    ports = DevnetPorts.free() if free_ports else DevnetPorts()
+    net = Devnet(data_dir, ports=ports, block_time_secs=block_time)
     try:
         net.start()
     except DevnetError as exc:
@@ -647,14 +654,16 @@ def demo(
     data_dir: Path = typer.Option(Path("data/demo"), "--data-dir", help="Wiped and reused."),
     tiny: bool = typer.Option(False, "--tiny", help="A tiny model instead of the full one."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs."),
+    free_ports: bool = _FREE_PORTS_OPT,
 ) -> None:
     """The end-to-end scenario: train, register, reject a clean model and a forgery."""
     from authchain.demo import run_demo
-    from authchain.devnet import DevnetError
+    from authchain.devnet import DevnetError, DevnetPorts
 
     setup_logging("warning")
     try:
-        code = run_demo(data_dir, tiny=tiny, epochs=epochs)
+        ports = DevnetPorts.free() if free_ports else DevnetPorts()
+        code = run_demo(data_dir, tiny=tiny, epochs=epochs, ports=ports)
     except DevnetError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

@@ -24,7 +24,7 @@ from rich.table import Table
 from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
-from authchain.devnet import Devnet
+from authchain.devnet import Devnet, DevnetPorts
 from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.cli import evidence_command, train_command
 from authchain.ml_service.watermark.embed import EmbedSpec
@@ -41,12 +41,15 @@ def claim_body(
     }  # fmt: skip
 
 
-def run_demo(root: Path, *, tiny: bool = False, epochs: int | None = None) -> int:
-    """Run the scenario; 0 if everything happened as it should."""
+def run_demo(
+    root: Path, *, tiny: bool = False, epochs: int | None = None, ports: DevnetPorts | None = None
+) -> int:
+    """Run the scenario on `ports` (the seed's by default); 0 if everything happened as it
+    should."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    net = Devnet(root, block_time_secs=2.0)
+    net = Devnet(root, ports=ports or DevnetPorts(), block_time_secs=2.0)
     out.rule("[bold]authchain demo")
     out.print(f"starting ML service, node and gateway (logs in {root / 'logs'}) ...")
     net.start()
