@@ -255,10 +255,10 @@ class Application:
         self._claims = ClaimIndex(self._read_claims())
         """The claim records (the store's `claims` column), indexed for `claims`."""
         self._info = self._read_info()
+        """The last committed height and app hash, kept in memory (CheckTx reads it per tx)."""
         self.tree = StateTree(store.get_tree_node)
         """The persisted state tree; its root is the app hash."""
         self._check_tree()
-        """The last committed height and app hash, kept in memory (CheckTx reads it per tx)."""
         policy = PoolPolicy(
             max_txs=config.max_pool_txs,
             max_txs_per_sender=config.max_pool_txs_per_sender,
@@ -272,10 +272,10 @@ class Application:
         self.extra_status: dict[str, int] = {}
         """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""
         self._waiting: dict[TxHash, Height] = {}
+        """Registrations whose files are not uploaded yet: the height they were first tried."""
         self._retry_at: dict[TxHash, tuple[int, Height]] = {}
         """Registrations V_auth could not answer: (tries, the height to try again). Each miss
         doubles the wait, up to 64 blocks, so one slow claim cannot slow every block."""
-        """Registrations whose files are not uploaded yet: the height they were first tried."""
         if include_unverified_claims:
             log.warning("MISBEHAVING: proposing and accepting registrations without V_auth")
 
