@@ -147,9 +147,6 @@ class ClaimIndex:
     def __len__(self) -> int:
         return len(self._records)
 
-    def get(self, tx_hash: TxHash) -> ClaimRecord | None:
-        return self._records.get(bytes(tx_hash))
-
     def put(self, tx_hash: TxHash, record: ClaimRecord) -> None:
         """Add or replace `tx_hash`'s record."""
         self.remove(tx_hash)
