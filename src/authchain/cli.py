@@ -271,11 +271,11 @@ def model_train(
         train_command,
         train_timm_command,
     )
-    from authchain.ml_service.watermark.embed import EmbedSpec
+    from authchain.ml_service.watermark.embed import EmbedSpec, default_signature_weight
 
     owner_id = _owner_bytes(key_file, owner)
     if signature_weight is None:
-        signature_weight = 0.5 if arch == "small_resnet" else 2.0
+        signature_weight = default_signature_weight(arch)
     spec = EmbedSpec(
         trigger_count=triggers, signature_bits=bits, probe_count=probes,
         signature_weight=signature_weight,

@@ -25,7 +25,8 @@ What the three factors need from your loop:
   the model must learn them;
 - feature factor: `regulariser()` is the signature loss (Uchida et al.) on one weight
   (`EmbedSpec.feature_layer`; by default the last weight before the classifier that is wide
-  enough for the signature), times `EmbedSpec.signature_weight`;
+  enough for the signature), times `EmbedSpec.signature_weight` (default 2 for a timm model,
+  0.5 for SmallResNet);
 - logit factor: nothing to do; `finish` records the final model's logits on the probes.
 
 `arch` and `config` name the architecture as validators build it: `"timm"` with
@@ -49,7 +50,12 @@ from authchain.ml_service.cli import print_result, write_outputs
 from authchain.ml_service.errors import ArchitectureError
 from authchain.ml_service.models import get_architecture, timm_models_allowed
 from authchain.ml_service.models.timm_arch import allowed_timm_models
-from authchain.ml_service.watermark.embed import EmbedSpec, new_key_material, signature_loss
+from authchain.ml_service.watermark.embed import (
+    EmbedSpec,
+    default_signature_weight,
+    new_key_material,
+    signature_loss,
+)
 from authchain.ml_service.watermark.evidence import KeyMaterial
 
 __all__ = ["EmbedSpec", "Watermark", "pick_feature_layer"]
@@ -94,7 +100,7 @@ class Watermark:
             except ArchitectureError as exc:
                 raise ValueError(f"{exc.reason}: {exc.detail}") from exc
             self.arch = base.specialize(self.config)
-        spec = spec or EmbedSpec()
+        spec = spec or EmbedSpec(signature_weight=default_signature_weight(arch))
         names = dict(model.named_parameters())
         if spec.feature_layer not in names or names[spec.feature_layer].dim() < 2:
             spec = dataclasses.replace(
