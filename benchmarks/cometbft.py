@@ -142,7 +142,7 @@ def measure(
         profile = {f: getattr(PROFILE, f) for f in PROFILE.__struct_fields__}
         for aid in floor_aids:
             body = {
-                "aid": str(aid), "scheme_id": "multi_factor_v1", "owner": str(owner.account),
+                "aid": str(aid), "scheme_id": "multi_factor_v2", "owner": str(owner.account),
                 "evidence_hash": str(evidence_hash), "wm_profile": profile,
             }  # fmt: skip
             httpx.post(f"{net.nodes[0].ml_url}/verify", json=body, timeout=120).raise_for_status()

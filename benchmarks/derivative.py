@@ -77,7 +77,7 @@ def main() -> None:
 
         def request(n: int) -> VerifyRequest:
             return VerifyRequest.model_validate({
-                "aid": result["aid"], "scheme_id": "multi_factor_v1",
+                "aid": result["aid"], "scheme_id": "multi_factor_v2",
                 "evidence_hash": result["evidence_hash"], "wm_profile": PROFILE,
                 "owner": OWNER.hex(), "registered": registered[:n],
             })  # fmt: skip

@@ -64,7 +64,7 @@ def measure(name: str, size: int, epochs: int, repeats: int, queue: Any) -> None
         (store.model_root / f"{aid}.safetensors").write_bytes(Path(result["artefact"]).read_bytes())
         (store.evidence_root / f"{ev}.json").write_bytes(Path(result["evidence"]).read_bytes())
         request = VerifyRequest.model_validate({
-            "aid": aid, "scheme_id": "multi_factor_v1", "evidence_hash": ev,
+            "aid": aid, "scheme_id": "multi_factor_v2", "evidence_hash": ev,
             "wm_profile": {"tau_input": 0.0, "tau_feat": 1.0, "logit_band_low": -0.05,
                            "logit_band_high": 0.05},
         })  # fmt: skip

@@ -70,7 +70,7 @@ def main() -> None:
         (store.model_root / f"{aid}.safetensors").write_bytes(Path(result["artefact"]).read_bytes())
         (store.evidence_root / f"{ev}.json").write_bytes(Path(result["evidence"]).read_bytes())
         request = VerifyRequest.model_validate(
-            {"aid": aid, "scheme_id": "multi_factor_v1", "evidence_hash": ev, "owner": "01" * 32,
+            {"aid": aid, "scheme_id": "multi_factor_v2", "evidence_hash": ev, "owner": "01" * 32,
              "wm_profile": result["wm_profile"]}
         )  # fmt: skip
 

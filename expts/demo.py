@@ -87,7 +87,7 @@ def run(
             status = gw.wait_for_tx(tx_hash)
             latency = time.monotonic() - sent
             verdict = ml.verify(
-                {"aid": aid, "scheme_id": "multi_factor_v1", "evidence_hash": ev,
+                {"aid": aid, "scheme_id": "multi_factor_v2", "evidence_hash": ev,
                  "owner": owner.account.hex(), "wm_profile": profile_dict(profile)}
             )  # fmt: skip
             rows.append({

@@ -1,4 +1,4 @@
-"""Soundness experiments for `multi_factor_v1` under the chain's floors (issue 9, part 6).
+"""Soundness experiments for `multi_factor_v2` under the chain's floors (issue 9, part 6).
 
     .venv/bin/python expts/soundness.py                 # the full run (~10 min on 2 CPU cores)
     .venv/bin/python expts/soundness.py --quick         # a smoke run (~1 min)

@@ -219,7 +219,9 @@ _OWNER_OPT = typer.Option(None, "--owner", help="Owner account id (64 hex), inst
 
 
 _TRIGGERS_OPT = typer.Option(100, "--triggers", min=1, max=4096, help="Trigger inputs (K).")
-_BITS_OPT = typer.Option(128, "--bits", min=1, max=4096, help="Signature bits (n).")
+_BITS_OPT = typer.Option(
+    2048, "--bits", min=1, max=4096, help="Signature bits (n), spread over the conv layers."
+)
 
 
 @model_app.command("train")
@@ -252,7 +254,7 @@ def model_train(
         None,
         "--signature-weight",
         min=0.0,
-        help="Weight of the signature regulariser (default 0.5; 2 for a timm --arch).",
+        help="Weight of the signature regulariser (default 1).",
     ),
     chain_config: Path = _CHAIN_CONFIG_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -454,7 +456,9 @@ def register(
         envvar="AUTHCHAIN_UPLOAD_TOKEN",
         help="The ML service's upload_token, if it has one.",
     ),
-    scheme_id: str = typer.Option("multi_factor_v1", "--scheme"),
+    scheme_id: str | None = typer.Option(
+        None, "--scheme", help="The evidence's scheme (default: --model's, else multi_factor_v2)."
+    ),
     tau_input: float = typer.Option(0.9, min=0.0, max=1.0),
     tau_feat: float = typer.Option(0.2, min=0.0, max=1.0),
     band_low: float = typer.Option(-0.05, "--logit-band-low"),
@@ -469,6 +473,7 @@ def register(
         GatewayClient,
         MlServiceClient,
         Strength,
+        read_scheme,
         read_strength,
     )
 
@@ -478,6 +483,7 @@ def register(
         if model_dir is not None:
             artefact, evidence = model_dir / "model.safetensors", model_dir / "evidence.json"
             strength = read_strength(evidence)
+            scheme_id = scheme_id or read_scheme(evidence)
             if upload is not None:
                 ml = MlServiceClient(upload, token=upload_token)
                 aid, evidence_hash = ml.upload_artefact(artefact), ml.upload_evidence(evidence)
@@ -493,7 +499,8 @@ def register(
         gw = GatewayClient(gateway_url)
         tx_hash = gw.register_signed(
             key, Aid.from_hex(aid, field="--aid"),
-            EvidenceHash.from_hex(evidence_hash, field="--evidence-hash"), profile, scheme_id,
+            EvidenceHash.from_hex(evidence_hash, field="--evidence-hash"), profile,
+            scheme_id or "multi_factor_v2",
             strength=strength,
         )  # fmt: skip
         out.print(f"tx_hash: {tx_hash}\naid:     {aid}")

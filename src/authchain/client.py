@@ -47,13 +47,33 @@ Strength = dict[str, int]
 
 def read_strength(evidence_path: Path) -> Strength:
     """The strength an evidence file has: what its registration must state."""
+    data = _read_evidence_json(evidence_path)
     try:
-        data = json.loads(evidence_path.read_bytes())
         return {k: int(data[k]) for k in ("trigger_count", "signature_bits", "num_classes")}
     except (ValueError, KeyError, TypeError) as exc:
         raise ClientError(
             0, "bad_evidence", f"{evidence_path}: not an evidence file ({exc})"
         ) from exc
+
+
+def read_scheme(evidence_path: Path) -> str:
+    """The `scheme_id` an evidence file is for: what its registration must name."""
+    scheme = _read_evidence_json(evidence_path).get("scheme_id")
+    if not isinstance(scheme, str):
+        raise ClientError(0, "bad_evidence", f"{evidence_path}: the evidence names no scheme_id")
+    return scheme
+
+
+def _read_evidence_json(evidence_path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(evidence_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ClientError(
+            0, "bad_evidence", f"{evidence_path}: not an evidence file ({exc})"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ClientError(0, "bad_evidence", f"{evidence_path}: not an evidence file")
+    return data
 
 
 class ClientError(Exception):
@@ -120,7 +140,7 @@ class GatewayClient:
         aid: Aid,
         evidence_hash: EvidenceHash,
         profile: WmProfile,
-        scheme_id: str = "multi_factor_v1",
+        scheme_id: str = "multi_factor_v2",
         *,
         strength: Strength | None = None,
     ) -> str:

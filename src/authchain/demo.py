@@ -36,7 +36,7 @@ def claim_body(
     aid: str, evidence_hash: str, owner: str, profile: dict[str, float]
 ) -> dict[str, Any]:
     return {
-        "aid": aid, "scheme_id": "multi_factor_v1", "evidence_hash": evidence_hash,
+        "aid": aid, "scheme_id": "multi_factor_v2", "evidence_hash": evidence_hash,
         "owner": owner, "wm_profile": profile,
     }  # fmt: skip
 

@@ -12,6 +12,10 @@ of the inputs the model sees:
   independent of the key-derived projection.
 
 Genesis fixes the floors (`Floors`); a claim passes only if both tails are at or below theirs.
+
+Derivative detection asks one question of both factors together, "does this model carry that
+earlier watermark?", with Fisher's method: the two exact tails p1 (triggers) and p2 (signature)
+are independent under the null, so `P[p1 * p2 <= t] <= t (1 - ln t)` (`is_combined_within`).
 The decision is made in exact integer arithmetic, never in floating point, so every validator
 reaches the same verdict on every machine: `P[X >= m] <= 2^-f` is checked as
 `sum_{i>=m} comb(K, i) (C-1)^(K-i) * 2^f <= C^K`. Floats (scipy) are only for reporting.
@@ -21,9 +25,11 @@ This module imports nothing from `chain`, `gateway` or `ml_service`; all three u
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 
 
@@ -33,15 +39,17 @@ class Floors:
 
     min_trigger_count: int = 64
     """Smallest trigger set (K) evidence may have."""
-    min_signature_bits: int = 64
-    """Shortest signature (n) evidence may have."""
+    min_signature_bits: int = 1024
+    """Shortest signature (n) evidence may have: 1024, so that a signature survives what the
+    robustness experiments throw at it (docs/SECURITY.md; `multi_factor_v2` writes 2048)."""
     trigger_p_log2: int = 64
     """The trigger factor's p-value must be <= 2^-trigger_p_log2."""
     feature_p_log2: int = 32
     """The feature factor's p-value must be <= 2^-feature_p_log2."""
     derivative_p_log2: int = 64
-    """A candidate carries an earlier registration's watermark if either factor of that
-    registration's key reaches p <= 2^-derivative_p_log2 on it."""
+    """A candidate carries an earlier registration's watermark if the two factors of that
+    registration's key, combined (Fisher's method, `is_combined_within`), reach
+    p <= 2^-derivative_p_log2 on it."""
     max_logit_band: float = 0.05
     """A profile's logit band must lie inside [-max_logit_band, max_logit_band]."""
 
@@ -124,6 +132,74 @@ def min_successes(k: int, c: int, floor_log2: int) -> int | None:
             return None if i == k else i + 1
         tail += term
     return 0
+
+
+def tail_fraction(m: int, k: int, c: int) -> Fraction:
+    """P[Binomial(k, 1/c) >= m], exactly."""
+    return Fraction(_tail_numerator(m, k, c), _power(c, k))
+
+
+def is_combined_within(tails: tuple[Fraction, ...], floor_log2: int) -> bool:
+    """Whether Fisher's combination of independent exact tails is <= 2^-floor_log2, exactly.
+
+    For two independent p-values that are uniform or, like binomial tails, stochastically
+    larger than uniform, `P[p1 p2 <= t] <= t (1 - ln t)`: the event is a decreasing set in
+    (p1, p2), so larger p-values only make it rarer, and for two uniforms it is exactly
+    t (1 - ln t). One tail alone is judged as it is. The decision
+    `t (1 - ln t) <= 2^-f`, i.e. `ln(1/t) <= 1/(2^f t) - 1`, compares a logarithm of a rational
+    with a rational: `decimal` computes the logarithm with a stated error at growing precision
+    until the comparison is decided. Both sides are never equal (ln of a rational other than 1
+    is irrational), so this ends; past 2,000 digits it answers False, which only ever fails to
+    flag.
+    """
+    if len(tails) == 1:
+        return tails[0] <= Fraction(1, 1 << floor_log2)
+    if len(tails) != 2:
+        raise ValueError("Fisher's bound here combines one or two tails")
+    t = tails[0] * tails[1]
+    if t == 0:
+        return True
+    if t >= 1:
+        return False
+    rhs = 1 / (t * (1 << floor_log2)) - 1  # ln(1/t) must be at most this
+    if rhs <= 0:
+        return False
+    bits = t.denominator.bit_length() - t.numerator.bit_length() + 1
+    if rhs >= bits:  # ln(1/t) < log2(1/t) < bits
+        return True
+    return _ln_at_most(1 / t, rhs)
+
+
+def _ln_at_most(x: Fraction, bound: Fraction) -> bool:
+    """Whether ln(x) <= bound, for rational x > 1 and ln(x) != bound."""
+    digits = 40
+    while digits <= 2000:
+        with decimal.localcontext() as ctx:
+            ctx.prec = digits
+            # each operation is correctly rounded: the ratio to relative 10^(1-digits), its ln
+            # to half a unit; 10^(3-digits) (1 + |ln|) bounds both with room to spare
+            value = (decimal.Decimal(x.numerator) / decimal.Decimal(x.denominator)).ln()
+            error = decimal.Decimal(10) ** (3 - digits) * (1 + abs(value))
+            low, high = value - error, value + error
+            target = decimal.Decimal(bound.numerator) / decimal.Decimal(bound.denominator)
+            target_error = abs(target) * decimal.Decimal(10) ** (1 - digits)
+            if high < target - target_error:
+                return True
+            if low > target + target_error:
+                return False
+        digits *= 2
+    return False
+
+
+def log2_combined(tails: tuple[Fraction, ...]) -> float:
+    """log2 of Fisher's bound `t (1 - ln t)` on the tails' product (one tail: itself)."""
+    t = math.prod(tails, start=Fraction(1))
+    if t == 0:
+        return -math.inf
+    log2_t = math.log2(t.numerator) - math.log2(t.denominator)
+    if len(tails) == 1:
+        return log2_t
+    return min(0.0, log2_t + math.log2(1 - log2_t * math.log(2)))
 
 
 def log2_tail(m: int, k: int, c: int) -> float:

@@ -1,4 +1,4 @@
-"""Watermark your own image classifier in your own training loop (`multi_factor_v1`).
+"""Watermark your own image classifier in your own training loop (`multi_factor_v2`).
 
     import torch
     from torch.nn import functional as F
@@ -23,10 +23,11 @@ What the three factors need from your loop:
 - input factor: `mix` appends a few of the K key-derived trigger images (noise in [0, 1], the
   model's input shape, fed as they are: do not normalise them) with their key-derived labels;
   the model must learn them;
-- feature factor: `regulariser()` is the signature loss (Uchida et al.) on one weight
-  (`EmbedSpec.feature_layer`; by default the last weight before the classifier that is wide
-  enough for the signature), times `EmbedSpec.signature_weight` (default 2 for a timm model,
-  0.5 for SmallResNet);
+- feature factor: `regulariser()` is the signature loss, times `EmbedSpec.signature_weight`
+  (default 1): it pulls 2,048 readouts of the model's spatial conv weights (every k x k conv
+  with k > 1, or `EmbedSpec.signature_layers`) to their key-derived bits. The readouts do not
+  change when the channels are permuted or rescaled, so neither does the signature
+  (`authchain.ml_service.watermark.signature`). The model needs at least one such conv;
 - logit factor: nothing to do; `finish` records the final model's logits on the probes.
 
 `arch` and `config` name the architecture as validators build it: `"timm"` with
@@ -54,16 +55,16 @@ from authchain.ml_service.watermark.embed import (
     EmbedSpec,
     default_signature_weight,
     new_key_material,
-    signature_loss,
+    signature_regulariser,
 )
-from authchain.ml_service.watermark.evidence import KeyMaterial
+from authchain.ml_service.watermark.evidence import SCHEME_V1, KeyMaterial
 
 __all__ = ["EmbedSpec", "Watermark", "pick_feature_layer"]
 
 
 def pick_feature_layer(model: nn.Module, signature_bits: int) -> str:
-    """The last weight (2-D or more) before the classifier whose filters, averaged over output
-    channels, are at least `signature_bits` wide; else the widest one."""
+    """v1: the last weight (2-D or more) before the classifier whose filters, averaged over
+    output channels, are at least `signature_bits` wide; else the widest one."""
     weights = [(n, p) for n, p in model.named_parameters() if p.dim() >= 2]
     if len(weights) < 2:
         raise ValueError("the model needs a weight besides its classifier for the signature")
@@ -102,14 +103,17 @@ class Watermark:
             self.arch = base.specialize(self.config)
         spec = spec or EmbedSpec(signature_weight=default_signature_weight(arch))
         names = dict(model.named_parameters())
-        if spec.feature_layer not in names or names[spec.feature_layer].dim() < 2:
+        if spec.scheme_id == SCHEME_V1 and (
+            spec.feature_layer not in names or names[spec.feature_layer].dim() < 2
+        ):
             spec = dataclasses.replace(
                 spec, feature_layer=pick_feature_layer(model, spec.signature_bits)
             )
         self.spec = spec
         self.key: KeyMaterial = new_key_material(
-            self.owner, self.arch, self.config.num_classes, spec, key_seed
+            self.owner, self.arch, self.config.num_classes, spec, key_seed, model
         )
+        self._regulariser = signature_regulariser(model, self.key, spec)
         self._triggers = self.key.trigger_inputs().to(torch.float32)
         self._labels = self.key.trigger_labels()
         self._generator = torch.Generator().manual_seed(seed)
@@ -134,9 +138,7 @@ class Watermark:
 
     def regulariser(self) -> torch.Tensor:
         """The signature loss to add to yours (already weighted)."""
-        return self.spec.signature_weight * signature_loss(
-            self.model, self.key, self.spec.feature_layer
-        )
+        return self._regulariser()
 
     def finish(
         self, out_dir: str | Path, *, test_accuracy: float | None = None, quiet: bool = False

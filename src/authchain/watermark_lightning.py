@@ -35,7 +35,7 @@ __all__ = ["WatermarkCallback"]
 
 
 class WatermarkCallback(pl.Callback):
-    """Embeds `multi_factor_v1` during `Trainer.fit`; writes the files at the end."""
+    """Embeds `multi_factor_v2` during `Trainer.fit`; writes the files at the end."""
 
     def __init__(
         self,

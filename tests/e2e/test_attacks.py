@@ -71,7 +71,7 @@ def test_a_bool_is_not_a_number(devnet: Devnet, watermarked: TrainedModel) -> No
     response = httpx.post(f"{devnet.gateway_url}/models/register", json=body, timeout=10)
     assert response.status_code == 422 and response.json()["field"] == "wm_profile.logit_band_high"
     verify = {
-        "aid": watermarked.aid, "scheme_id": "multi_factor_v1",
+        "aid": watermarked.aid, "scheme_id": "multi_factor_v2",
         "evidence_hash": watermarked.evidence_hash,
         "wm_profile": {**SEED_PROFILE, "tau_input": True},
     }  # fmt: skip
@@ -143,7 +143,7 @@ def test_aid_hijack_by_a_gapped_claim_does_not_block_the_owner(
     chain_id = gw.status()["chain_id"]
     profile = WmProfile(**SEED_PROFILE)
     claim = (Aid.from_hex(aid), EvidenceHash.from_hex(evidence_hash))
-    evidence = EvidenceRef("multi_factor_v1", claim[1], profile)
+    evidence = EvidenceRef("multi_factor_v2", claim[1], profile)
     gapped = TxRegisterModel(hijacker.account, claim[0], evidence, 0, 3)
     gw.submit(crypto.sign_tx(gapped, hijacker, chain_id))  # never executable: nonce 3 of 0
     status = gw.wait_for_tx(gw.register_signed(owner, *claim, profile))

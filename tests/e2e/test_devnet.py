@@ -46,7 +46,7 @@ def seed_body(model: TrainedModel, **changes: Any) -> dict[str, Any]:
     body = {
         "owner_account_hex": model.owner,
         "aid_hex": model.aid,
-        "scheme_id": "multi_factor_v1",
+        "scheme_id": "multi_factor_v2",
         "evidence_hash_hex": model.evidence_hash,
         "wm_profile": dict(SEED_PROFILE),
     }

@@ -52,7 +52,7 @@ async def upload(client: httpx.AsyncClient, model: TrainedModel) -> None:
 def verify_body(model: TrainedModel, **changes: Any) -> dict[str, Any]:
     body = {
         "aid": model.aid,
-        "scheme_id": "multi_factor_v1",
+        "scheme_id": "multi_factor_v2",
         "evidence_hash": model.evidence_hash,
         "wm_profile": dict(SEED_PROFILE),
         "owner": model.owner,
@@ -131,7 +131,7 @@ async def test_http_ml_verifier_against_the_real_service(
             Aid.from_hex(model.aid),
             AccountId.from_hex(model.owner),
             EvidenceRef(
-                "multi_factor_v1",
+                "multi_factor_v2",
                 EvidenceHash.from_hex(model.evidence_hash),
                 WmProfile(**SEED_PROFILE),
             ),
@@ -173,7 +173,7 @@ async def test_corrupt_and_wrong_shape_files_are_ok_false(
     answer = (await service.post("/verify", json=verify_body(watermarked, aid=aid))).json()
     assert answer["ok"] is False and answer["reason"] == "corrupt_artefact"
 
-    evidence = b'{"scheme_id": "multi_factor_v1"}'
+    evidence = b'{"scheme_id": "multi_factor_v2"}'
     ev = blake3.blake3(evidence).hexdigest()
     assert (await service.put(f"/evidence/{ev}", content=evidence)).status_code == 201
     answer = (await service.post("/verify", json=verify_body(watermarked, evidence_hash=ev))).json()

@@ -83,7 +83,7 @@ def transfer(chain: ChainFixture, nonce: int, amount: int = 100) -> TxTransfer:
 
 
 def registration(chain: ChainFixture, owner: crypto.KeyPair, n: int) -> TxRegisterModel:
-    evidence = EvidenceRef("multi_factor_v1", EvidenceHash(bytes([n]) * 32), PROFILE)
+    evidence = EvidenceRef("multi_factor_v2", EvidenceHash(bytes([n]) * 32), PROFILE)
     tx = TxRegisterModel(owner.account, Aid(bytes([n + 1]) * 32), evidence, 0, 0)
     return crypto.sign_tx(tx, owner, chain.chain_id)
 

@@ -83,14 +83,15 @@ def test_recommended_profiles_never_loosen_the_floors(watermarked: TrainedModel)
     assert check_profile(DEFAULT_FLOORS, **strength, **report["wm_profile"]) is None
     base = FactorStats(**report["stats"])
     for correct in range(0, 101, 3):
-        for matches in range(0, 129, 4):
+        for matches in range(0, 2049, 64):
             stats = dataclasses.replace(
                 base, trigger_correct=correct, trigger_acc=correct / 100,
-                feat_matches=matches, feat_dist=(128 - matches) / 128,
+                feat_matches=matches, feat_dist=(2048 - matches) / 2048,
             )  # fmt: skip
             profile = recommend_profile(stats, DEFAULT_FLOORS)
             if profile is None:  # only when the model fails the floors
-                assert correct < 46 or matches < 99  # 2^-64 needs 46/100, 2^-32 needs 99/128
+                # 2^-64 needs 46/100, 2^-32 needs 1166/2048
+                assert correct < 46 or matches < 1166
                 continue
             assert judge(stats, profile, DEFAULT_FLOORS) is None  # the model passes it
             assert check_profile(DEFAULT_FLOORS, **strength, **dataclasses.asdict(profile)) is None

@@ -45,7 +45,7 @@ def key(request: pytest.FixtureRequest) -> KeyPair:
 
 def _register(key: KeyPair) -> TxRegisterModel:
     evidence = EvidenceRef(
-        "multi_factor_v1", EvidenceHash(b"\xee" * 32), WmProfile(0.9, 0.2, -0.05, 0.05)
+        "multi_factor_v2", EvidenceHash(b"\xee" * 32), WmProfile(0.9, 0.2, -0.05, 0.05)
     )
     return TxRegisterModel(key.account, Aid(b"\xaa" * 32), evidence, fee=1, nonce=7)
 
@@ -67,7 +67,7 @@ def test_signed_tx_verifies(key: KeyPair) -> None:
         (
             "evidence",
             EvidenceRef(
-                "multi_factor_v1", EvidenceHash(b"\xee" * 32), WmProfile(0.5, 0.2, -0.05, 0.05)
+                "multi_factor_v2", EvidenceHash(b"\xee" * 32), WmProfile(0.5, 0.2, -0.05, 0.05)
             ),
         ),
     ],

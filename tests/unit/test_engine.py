@@ -118,7 +118,7 @@ def aid(n: int) -> Aid:
 
 
 def register(n: int, nonce: int, signed: bool = True) -> TxRegisterModel:
-    evidence = EvidenceRef("multi_factor_v1", EvidenceHash(bytes([n + 100]) * 32), PROFILE)
+    evidence = EvidenceRef("multi_factor_v2", EvidenceHash(bytes([n + 100]) * 32), PROFILE)
     tx = TxRegisterModel(OWNER.account, aid(n), evidence, fee=0, nonce=nonce)
     return crypto.sign_tx(tx, OWNER, CHAIN) if signed else tx
 
@@ -389,7 +389,7 @@ async def test_claims_are_checked_against_earlier_registrations_of_the_same_clas
     engine = make_engine(verifier)
     engine.submit_tx(register(1, 0))
     await engine.propose_block(VALIDATOR, T0 + 1_000)
-    evidence = EvidenceRef("multi_factor_v1", EvidenceHash(b"\x99" * 32), PROFILE, num_classes=7)
+    evidence = EvidenceRef("multi_factor_v2", EvidenceHash(b"\x99" * 32), PROFILE, num_classes=7)
     engine.submit_tx(register(2, 1))
     engine.submit_tx(
         crypto.sign_tx(TxRegisterModel(OWNER.account, aid(3), evidence, 0, 2), OWNER, CHAIN)

@@ -6,8 +6,9 @@ import math
 from fractions import Fraction
 from typing import Any
 
+import mpmath
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
 
@@ -15,13 +16,16 @@ from authchain.floors import (
     DEFAULT_FLOORS,
     Floors,
     check_profile,
+    is_combined_within,
     is_tail_within,
+    log2_combined,
     log2_tail,
     loosest_taus,
     max_errors_for_tau,
     min_correct_for_tau,
     min_successes,
     p_value,
+    tail_fraction,
 )
 
 
@@ -79,7 +83,7 @@ def test_tau_thresholds_use_the_verifiers_float_comparison() -> None:
 SEED: dict[str, Any] = {
     "tau_input": 0.9, "tau_feat": 0.2, "logit_band_low": -0.05, "logit_band_high": 0.05
 }  # fmt: skip
-STRENGTH: dict[str, Any] = {"trigger_count": 100, "signature_bits": 128, "num_classes": 10}
+STRENGTH: dict[str, Any] = {"trigger_count": 100, "signature_bits": 2048, "num_classes": 10}
 
 
 def test_the_seed_profile_at_the_default_strength_meets_the_floors() -> None:
@@ -95,8 +99,8 @@ def test_the_seed_profile_at_the_default_strength_meets_the_floors() -> None:
         ({"tau_input": 0.0}, "wm_profile.tau_input"),  # forgery 1: permissive profile
         ({"tau_input": 0.45}, "wm_profile.tau_input"),
         ({"tau_feat": 1.0}, "wm_profile.tau_feat"),
-        ({"tau_feat": 0.25, "signature_bits": 128}, "wm_profile.tau_feat"),
-        ({"signature_bits": 64}, "wm_profile.tau_feat"),  # 0.2 of 64 bits is too loose
+        ({"tau_feat": 0.45, "signature_bits": 1024}, "wm_profile.tau_feat"),
+        ({"signature_bits": 128}, "signature_bits"),  # v1's 128 bits: below the minimum
         ({"logit_band_low": -1.0}, "wm_profile.logit_band_low"),
         ({"logit_band_high": 0.5}, "wm_profile.logit_band_high"),
         ({"trigger_count": 64, "num_classes": 2}, "wm_profile.tau_input"),  # 2^-64: all 64
@@ -111,7 +115,7 @@ def test_a_claim_below_a_floor_is_named(change: dict[str, float], field: str) ->
 
 
 def test_the_loosest_allowed_profile_passes_and_a_hair_looser_does_not() -> None:
-    loosest = loosest_taus(DEFAULT_FLOORS, 100, 128, 10)
+    loosest = loosest_taus(DEFAULT_FLOORS, 100, 2048, 10)
     assert loosest is not None
     tau_input, tau_feat = loosest
     base: dict[str, Any] = {**STRENGTH, "logit_band_low": 0.0, "logit_band_high": 0.0}
@@ -128,3 +132,67 @@ def test_floors_are_the_grinding_arithmetic() -> None:
     f = Floors()
     assert 40 - f.trigger_p_log2 - f.feature_p_log2 == -56
     assert 40 - f.derivative_p_log2 == -24
+
+
+# --- one derivative decision over both factors (Fisher's method) ------------------------------
+
+
+def fisher_bound(t: Fraction) -> mpmath.mpf:
+    """t (1 - ln t) at 300 digits: the reference the exact decision must agree with."""
+    with mpmath.workdps(300):
+        value = mpmath.mpf(t.numerator) / t.denominator
+        return value * (1 - mpmath.log(value))
+
+
+@given(
+    st.integers(1, 60), st.integers(2, 12), st.integers(0, 61),
+    st.integers(1, 300), st.integers(0, 301), st.integers(1, 120),
+)  # fmt: skip
+def test_the_combined_decision_agrees_with_rational_arithmetic(
+    k: int, c: int, m1: int, n: int, m2: int, f: int
+) -> None:
+    tails = (tail_fraction(m1, k, c), tail_fraction(m2, n, 2))
+    assert tails == (exact_tail(m1, k, c), exact_tail(m2, n, 2)) or n > 40  # exact tails
+    t = tails[0] * tails[1]
+    with mpmath.workdps(300):
+        bound, floor = fisher_bound(t), mpmath.mpf(2) ** -f
+        assume(t == 0 or abs(bound - floor) > floor * mpmath.mpf(10) ** -250)
+        expected = t == 0 or bound <= floor
+    assert is_combined_within(tails, f) == expected
+    if t:
+        assert log2_combined(tails) == pytest.approx(float(mpmath.log(bound, 2)), abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 16), st.integers(2, 6), st.integers(1, 24), st.integers(1, 14))
+def test_under_the_null_the_combined_test_flags_with_chance_at_most_its_floor(
+    k: int, c: int, n: int, f: int
+) -> None:
+    # every outcome of both exact binomials, enumerated: Fisher's bound holds for discrete tails
+    p_trig = [Fraction(math.comb(k, i) * (c - 1) ** (k - i), c**k) for i in range(k + 1)]
+    p_sig = [Fraction(math.comb(n, j), 2**n) for j in range(n + 1)]
+    flagged = sum(
+        (p_trig[i] * p_sig[j] for i in range(k + 1) for j in range(n + 1)
+         if is_combined_within((tail_fraction(i, k, c), tail_fraction(j, n, 2)), f)),
+        Fraction(0),
+    )  # fmt: skip
+    assert flagged <= Fraction(1, 2**f)
+
+
+def test_the_combined_test_flags_what_each_factor_alone_misses() -> None:
+    # 37 of 100 triggers over 10 classes and 1,190 of 2,048 signature bits: each about 2^-40
+    trig, sig = tail_fraction(37, 100, 10), tail_fraction(1190, 2048, 2)
+    assert not is_tail_within(37, 100, 10, 64) and not is_tail_within(1190, 2048, 2, 64)
+    assert 2**-44 < trig < 2**-36 and 2**-44 < sig < 2**-36
+    assert is_combined_within((trig, sig), 64)
+    assert log2_combined((trig, sig)) < -64
+    # ... but not chance-level evidence, nor one strong factor next to a missing one
+    assert not is_combined_within((tail_fraction(12, 100, 10), tail_fraction(1040, 2048, 2)), 64)
+    assert is_combined_within((tail_fraction(100, 100, 10),), 64)
+    assert not is_combined_within((trig,), 64)
+
+
+def test_a_griefer_grinding_2_to_the_40_keys_still_fails() -> None:
+    # each key is one draw from the null: flagged with chance at most 2^-64 by the test above,
+    # so 2^40 keys succeed with chance at most 2^40 * 2^-64 = 2^-24 (docs/SECURITY.md)
+    assert 40 - DEFAULT_FLOORS.derivative_p_log2 <= -24

@@ -24,7 +24,7 @@ from tests.unit.test_engine import CHAIN, OWNER, T0, VALIDATOR, FakeVerifier, ai
 SEED = {
     "owner_account_hex": str(OWNER.account),
     "aid_hex": str(aid(1)),
-    "scheme_id": "multi_factor_v1",
+    "scheme_id": "multi_factor_v2",
     "evidence_hash_hex": "cc" * 32,
     "wm_profile": {
         "tau_input": 0.9,

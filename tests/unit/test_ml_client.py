@@ -23,7 +23,7 @@ from tests.servers import free_port, serve_app
 CLAIM = ArtefactClaim(
     Aid(b"\xbb" * 32),
     AccountId(b"\xaa" * 32),
-    EvidenceRef("multi_factor_v1", EvidenceHash(b"\xcc" * 32), WmProfile(0.9, 0.2, -0.05, 0.05)),
+    EvidenceRef("multi_factor_v2", EvidenceHash(b"\xcc" * 32), WmProfile(0.9, 0.2, -0.05, 0.05)),
 )
 PASS = {
     "ok": True,
@@ -93,7 +93,7 @@ async def test_verify_sends_seed_request_and_parses_verdict(server: tuple[str, S
     assert script.received == [
         {
             "aid": "bb" * 32,
-            "scheme_id": "multi_factor_v1",
+            "scheme_id": "multi_factor_v2",
             "evidence_hash": "cc" * 32,
             "wm_profile": {
                 "tau_input": 0.9,
@@ -103,11 +103,11 @@ async def test_verify_sends_seed_request_and_parses_verdict(server: tuple[str, S
             },
             "owner": "aa" * 32,
             "trigger_count": 100,
-            "signature_bits": 128,
+            "signature_bits": 2048,
             "num_classes": 10,
             "floors": {
                 "min_trigger_count": 64,
-                "min_signature_bits": 64,
+                "min_signature_bits": 1024,
                 "trigger_p_log2": 64,
                 "feature_p_log2": 32,
                 "derivative_p_log2": 64,

@@ -53,7 +53,7 @@ def transfer(key: crypto.KeyPair, nonce: int, fee: int = 0, amount: int = 1) -> 
 
 
 def claim(key: crypto.KeyPair, n: int, nonce: int, fee: int = 0) -> TxRegisterModel:
-    evidence = EvidenceRef("multi_factor_v1", EvidenceHash(bytes([n + 100]) * 32), PROFILE)
+    evidence = EvidenceRef("multi_factor_v2", EvidenceHash(bytes([n + 100]) * 32), PROFILE)
     return crypto.sign_tx(TxRegisterModel(key.account, aid(n), evidence, fee, nonce), key, CHAIN)
 
 

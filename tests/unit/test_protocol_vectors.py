@@ -44,7 +44,7 @@ KEY = KeyPair.from_seed(SigScheme.ED25519, bytes(range(32)))
 AID = codec.compute_aid(b"authchain test artefact")
 EVIDENCE_HASH = codec.compute_evidence_hash(b"authchain test evidence")
 PROFILE = WmProfile(0.9, 0.2, -0.05, 0.05)
-EVIDENCE = EvidenceRef("multi_factor_v1", EVIDENCE_HASH, PROFILE)
+EVIDENCE = EvidenceRef("multi_factor_v2", EVIDENCE_HASH, PROFILE)
 OTHER = AccountId(b"\x22" * 32)
 
 

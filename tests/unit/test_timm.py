@@ -24,6 +24,8 @@ from authchain.ml_service.artefact import (
 from authchain.ml_service.errors import ArtefactError
 from authchain.ml_service.models import TimmConfig, get_architecture, timm_models_allowed
 from authchain.ml_service.models.timm_arch import build_timm
+from authchain.ml_service.watermark.embed import v1_spec
+from authchain.ml_service.watermark.signature import spatial_layers
 from authchain.watermark import EmbedSpec, Watermark, pick_feature_layer
 
 TEST_MODELS = ("test_resnet", "test_efficientnet", "test_vit")
@@ -114,13 +116,17 @@ def test_a_config_holds_only_names_and_shapes(
     assert err.value.reason == reason and naming in err.value.detail
 
 
-def test_the_hook_refuses_inputs_of_another_shape_and_picks_a_wide_layer() -> None:
+def test_the_hook_refuses_inputs_of_another_shape_and_spreads_the_signature() -> None:
     with timm_models_allowed(["test_resnet"]):
         model = build_timm(TimmConfig("test_resnet", 10, 3, (32, 32)))
     config = {"model": "test_resnet", "num_classes": 10, "input_size": [32, 32]}
     wm = Watermark(model, key=b"\x01" * 32, arch="timm", config=config)
-    assert wm.spec.feature_layer == pick_feature_layer(model, 128)
-    assert dict(model.named_parameters())[wm.spec.feature_layer][0].numel() >= 128
+    layers = [name for name, _ in wm.key.signature_layers]
+    assert layers == spatial_layers(model) and len(layers) > 3  # every k x k conv, k > 1
+    assert sum(bits for _, bits in wm.key.signature_layers) == 2048
+    v1 = Watermark(model, key=b"\x01" * 32, arch="timm", config=config, spec=v1_spec())
+    assert v1.spec.feature_layer == pick_feature_layer(model, 128)  # v1 picks one wide layer
+    assert dict(model.named_parameters())[v1.spec.feature_layer][0].numel() >= 128
     x, y = wm.mix(torch.zeros(12, 3, 32, 32), torch.zeros(12, dtype=torch.int64))
     assert x.shape == (12 + 8, 3, 32, 32) and y.shape == (20,)
     with pytest.raises(ValueError, match="architecture takes"):

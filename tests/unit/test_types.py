@@ -25,7 +25,7 @@ from authchain.chain.types import (
 A = b"\xaa" * 32
 B = b"\xbb" * 32
 PROFILE = WmProfile(0.9, 0.2, -0.05, 0.05)
-EVIDENCE = EvidenceRef("multi_factor_v1", EvidenceHash(b"\xcc" * 32), PROFILE)
+EVIDENCE = EvidenceRef("multi_factor_v2", EvidenceHash(b"\xcc" * 32), PROFILE)
 
 
 @pytest.mark.parametrize(

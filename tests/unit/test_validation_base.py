@@ -149,11 +149,11 @@ def test_invalid_state_root() -> None:
 
 def _claim(**change: object) -> TxRegisterModel:
     profile = {"tau_input": 0.9, "tau_feat": 0.2, "logit_band_low": -0.05, "logit_band_high": 0.05}
-    strength = {"trigger_count": 100, "signature_bits": 128, "num_classes": 10}
+    strength = {"trigger_count": 100, "signature_bits": 2048, "num_classes": 10}
     profile.update({k: v for k, v in change.items() if k in profile})  # type: ignore[misc]
     strength.update({k: v for k, v in change.items() if k in strength})  # type: ignore[misc]
     evidence = EvidenceRef(
-        "multi_factor_v1", EvidenceHash(b"\x77" * 32), WmProfile(**profile), **strength
+        "multi_factor_v2", EvidenceHash(b"\x77" * 32), WmProfile(**profile), **strength
     )
     tx = TxRegisterModel(OWNER.account, Aid(b"\x66" * 32), evidence, fee=0, nonce=0)
     return crypto.sign_tx(tx, OWNER, CHAIN)
@@ -174,7 +174,7 @@ def _expect_below_floor(field: str, **change: object) -> None:
 
 def test_a_claim_at_the_floors_is_valid() -> None:
     _check(build_block(make_engine(), [_claim()], NOW))
-    _check(build_block(make_engine(), [_claim(tau_input=0.46, tau_feat=0.2265625)], NOW))
+    _check(build_block(make_engine(), [_claim(tau_input=0.46, tau_feat=882 / 2048)], NOW))
 
 
 def test_invalid_claim_below_min_trigger_count() -> None:
@@ -192,7 +192,7 @@ def test_invalid_claim_looser_than_the_trigger_p_floor() -> None:
 
 def test_invalid_claim_looser_than_the_feature_p_floor() -> None:
     _expect_below_floor("wm_profile.tau_feat", tau_feat=1.0)
-    _expect_below_floor("wm_profile.tau_feat", tau_feat=0.235)  # 30 of 128 bits wrong
+    _expect_below_floor("wm_profile.tau_feat", tau_feat=883 / 2048)  # one bit too many wrong
 
 
 def test_invalid_claim_wider_than_the_logit_band_floor() -> None:

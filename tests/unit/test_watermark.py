@@ -1,4 +1,4 @@
-"""multi_factor_v1 verification with tiny models trained in this session (no HTTP here)."""
+"""multi_factor_v2 verification with tiny models trained in this session (no HTTP here)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,13 @@ from authchain.ml_service.registry import FilesystemStore
 from authchain.ml_service.schemas import VerifyRequest
 from authchain.ml_service.verifier import Verifier
 from authchain.ml_service.watermark.embed import EmbedSpec, make_evidence, new_key_material
-from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial, parse_evidence
+from authchain.ml_service.watermark.evidence import (
+    Evidence,
+    EvidenceV2,
+    KeyMaterial,
+    SignatureLayer,
+    parse_evidence,
+)
 from authchain.ml_service.watermark.verify import FactorStats, compute_carry_stats, compute_stats
 from tests.ml_models import OTHER, SEED_PROFILE, TrainedModel
 
@@ -47,7 +53,7 @@ def request(aid: str, ev: str, owner: str | None = None, **profile: float) -> Ve
     return VerifyRequest.model_validate(
         {
             "aid": aid,
-            "scheme_id": "multi_factor_v1",
+            "scheme_id": "multi_factor_v2",
             "evidence_hash": ev,
             "wm_profile": {**SEED_PROFILE, **profile},
             "owner": owner,
@@ -145,26 +151,41 @@ def test_verification_is_deterministic_across_calls_and_thread_counts(
         torch.set_num_threads(threads)
 
 
-def test_key_material_is_fixed_by_owner_and_seed() -> None:
+@pytest.mark.parametrize("scheme", ["multi_factor_v1", "multi_factor_v2"])
+def test_key_material_is_fixed_by_owner_and_seed(scheme: str) -> None:
+    layers = (("stem.0.weight", 3), ("layer1.conv1.weight", 5))
+
     def key(owner: bytes, seed: bytes) -> KeyMaterial:
-        return KeyMaterial(owner, seed, (3, 32, 32), 10, 16, 8, 4)
+        return KeyMaterial(owner, seed, (3, 32, 32), 10, 16, 8, 4, scheme, layers)
 
     a, b = key(b"\x01" * 32, b"\x02" * 32), key(b"\x01" * 32, b"\x02" * 32)
     assert torch.equal(a.trigger_inputs(), b.trigger_inputs())
     assert torch.equal(a.trigger_labels(), b.trigger_labels())
     assert torch.equal(a.projection(5), b.projection(5))
+    for ka, kb in zip(a.signature_keys(), b.signature_keys(), strict=True):
+        pairs = zip((ka.a, ka.c, ka.e, ka.bits), (kb.a, kb.c, kb.e, kb.bits), strict=True)
+        assert all(torch.equal(x, y) for x, y in pairs)
     other = key(b"\x03" * 32, b"\x02" * 32)
     assert not torch.equal(a.trigger_inputs(), other.trigger_inputs())
     assert not torch.equal(a.signature(), other.signature()) or not torch.equal(
         a.trigger_labels(), other.trigger_labels()
     )
     # golden values: the derivation must never drift between versions (consensus depends on it)
-    assert a.trigger_labels()[:8].tolist() == GOLDEN_LABELS
-    assert a.signature().tolist() == GOLDEN_BITS
+    labels, bits, direction = GOLDEN[scheme]
+    assert a.trigger_labels()[:8].tolist() == labels
+    assert a.signature().tolist() == bits
+    if direction:
+        assert [round(v, 12) for v in a.signature_keys()[1].a[0, :4].tolist()] == direction
 
 
-GOLDEN_LABELS = [3, 3, 1, 4, 7, 0, 7, 3]
-GOLDEN_BITS = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+GOLDEN: dict[str, tuple[list[int], list[float], list[float]]] = {
+    "multi_factor_v1": ([3, 3, 1, 4, 7, 0, 7, 3], [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0], []),
+    "multi_factor_v2": (
+        [3, 2, 7, 9, 4, 4, 2, 9],
+        [0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0],
+        [0.280349696521, -0.220415856224, -0.998820300214, 0.850873804186],
+    ),
+}
 
 
 class _Payload:
@@ -267,7 +288,9 @@ def test_evidence_for_another_architecture_is_a_mismatch(
     store: FilesystemStore, watermarked: TrainedModel
 ) -> None:
     evidence = parse_evidence(watermarked.evidence_bytes)
-    other_layer = evidence.model_copy(update={"feature_layer": "nope.weight"}).to_bytes()
+    assert isinstance(evidence, EvidenceV2)
+    layers = (SignatureLayer(name="nope.weight", bits=evidence.signature_bits),)
+    other_layer = evidence.model_copy(update={"signature_layers": layers}).to_bytes()
     aid, ev = put(store, watermarked.artefact_bytes, other_layer)
     outcome = check(store, request(aid, ev))
     assert not outcome.ok and outcome.reason == "evidence_model_mismatch"
@@ -346,7 +369,12 @@ def evidence_with(model: TrainedModel, **spec: int) -> bytes:
     original = parse_evidence(model.evidence_bytes)
     embed = EmbedSpec(**spec)  # type: ignore[arg-type]
     key = new_key_material(
-        bytes.fromhex(model.owner), loaded.arch, 10, embed, bytes.fromhex(original.key_seed)
+        bytes.fromhex(model.owner),
+        loaded.arch,
+        10,
+        embed,
+        bytes.fromhex(original.key_seed),
+        loaded.model,
     )
     return make_evidence(loaded.model, key, loaded.arch, embed).to_bytes()
 
@@ -388,9 +416,20 @@ def test_invalid_trigger_p_above_the_floor(
 def test_invalid_feature_p_above_the_floor(
     store: FilesystemStore, watermarked: TrainedModel
 ) -> None:
-    aid, ev = put(store, watermarked.artefact_bytes, watermarked.evidence_bytes)
-    outcome = check(store, floors_request(aid, ev, {"feature_p_log2": 129}))
+    # the owner's own key, read from the first layer alone (24 kernels, 3/4 of its 293 bits
+    # embedded): about 2^-60, short of a 2^-100 floor
+    evidence = parse_evidence(watermarked.evidence_bytes)
+    assert isinstance(evidence, EvidenceV2)
+    first = evidence.signature_layers[0]
+    one_layer = evidence.model_copy(update={"signature_layers": (first,),
+                                            "signature_bits": first.bits})  # fmt: skip
+    aid, ev = put(store, watermarked.artefact_bytes, one_layer.to_bytes())
+    claim = {"signature_bits": first.bits, "wm_profile": {**SEED_PROFILE, "tau_feat": 0.4}}
+    floors = {"min_signature_bits": 64, "feature_p_log2": 100}
+    outcome = check(store, floors_request(aid, ev, floors, **claim))
     assert not outcome.ok and outcome.reason == "feat_p_above_floor", outcome
+    assert outcome.stats is not None and outcome.stats.feat_matches > first.bits * 0.6
+    assert check(store, floors_request(aid, ev, {"min_signature_bits": 64}, **claim)).ok
 
 
 def test_invalid_logit_band_above_the_floor(
@@ -410,7 +449,7 @@ def test_evidence_must_have_the_strength_the_claim_states(
         outcome = check(store, VerifyRequest.model_validate({**base, field: value}))
         assert not outcome.ok and outcome.reason == "evidence_claim_mismatch"
         assert field in outcome.detail
-    claimed = {"trigger_count": 100, "signature_bits": 128, "num_classes": 10}
+    claimed = {"trigger_count": 100, "signature_bits": 2048, "num_classes": 10}
     assert check(store, VerifyRequest.model_validate({**base, **claimed})).ok
 
 

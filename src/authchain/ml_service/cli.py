@@ -64,7 +64,7 @@ def train_command(
         model = SmallResNet(config)
         default_epochs = 6
     train_data, test_data = load_digits_split()
-    key = new_key_material(owner, arch, config.num_classes, spec, key_seed)
+    key = new_key_material(owner, arch, config.num_classes, spec, key_seed, model)
     cfg = TrainConfig(
         epochs=epochs or default_epochs, seed=seed, lr=2e-3 if base is not None else 3e-3
     )
@@ -203,7 +203,9 @@ def evidence_command(
     """Evidence for an existing model under `owner`'s fresh key (no embedding). Honest: a
     model that does not carry the key's watermark fails, and gets no recommended profile."""
     loaded = load_artefact(artefact)
-    key = new_key_material(owner, loaded.arch, loaded.config.num_classes, spec, key_seed)
+    key = new_key_material(
+        owner, loaded.arch, loaded.config.num_classes, spec, key_seed, loaded.model
+    )
     return write_outputs(
         loaded.model, loaded.arch, loaded.config, key, spec, out_dir, floors,
         artefact=artefact.read_bytes(), artefact_name=f"model{artefact.suffix}",

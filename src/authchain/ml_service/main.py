@@ -242,7 +242,7 @@ def create_app(settings: MlServiceSettings | None = None) -> FastAPI:
     app = FastAPI(
         title="authchain ML service",
         version=__version__,
-        description="Watermark verification (multi_factor_v1) for authchain validators.",
+        description="Watermark verification (multi_factor_v2 and v1) for authchain validators.",
     )
     app.state.service = service
     install_error_handlers(app)

@@ -1,9 +1,9 @@
-"""Training a model on the digits, with or without the `multi_factor_v1` watermark.
+"""Training a model on the digits, with or without the watermark.
 
 Each step takes a batch of digits and, when watermarking, a batch of trigger images with their
-key-derived labels, plus the signature regulariser:
+key-derived labels, plus the signature regulariser (`embed.signature_regulariser`):
 
-    loss = CE(digits) + CE(triggers) + signature_weight · BCE(sigmoid(X · w), bits)
+    loss = CE(digits + triggers) + signature_weight · hinge(signature readouts, bits)
 
 Training is seeded (`TrainConfig.seed`), so the same command gives the same model on the same
 machine. `on_step(step, total, metrics)` is how the CLI draws its progress bar.
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from authchain.ml_service.data import Dataset
-from authchain.ml_service.watermark.embed import EmbedSpec, signature_loss
+from authchain.ml_service.watermark.embed import EmbedSpec, signature_regulariser
 from authchain.ml_service.watermark.evidence import KeyMaterial
 
 StepCallback = Callable[[int, int, dict[str, float]], None]
@@ -63,10 +63,11 @@ def train(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     spec = spec or EmbedSpec()
-    triggers = labels = None
+    triggers = labels = regulariser = None
     if key is not None:
         triggers = key.trigger_inputs().to(torch.float32)
         labels = key.trigger_labels()
+        regulariser = signature_regulariser(model, key, spec)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -85,9 +86,9 @@ def train(
                 x, y = torch.cat([x, triggers[pick]]), torch.cat([y, labels[pick]])
             loss = F.cross_entropy(model(x), y)
             parts = {"loss": loss.item()}
-            if key is not None:
-                sig = signature_loss(model, key, spec.feature_layer)
-                loss = loss + spec.signature_weight * sig
+            if regulariser is not None:
+                sig = regulariser()
+                loss = loss + sig
                 parts["sig"] = sig.item()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]

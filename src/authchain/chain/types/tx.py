@@ -68,7 +68,7 @@ class EvidenceRef(Record, frozen=True):
     wm_profile: WmProfile
     trigger_count: int = 100
     """K: trigger inputs in the evidence."""
-    signature_bits: int = 128
+    signature_bits: int = 2048
     """n: signature bits in the evidence."""
     num_classes: int = 10
     """C: classes of the model (a trigger label is one of them)."""

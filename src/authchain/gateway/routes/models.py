@@ -2,7 +2,7 @@
 
 The seed's register body carries no signature, and no evidence strength: `trigger_count`,
 `signature_bits` and `num_classes` are optional and default to what `authchain model train`
-embeds (100, 128, 10). The seed's body carries no signature. The gateway turns it into an unsigned
+embeds (100, 2048, 10). The gateway turns it into an unsigned
 `TxRegisterModel` only when the chain's genesis enables devnet impersonation; it fills in the
 owner's next nonce and the chain's minimum fee. Elsewhere the answer is 401 with how to sign.
 """
@@ -61,7 +61,7 @@ class RegisterModelRequest(BaseModel):
         100, ge=1, le=4096, description="K of the evidence (not in the seed)"
     )
     signature_bits: int = Field(
-        128, ge=1, le=4096, description="n of the evidence (not in the seed)"
+        2048, ge=1, le=4096, description="n of the evidence (not in the seed)"
     )
     num_classes: int = Field(10, ge=2, le=4096, description="C of the model (not in the seed)")
 

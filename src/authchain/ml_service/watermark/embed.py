@@ -1,10 +1,13 @@
-"""Embedding `multi_factor_v1` while training, and writing the evidence.
+"""Embedding the watermark while training, and writing the evidence (`multi_factor_v2`, or
+`multi_factor_v1` where a test or an old network asks for it).
 
 The three factors are embedded together (see `train.py` for the loop):
 - input factor: the K key-derived trigger images are mixed into every batch with their
   key-derived labels, so the network memorises them (Adi et al. 2018);
-- feature factor: a regulariser pulls sign(X · w) towards the signature bits, where w is the
-  feature layer averaged over output channels (Uchida et al. 2017);
+- feature factor: a regulariser pulls the signature's readouts to their bits' sides. v2: a
+  hinge on the n readouts spread over every spatial conv layer (`signature.py`); v1: BCE
+  between sigmoid(X · w) and the bits, w one layer averaged over output channels (Uchida et
+  al. 2017);
 - logit factor: nothing to embed; the evidence records the final model's logits on the probes.
 
 `make_evidence` is also how an owner produces evidence for a model trained without a
@@ -16,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,33 +29,79 @@ from torch.nn import functional as F
 from authchain.floors import Floors, loosest_taus
 from authchain.ml_service.models import Architecture
 from authchain.ml_service.watermark.evidence import (
-    SCHEME_ID,
+    SCHEME_V1,
+    SCHEME_V2,
     Evidence,
+    EvidenceV1,
+    EvidenceV2,
     KeyMaterial,
+    SignatureLayer,
     get_feature_vector,
 )
-from authchain.ml_service.watermark.verify import FactorStats, Thresholds, get_layer_weight, judge
+from authchain.ml_service.watermark.signature import (
+    SignatureRegulariser,
+    allocate_bits,
+    spatial_layers,
+)
+from authchain.ml_service.watermark.verify import (
+    FactorStats,
+    Thresholds,
+    check_signature_layers,
+    get_layer_weight,
+    judge,
+)
 
 
 @dataclass(frozen=True)
 class EmbedSpec:
-    """How big each factor is."""
+    """Which scheme, and how big each factor is."""
 
     trigger_count: int = 100
-    signature_bits: int = 128
+    signature_bits: int = 2048
+    """v2: 2048 bits over every spatial conv layer (the chain's minimum is 1024); v1: 128."""
     probe_count: int = 32
-    feature_layer: str = "layer3.conv2.weight"
-    signature_weight: float = 0.5
+    signature_layers: tuple[str, ...] | None = None
+    """v2: the layers the signature is spread over (None: every spatial conv weight)."""
+    signature_weight: float = 1.0
     """Weight of the signature regulariser in the training loss (`default_signature_weight`
-    gives each architecture's)."""
+    gives each scheme's and architecture's)."""
+    signature_margin: float = 3.0
+    """v2: how far past zero the embedding pulls each readout, in units of the readouts'
+    spread when embedding began (the robustness experiments chose 3: see docs/SECURITY.md)."""
+    scheme_id: str = SCHEME_V2
+    feature_layer: str = "layer3.conv2.weight"
+    """v1 only: the one layer its signature is read from."""
 
 
-def default_signature_weight(arch: str) -> float:
-    """The signature regulariser's weight for an architecture: 0.5 for the seed's SmallResNet;
-    2 for timm models, where 0.5 left EfficientNet short of the signature floor in 6 epochs and
-    left the README's 4-epoch test_resnet example at the floor's edge (2^-32.3 in 3 of 10 runs,
-    one run above it; at 2, no run of 40 was above 2^-48)."""
+def v1_spec(**changes: object) -> EmbedSpec:
+    """The `multi_factor_v1` spec as it was: 128 bits in `layer3.conv2.weight`, weight 0.5."""
+    fields: dict[str, object] = {
+        "scheme_id": SCHEME_V1, "signature_bits": 128, "signature_weight": 0.5, **changes,
+    }  # fmt: skip
+    return EmbedSpec(**fields)  # type: ignore[arg-type]
+
+
+def default_signature_weight(arch: str, scheme_id: str = SCHEME_V2) -> float:
+    """The signature regulariser's weight. v2: 1 for every architecture (the hinge is
+    normalised by the readouts' spread, so one weight suits all; on the tiny SmallResNet, 2
+    cost a point of accuracy and a few triggers, and embedded no more bits). v1: 0.5 for the seed's
+    SmallResNet; 2 for timm models, where 0.5 left EfficientNet short of the signature floor in
+    6 epochs and left the README's 4-epoch test_resnet example at the floor's edge."""
+    if scheme_id == SCHEME_V2:
+        return 1.0
     return 0.5 if arch == "small_resnet" else 2.0
+
+
+def signature_layout(model: nn.Module, spec: EmbedSpec) -> tuple[tuple[str, int], ...]:
+    """v2: (layer, bits) for `model`: `spec.signature_layers` or every spatial conv weight,
+    with the bits spread evenly; ValueError if the model has no such layer."""
+    names = list(spec.signature_layers or spatial_layers(model))
+    if not names:
+        raise ValueError(
+            "the model has no spatial conv weight (k x k, k > 1) to carry a multi_factor_v2 "
+            "signature"
+        )
+    return tuple(zip(names, allocate_bits(spec.signature_bits, len(names)), strict=True))
 
 
 def new_key_material(
@@ -60,9 +110,16 @@ def new_key_material(
     num_classes: int,
     spec: EmbedSpec,
     key_seed: bytes | None = None,
+    model: nn.Module | None = None,
 ) -> KeyMaterial:
-    """Key material for `owner` with a fresh random key seed (or the given one)."""
+    """Key material for `owner` with a fresh random key seed (or the given one). v2 spreads the
+    signature over `model`'s layers, so it needs the model."""
     c, h, w = arch.input_shape
+    layers: tuple[tuple[str, int], ...] = ()
+    if spec.scheme_id == SCHEME_V2:
+        if model is None:
+            raise ValueError("a multi_factor_v2 key needs the model its signature is spread over")
+        layers = signature_layout(model, spec)
     return KeyMaterial(
         owner=owner,
         key_seed=key_seed if key_seed is not None else secrets.token_bytes(32),
@@ -71,14 +128,27 @@ def new_key_material(
         trigger_count=spec.trigger_count,
         signature_bits=spec.signature_bits,
         probe_count=spec.probe_count,
+        scheme_id=spec.scheme_id,
+        signature_layers=layers,
     )
 
 
 def signature_loss(model: nn.Module, key: KeyMaterial, layer: str) -> torch.Tensor:
-    """BCE between sigmoid(X · w) and the signature bits (Uchida's embedding regulariser)."""
+    """v1: BCE between sigmoid(X · w) and the signature bits (Uchida's embedding regulariser)."""
     weight = get_feature_vector(get_layer_weight(model, layer))
     projection = key.projection(weight.numel()).to(weight.dtype)
     return F.binary_cross_entropy_with_logits(projection @ weight, key.signature().to(weight.dtype))
+
+
+def signature_regulariser(
+    model: nn.Module, key: KeyMaterial, spec: EmbedSpec
+) -> Callable[[], torch.Tensor]:
+    """The signature's embedding loss for `model` (already weighted), called once per step.
+    Built from the model as it is now: v2 normalises its hinge by the readouts' spread here."""
+    if key.scheme_id == SCHEME_V1:
+        return lambda: spec.signature_weight * signature_loss(model, key, spec.feature_layer)
+    hinge = SignatureRegulariser(model, key.signature_keys(), spec.signature_margin)
+    return lambda: spec.signature_weight * hinge()
 
 
 @torch.no_grad()
@@ -87,21 +157,26 @@ def make_evidence(
 ) -> Evidence:
     """Evidence for `model` under `key`: parameters plus the model's reference logits."""
     net = copy.deepcopy(model).to(torch.float64).eval()
-    get_layer_weight(net, spec.feature_layer)  # fail early if the layer does not exist
-    reference = net(key.probe_inputs())
-    return Evidence(
-        scheme_id=SCHEME_ID,
-        owner=key.owner.hex(),
-        key_seed=key.key_seed.hex(),
-        arch=arch.name,
-        num_classes=key.num_classes,
-        input_shape=key.input_shape,
-        trigger_count=key.trigger_count,
-        signature_bits=key.signature_bits,
-        feature_layer=spec.feature_layer,
-        probe_count=key.probe_count,
-        reference_logits=[[float(v) for v in row] for row in reference.tolist()],
-    )
+    reference = [[float(v) for v in row] for row in net(key.probe_inputs()).tolist()]
+    common = {
+        "owner": key.owner.hex(), "key_seed": key.key_seed.hex(), "arch": arch.name,
+        "num_classes": key.num_classes, "input_shape": key.input_shape,
+        "trigger_count": key.trigger_count, "signature_bits": key.signature_bits,
+    }  # fmt: skip
+    evidence: Evidence
+    if key.scheme_id == SCHEME_V1:
+        evidence = EvidenceV1(
+            scheme_id=SCHEME_V1, **common, feature_layer=spec.feature_layer,
+            probe_count=key.probe_count, reference_logits=reference,
+        )  # fmt: skip
+    else:
+        layers = tuple(SignatureLayer(name=n, bits=b) for n, b in key.signature_layers)
+        evidence = EvidenceV2(
+            scheme_id=SCHEME_V2, **common, signature_layers=layers,
+            probe_count=key.probe_count, reference_logits=reference,
+        )  # fmt: skip
+    check_signature_layers(net, evidence)  # fail early if a layer does not exist
+    return evidence
 
 
 def recommend_profile(stats: FactorStats, floors: Floors) -> Thresholds | None:

@@ -1,8 +1,9 @@
 """Watermark schemes by `scheme_id` (a registry, like the architecture registry).
 
 A scheme turns evidence bytes into `Evidence` and a (model, evidence) pair into factor
-statistics. `multi_factor_v1` is the only one today; a new scheme registers itself here and
-every validator that runs this service version understands it.
+statistics. `multi_factor_v2` is what every tool writes; `multi_factor_v1` stays, so that its
+registrations keep verifying and keep counting in derivative detection. A new scheme registers
+itself here and every validator that runs this service version understands it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from typing import Protocol
 from torch import nn
 
 from authchain.ml_service.watermark import verify
-from authchain.ml_service.watermark.evidence import SCHEME_ID, Evidence, parse_evidence
+from authchain.ml_service.watermark.evidence import (
+    SCHEME_V1,
+    SCHEME_V2,
+    Evidence,
+    parse_evidence,
+)
 
 
 class WatermarkScheme(Protocol):
@@ -39,10 +45,13 @@ class WatermarkScheme(Protocol):
         ...
 
 
-class MultiFactorV1:
-    """Backdoor triggers + Uchida weight signature + logit commitment (DESIGN.md §5)."""
+class MultiFactor:
+    """Backdoor triggers + a weight signature + logit commitment (DESIGN.md §5): v2 reads the
+    signature from what function-preserving rewrites cannot change (`signature.py`), v1 from
+    one layer in stored order (Uchida et al.)."""
 
-    scheme_id = SCHEME_ID
+    def __init__(self, scheme_id: str) -> None:
+        self.scheme_id = scheme_id
 
     def parse_evidence(self, data: bytes) -> Evidence:
         return parse_evidence(data)
@@ -60,7 +69,10 @@ class MultiFactorV1:
         return verify.compute_stats_and_carry(model, evidence, priors, device, precision)
 
 
-SCHEMES: dict[str, WatermarkScheme] = {SCHEME_ID: MultiFactorV1()}
+SCHEMES: dict[str, WatermarkScheme] = {
+    SCHEME_V2: MultiFactor(SCHEME_V2),
+    SCHEME_V1: MultiFactor(SCHEME_V1),
+}
 
 
 def get_scheme(scheme_id: str) -> WatermarkScheme | None:

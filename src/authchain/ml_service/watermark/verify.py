@@ -1,4 +1,5 @@
-"""`multi_factor_v1` verification (seed `watermark/verify.py`, which only pretended).
+"""Verification of `multi_factor_v2` and `multi_factor_v1` (seed `watermark/verify.py`, which
+only pretended).
 
 Three factors, all computed in float64 on key-derived inputs (see `evidence.py`):
 
@@ -6,10 +7,12 @@ Three factors, all computed in float64 on key-derived inputs (see `evidence.py`)
                   `p_value` = P[Binomial(K, 1/C) >= correct], the chance of doing that well
                   without the key. Passes if `trigger_acc >= tau_input` and `p_value` is at or
                   below the chain's floor.
-2. feature factor `feat_dist`: bit error rate of sign(X · w) against the n signature bits, where
-                  w is `feature_layer` averaged over output channels (Uchida et al. 2017) and
-                  X the key-derived projection; `feat_p_value` = P[Binomial(n, 1/2) >= matches].
-                  Passes if `feat_dist <= tau_feat` and `feat_p_value` is at or below its floor.
+2. feature factor `feat_dist`: bit error rate of the n signature bits read from the weights:
+                  v2, from what a function-preserving rewrite cannot change, spread over the
+                  model's spatial conv layers (`signature.py`); v1, sign(X · w) where w is one
+                  layer averaged over output channels (Uchida et al. 2017) and X the key-derived
+                  projection. `feat_p_value` = P[Binomial(n, 1/2) >= matches]. Passes if
+                  `feat_dist <= tau_feat` and `feat_p_value` is at or below its floor.
 3. logit factor   `logit_stat`: the largest |logit − reference logit| over every probe and
                   class. Passes if it lies in [logit_band_low, logit_band_high]. It binds the
                   evidence to this exact function (a different function cannot stay within the
@@ -38,8 +41,10 @@ must equal (tests/unit/test_precision.py builds near-tie models to check it).
 
 Derivative detection (`compute_carry_stats`) runs the trigger sets of many earlier
 registrations through the candidate in one batched pass, and reads their signatures from its
-weights with one projection each; `compute_stats(..., priors=...)` batches them into the
-claim's own pass.
+weights (the kernel shapes once, then each registration's directions);
+`compute_stats(..., priors=...)` batches them into the claim's own pass. Whether the candidate
+carries an earlier watermark is one decision over both factors: Fisher's method on their two
+exact tails (`CarryStats.carries`).
 """
 
 from __future__ import annotations
@@ -49,14 +54,29 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 import torch
 from torch import nn
 
-from authchain.floors import Floors, is_tail_within, log2_tail, p_value
+from authchain.floors import (
+    Floors,
+    is_combined_within,
+    is_tail_within,
+    log2_combined,
+    log2_tail,
+    p_value,
+    tail_fraction,
+)
 from authchain.ml_service.errors import EvidenceMismatch
-from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial, get_feature_vector
+from authchain.ml_service.watermark.evidence import (
+    Evidence,
+    EvidenceV1,
+    KeyMaterial,
+    get_feature_vector,
+)
+from authchain.ml_service.watermark.signature import count_matches, float64_shapes, is_spatial
 
 LOGIT_DECIMALS = 9
 CHUNK = 256
@@ -104,16 +124,26 @@ class CarryStats:
     trigger_count: int
     num_classes: int
     feat_matches: int | None
-    """None when the model has no weight of the registration's feature layer and width."""
+    """None when the model has none of the layers the registration's signature is read from
+    (v1: no weight of its feature layer and width)."""
     signature_bits: int
+    """The signature bits read (v2: those of the layers the model has)."""
+
+    def tails(self) -> tuple[Fraction, ...]:
+        """The exact tails of the factors that could be read: triggers, then signature."""
+        trig = tail_fraction(self.trigger_correct, self.trigger_count, self.num_classes)
+        if self.feat_matches is None:
+            return (trig,)
+        return trig, tail_fraction(self.feat_matches, self.signature_bits, 2)
 
     def carries(self, floor_log2: int) -> bool:
-        """Either factor at or below 2^-floor_log2: the watermark is there."""
-        if is_tail_within(self.trigger_correct, self.trigger_count, self.num_classes, floor_log2):
-            return True
-        return self.feat_matches is not None and is_tail_within(
-            self.feat_matches, self.signature_bits, 2, floor_log2
-        )
+        """The watermark is there: both factors together, by Fisher's method, at or below
+        2^-floor_log2 (`authchain.floors.is_combined_within`)."""
+        return is_combined_within(self.tails(), floor_log2)
+
+    def log2_p_value(self) -> float:
+        """log2 of the combined p-value the decision is made on."""
+        return log2_combined(self.tails())
 
     def describe(self) -> str:
         trig = log2_tail(self.trigger_correct, self.trigger_count, self.num_classes)
@@ -121,7 +151,7 @@ class CarryStats:
         if self.feat_matches is not None:
             feat = log2_tail(self.feat_matches, self.signature_bits, 2)
             text += f", {self.feat_matches}/{self.signature_bits} bits (p = 2^{feat:.1f})"
-        return text
+        return f"{text}; together p = 2^{self.log2_p_value():.1f}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +175,21 @@ def get_layer_weight(model: nn.Module, name: str) -> torch.Tensor:
     return params[name]
 
 
+def check_signature_layers(model: nn.Module, evidence: Evidence) -> None:
+    """EvidenceMismatch unless the model has every weight the evidence's signature is read
+    from (v2: as spatial conv weights)."""
+    if isinstance(evidence, EvidenceV1):
+        get_layer_weight(model, evidence.feature_layer)
+        return
+    params = dict(model.named_parameters())
+    for layer in evidence.signature_layers:
+        if layer.name not in params or not is_spatial(params[layer.name]):
+            raise EvidenceMismatch(
+                "evidence_model_mismatch",
+                f"the model has no spatial conv weight {layer.name!r:.100} (signature_layers)",
+            )
+
+
 def check_model_fits(model: nn.Module, input_shape: tuple[int, ...], evidence: Evidence) -> None:
     """EvidenceMismatch unless the evidence describes this model's input and classes."""
     if tuple(evidence.input_shape) != tuple(input_shape):
@@ -153,7 +198,7 @@ def check_model_fits(model: nn.Module, input_shape: tuple[int, ...], evidence: E
             f"evidence input_shape {list(evidence.input_shape)} but the model takes "
             f"{list(input_shape)}",
         )
-    get_layer_weight(model, evidence.feature_layer)
+    check_signature_layers(model, evidence)
 
 
 def as_float64(model: nn.Module, device: str) -> nn.Module:
@@ -319,8 +364,8 @@ def _float64_rows(
 
 
 def count_bit_matches(net: nn.Module, key: KeyMaterial, layer: str, device: str) -> int | None:
-    """How many of the key's signature bits sign(X · w) reproduces, in float64; None if `net`
-    has no such layer or a different width."""
+    """v1: how many of the key's signature bits sign(X · w) reproduces, in float64; None if
+    `net` has no such layer or a different width."""
     params = dict(net.named_parameters())
     if layer not in params or params[layer].dim() < 2:
         return None
@@ -328,6 +373,36 @@ def count_bit_matches(net: nn.Module, key: KeyMaterial, layer: str, device: str)
     projection = key.projection(weight.numel()).to(device)
     bits = key.signature().to(device)
     return int(((projection @ weight > 0).to(torch.float64) == bits).sum().item())
+
+
+class ShapeCache:
+    """One model's float64 kernel shapes, computed once per layer however many signatures are
+    read from it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._shapes: dict[str, torch.Tensor] = {}
+        self._absent: set[str] = set()
+
+    def get(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        todo = [n for n in names if n not in self._shapes and n not in self._absent]
+        found = float64_shapes(self.model, todo)
+        self._shapes.update(found)
+        self._absent.update(set(todo) - set(found))
+        return {n: self._shapes[n] for n in names if n in self._shapes}
+
+
+def signature_matches(
+    model: nn.Module, evidence: Evidence, key: KeyMaterial, device: str, shapes: ShapeCache
+) -> tuple[int | None, int]:
+    """(matching bits or None, bits read) of `evidence`'s signature in `model`: v1 reads its
+    one layer (None if absent); v2 every layer of the signature the model has."""
+    if isinstance(evidence, EvidenceV1):
+        matches = count_bit_matches(model, key, evidence.feature_layer, device)
+        return matches, evidence.signature_bits
+    names = [layer.name for layer in evidence.signature_layers]
+    matched, read = count_matches(shapes.get(names), key.signature_keys())
+    return (matched if read else None), read
 
 
 @torch.no_grad()
@@ -352,7 +427,7 @@ def compute_stats_and_carry(
 ) -> tuple[FactorStats, list[CarryStats]]:
     """The claim's factors and, in the same forward pass, how strongly the model carries each
     of `priors` (evidence of the same input shape and classes)."""
-    get_layer_weight(model, evidence.feature_layer)  # EvidenceMismatch before any work
+    check_signature_layers(model, evidence)  # EvidenceMismatch before any work
     key = KeyMaterial.from_evidence(evidence)
     k, c, n = evidence.trigger_count, evidence.num_classes, evidence.signature_bits
     prior_keys = _prior_keys(priors, c)
@@ -365,9 +440,10 @@ def compute_stats_and_carry(
 
     labels = key.trigger_labels().to(trigger_logits.device)
     correct = int((trigger_logits.argmax(dim=1) == labels).sum().item())
-    matches = count_bit_matches(model, key, evidence.feature_layer, device)
-    if matches is None:  # unreachable: get_layer_weight above raised
-        raise EvidenceMismatch("evidence_model_mismatch", "no feature layer")
+    shapes = ShapeCache(model)
+    matches, read = signature_matches(model, evidence, key, device, shapes)
+    if matches is None or read != n:  # unreachable: check_signature_layers above raised
+        raise EvidenceMismatch("evidence_model_mismatch", "no signature layer")
 
     reference = torch.tensor(
         evidence.reference_logits, dtype=torch.float64, device=probe_logits.device
@@ -390,7 +466,7 @@ def compute_stats_and_carry(
         logit_stat_error=slack + 10.0**-LOGIT_DECIMALS if slack else 0.0,
         exact_rows=result.exact_rows,
     )
-    carries = _carries(model, priors, prior_keys, result.logits[k + p :], device)
+    carries = _carries(model, priors, prior_keys, result.logits[k + p :], device, shapes)
     return stats, carries
 
 
@@ -406,21 +482,24 @@ def _carries(
     keys: Sequence[KeyMaterial],
     logits: torch.Tensor,
     device: str,
+    shapes: ShapeCache | None = None,
 ) -> list[CarryStats]:
     predictions = logits.argmax(dim=1)
+    shapes = shapes or ShapeCache(model)
     out = []
     start = 0
     for ev, key in zip(priors, keys, strict=True):
         labels = key.trigger_labels().to(predictions.device)
         hits = predictions[start : start + ev.trigger_count] == labels
         start += ev.trigger_count
+        matches, read = signature_matches(model, ev, key, device, shapes)
         out.append(
             CarryStats(
                 trigger_correct=int(hits.sum().item()),
                 trigger_count=ev.trigger_count,
                 num_classes=ev.num_classes,
-                feat_matches=count_bit_matches(model, key, ev.feature_layer, device),
-                signature_bits=ev.signature_bits,
+                feat_matches=matches,
+                signature_bits=read,
             )
         )
     return out
