@@ -67,7 +67,9 @@ def main() -> None:
         print(f"writing {max(args.counts)} earlier registrations' evidence ...")
         registered = []
         for _ in range(max(args.counts)):
-            key = new_key_material(secrets.token_bytes(32), arch, 10, EmbedSpec())
+            key = new_key_material(
+                secrets.token_bytes(32), arch, 10, EmbedSpec(), model=loaded.model
+            )
             data = make_evidence(loaded.model, key, arch, EmbedSpec()).to_bytes()
             digest = blake3.blake3(data).hexdigest()
             (store.evidence_root / f"{digest}.json").write_bytes(data)

@@ -55,7 +55,7 @@ def measure(name: str, size: int, epochs: int, repeats: int, queue: Any) -> None
         torch.manual_seed(0)
         result = train_timm_command(
             b"\x01" * 32, Path(tmp) / "out", model_name=name, input_size=size, epochs=epochs,
-            seed=0, spec=EmbedSpec(signature_weight=2.0),
+            seed=0, spec=EmbedSpec(),
         )  # fmt: skip
         loaded = load_artefact(Path(result["artefact"]))
         model = loaded.model

@@ -67,7 +67,7 @@ def model(gw: GatewayClient, aid: object) -> httpx.Response:
 def test_honest_registration_commits(gw: GatewayClient, owner_registered: TrainedModel) -> None:
     body = model(gw, owner_registered.aid).json()
     assert body["owner"] == owner_registered.owner and body["parents"] == []
-    assert (body["trigger_count"], body["signature_bits"], body["num_classes"]) == (100, 128, 10)
+    assert (body["trigger_count"], body["signature_bits"], body["num_classes"]) == (100, 2048, 10)
 
 
 def test_forgery_1_permissive_profile_is_refused_at_checktx(

@@ -24,13 +24,17 @@ def test_soundness_quick_run_meets_its_targets(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["null_pairs"] == 30 and summary["null_false_accepts"] == 0
-    assert summary["true_accept_rate"] == 1.0
-    robustness = list(csv.DictReader((tmp_path / "robustness.csv").open()))
-    attacks = {row["attack"] for row in robustness}
-    assert {"none", "prune", "overwrite"} <= attacks
-    assert all(row["flagged_as_derivative"] == "True" for row in robustness
-               if row["attack"] == "overwrite")  # fmt: skip
-    for png in ("null_pvalues.png", "robustness.png"):
+    assert summary["null_false_flags"] == 0 and summary["true_accept_rate"] == 1.0
+    assert (
+        summary["precision_checked"] > 30 and summary["precision_mismatches_fast_vs_float64"] == 0
+    )
+    rows = list(csv.DictReader((tmp_path / "attacks.csv").open()))
+    assert {"rewrite", "rewrites + fine-tune", "prune"} <= {row["family"] for row in rows}
+    rewrites = [row for row in rows if row["family"] == "rewrite"]
+    assert rewrites and all(row["caught"] == "True" for row in rewrites)
+    assert all(float(row["compute"]) > 0 for row in rows)  # the thief's watermark costs
+    assert "| rewrite | all |" in (tmp_path / "attacks.md").read_text()
+    for png in ("null_pvalues.png", "attacks.png"):
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
 
 

@@ -101,7 +101,8 @@ def signature_layout(model: nn.Module, spec: EmbedSpec) -> tuple[tuple[str, int]
             "the model has no spatial conv weight (k x k, k > 1) to carry a multi_factor_v2 "
             "signature"
         )
-    return tuple(zip(names, allocate_bits(spec.signature_bits, len(names)), strict=True))
+    counts = allocate_bits(spec.signature_bits, len(names))
+    return tuple((name, n) for name, n in zip(names, counts, strict=True) if n)  # n < layers
 
 
 def new_key_material(
