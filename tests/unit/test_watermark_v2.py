@@ -33,14 +33,14 @@ from authchain.ml_service.watermark.evidence import (
 )
 from authchain.ml_service.watermark.signature import (
     allocate_bits,
-    float64_moments,
+    float64_summaries,
     kernel_shapes,
     layer_moments,
     readout,
     readout_moments,
     readout_shapes,
     spatial_layers,
-    weight_moments,
+    weight_summary,
 )
 from authchain.ml_service.watermark.verify import CarryStats, compute_carry_stats, exact_logits
 from tests.ml_models import SEED_PROFILE, TrainedModel
@@ -51,8 +51,8 @@ V1_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "multi_factor_v1
 def owner_readouts(model: torch.nn.Module, evidence: EvidenceV2) -> torch.Tensor:
     """Every readout f_j of the evidence's signature in `model` (float64)."""
     keys = KeyMaterial.from_evidence(evidence).signature_keys()
-    moments = float64_moments(model, [k.name for k in keys])
-    return torch.cat([k.values(moments[k.name]) for k in keys])
+    summaries = float64_summaries(model, [k.name for k in keys])
+    return torch.cat([k.values(summaries[k.name]) for k in keys])
 
 
 def logits(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -128,8 +128,8 @@ def test_every_allow_listed_family_reads_the_same_bits_after_any_channel_rewrite
         cols = torch.exp(torch.randn(in_ch, generator=g, dtype=torch.float64))
         moved = weight * rows.reshape(-1, 1, 1, 1) * cols.reshape(1, -1, 1, 1)
         moved = moved[torch.randperm(out_ch, generator=g)][:, torch.randperm(in_ch, generator=g)]
-        before = k.values(weight_moments(weight))
-        after = k.values(weight_moments(moved))
+        before = k.values(weight_summary(weight))
+        after = k.values(weight_summary(moved))
         assert torch.equal(before > 0, after > 0), k.name
         assert torch.allclose(before, after, rtol=1e-6, atol=1e-12), k.name
 
@@ -162,12 +162,12 @@ def test_the_null_bit_matches_fit_the_binomial() -> None:
         torch.manual_seed(10_000 + m)
         model = SmallResNet(SmallResNetConfig.tiny())
         layers = spatial_layers(model)
-        moments = float64_moments(model, layers)
+        summaries = float64_summaries(model, layers)
         layout = tuple(zip(layers, allocate_bits(n, len(layers)), strict=True))
         for k in range(10):
             key = KeyMaterial(bytes([m]) * 32, bytes([k]) * 32, (3, 32, 32), 10, 100, n, 4,
                               "multi_factor_v2", layout)  # fmt: skip
-            counts.append(sum(sk.matches(moments[sk.name]) for sk in key.signature_keys()))
+            counts.append(sum(sk.matches(summaries[sk.name]) for sk in key.signature_keys()))
     edges = [int(binom.ppf(q / 10, n, 0.5)) for q in range(1, 10)]
     cdf = [0.0, *(float(binom.cdf(e, n, 0.5)) for e in edges), 1.0]
     expected = [len(counts) * (hi - lo) for lo, hi in itertools.pairwise(cdf)]

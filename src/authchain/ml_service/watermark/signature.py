@@ -105,13 +105,8 @@ def readout(
     weight: torch.Tensor, a: torch.Tensor, c: torch.Tensor, e: torch.Tensor
 ) -> torch.Tensor:
     """f: [n], one value per bit (see the module docstring); differentiable in `weight`.
-    a, c, e: [n, 45] in the weight's dtype and device. (Training calls this every step, so it
-    takes the cheaper of two equal sums: per kernel for a small layer, by moments for a large.)"""
-    shapes = kernel_shapes(weight)
-    out_ch, in_ch, _ = shapes.shape
-    if out_ch * in_ch <= SHAPE_DIM**2:
-        return readout_shapes(shapes, a, c, e)
-    return readout_moments(layer_moments(shapes), a, c, e)
+    a, c, e: [n, 45] in the weight's dtype and device."""
+    return LayerSummary.of(kernel_shapes(weight)).readout(a, c, e)
 
 
 def readout_shapes(
@@ -144,6 +139,27 @@ def readout_moments(
     return ((by_a * c.unsqueeze(2)).sum(dim=1) * e).sum(dim=1)
 
 
+class LayerSummary:
+    """What a layer's bits are read from: its kernel shapes when it has at most 45^2 kernels,
+    else its moments (`layer_moments`). The two sums are equal; this takes the cheaper, per
+    bit 45 multiply-adds per kernel against 45^3, and every validator takes the same one."""
+
+    def __init__(self, tensor: torch.Tensor, by_moments: bool) -> None:
+        self.tensor, self.by_moments = tensor, by_moments
+
+    @classmethod
+    def of(cls, shapes: torch.Tensor) -> LayerSummary:
+        out_ch, in_ch, _ = shapes.shape
+        if out_ch * in_ch <= SHAPE_DIM**2:
+            return cls(shapes, by_moments=False)
+        return cls(layer_moments(shapes), by_moments=True)
+
+    def readout(self, a: torch.Tensor, c: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        if self.by_moments:
+            return readout_moments(self.tensor, a, c, e)
+        return readout_shapes(self.tensor, a, c, e)
+
+
 class SignatureKey:
     """One layer's share of a signature: its directions and its bits (float64, CPU)."""
 
@@ -154,41 +170,41 @@ class SignatureKey:
     def __len__(self) -> int:
         return len(self.bits)
 
-    def values(self, moments: torch.Tensor) -> torch.Tensor:
-        """f for this layer's bits from its float64 moments (`float64_moments`)."""
-        return readout_moments(moments, self.a, self.c, self.e)
+    def values(self, summary: LayerSummary) -> torch.Tensor:
+        """f for this layer's bits from its float64 summary (`float64_summaries`)."""
+        return summary.readout(self.a, self.c, self.e)
 
-    def matches(self, moments: torch.Tensor) -> int:
+    def matches(self, summary: LayerSummary) -> int:
         """How many of the bits sign(f) reproduces."""
-        read = (self.values(moments) > 0).to(torch.float64)
+        read = (self.values(summary) > 0).to(torch.float64)
         return int((read == self.bits).sum().item())
 
 
-def float64_moments(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The moments of those of `names` that `model` has as spatial weights, in float64 on the
-    CPU: how validators read a signature, whatever device the model runs on."""
+def float64_summaries(model: nn.Module, names: Sequence[str]) -> dict[str, LayerSummary]:
+    """The summaries of those of `names` that `model` has as spatial weights, in float64 on
+    the CPU: how validators read a signature, whatever device the model runs on."""
     params = dict(model.named_parameters())
     return {
-        name: weight_moments(params[name])
+        name: weight_summary(params[name])
         for name in names
         if name in params and is_spatial(params[name])
     }
 
 
-def weight_moments(weight: torch.Tensor) -> torch.Tensor:
-    """One weight's moments, in float64 on the CPU."""
-    return layer_moments(kernel_shapes(weight.detach().to(device="cpu", dtype=torch.float64)))
+def weight_summary(weight: torch.Tensor) -> LayerSummary:
+    """One weight's summary, in float64 on the CPU."""
+    return LayerSummary.of(kernel_shapes(weight.detach().to(device="cpu", dtype=torch.float64)))
 
 
 def count_matches(
-    moments: dict[str, torch.Tensor], keys: Sequence[SignatureKey]
+    summaries: dict[str, LayerSummary], keys: Sequence[SignatureKey]
 ) -> tuple[int, int]:
-    """(matching bits, bits read) over the layers of `keys` found in `moments`; a layer the
+    """(matching bits, bits read) over the layers of `keys` found in `summaries`; a layer the
     model lacks, or has in another form, is not read."""
     matches = read = 0
     for key in keys:
-        if key.name in moments:
-            matches += key.matches(moments[key.name])
+        if key.name in summaries:
+            matches += key.matches(summaries[key.name])
             read += len(key)
     return matches, read
 
@@ -205,7 +221,7 @@ class SignatureRegulariser:
         self._params = [params[k.name] for k in self.keys]
         self._scale = []
         for key, param in zip(self.keys, self._params, strict=True):
-            spread = float(key.values(weight_moments(param)).std()) if len(key) > 1 else 0.0
+            spread = float(key.values(weight_summary(param)).std()) if len(key) > 1 else 0.0
             self._scale.append(spread if spread > 0 else 1e-6)
         self._cache: dict[tuple[torch.device, torch.dtype], list[tuple[torch.Tensor, ...]]] = {}
 

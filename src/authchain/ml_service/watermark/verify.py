@@ -41,7 +41,7 @@ must equal (tests/unit/test_precision.py builds near-tie models to check it).
 
 Derivative detection (`compute_carry_stats`) runs the trigger sets of many earlier
 registrations through the candidate in one batched pass, and reads their signatures from its
-weights (each layer's moments once, then each registration's directions);
+weights (each layer's summary once, then each registration's directions);
 `compute_stats(..., priors=...)` batches them into the claim's own pass. Whether the candidate
 carries an earlier watermark is one decision over both factors: Fisher's method on their two
 exact tails (`CarryStats.carries`).
@@ -76,7 +76,12 @@ from authchain.ml_service.watermark.evidence import (
     KeyMaterial,
     get_feature_vector,
 )
-from authchain.ml_service.watermark.signature import count_matches, float64_moments, is_spatial
+from authchain.ml_service.watermark.signature import (
+    LayerSummary,
+    count_matches,
+    float64_summaries,
+    is_spatial,
+)
 
 LOGIT_DECIMALS = 9
 CHUNK = 256
@@ -375,25 +380,25 @@ def count_bit_matches(net: nn.Module, key: KeyMaterial, layer: str, device: str)
     return int(((projection @ weight > 0).to(torch.float64) == bits).sum().item())
 
 
-class MomentCache:
-    """One model's float64 layer moments (`signature.layer_moments`), computed once per layer
+class SummaryCache:
+    """One model's float64 layer summaries (`signature.LayerSummary`), computed once per layer
     however many signatures are read from it."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self._moments: dict[str, torch.Tensor] = {}
+        self._found: dict[str, LayerSummary] = {}
         self._absent: set[str] = set()
 
-    def get(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        todo = [n for n in names if n not in self._moments and n not in self._absent]
-        found = float64_moments(self.model, todo)
-        self._moments.update(found)
+    def get(self, names: Sequence[str]) -> dict[str, LayerSummary]:
+        todo = [n for n in names if n not in self._found and n not in self._absent]
+        found = float64_summaries(self.model, todo)
+        self._found.update(found)
         self._absent.update(set(todo) - set(found))
-        return {n: self._moments[n] for n in names if n in self._moments}
+        return {n: self._found[n] for n in names if n in self._found}
 
 
 def signature_matches(
-    model: nn.Module, evidence: Evidence, key: KeyMaterial, device: str, moments: MomentCache
+    model: nn.Module, evidence: Evidence, key: KeyMaterial, device: str, summaries: SummaryCache
 ) -> tuple[int | None, int]:
     """(matching bits or None, bits read) of `evidence`'s signature in `model`: v1 reads its
     one layer (None if absent); v2 every layer of the signature the model has."""
@@ -401,7 +406,7 @@ def signature_matches(
         matches = count_bit_matches(model, key, evidence.feature_layer, device)
         return matches, evidence.signature_bits
     names = [layer.name for layer in evidence.signature_layers]
-    matched, read = count_matches(moments.get(names), key.signature_keys())
+    matched, read = count_matches(summaries.get(names), key.signature_keys())
     return (matched if read else None), read
 
 
@@ -440,8 +445,8 @@ def compute_stats_and_carry(
 
     labels = key.trigger_labels().to(trigger_logits.device)
     correct = int((trigger_logits.argmax(dim=1) == labels).sum().item())
-    moments = MomentCache(model)
-    matches, read = signature_matches(model, evidence, key, device, moments)
+    summaries = SummaryCache(model)
+    matches, read = signature_matches(model, evidence, key, device, summaries)
     if matches is None or read != n:  # unreachable: check_signature_layers above raised
         raise EvidenceMismatch("evidence_model_mismatch", "no signature layer")
 
@@ -466,7 +471,7 @@ def compute_stats_and_carry(
         logit_stat_error=slack + 10.0**-LOGIT_DECIMALS if slack else 0.0,
         exact_rows=result.exact_rows,
     )
-    carries = _carries(model, priors, prior_keys, result.logits[k + p :], device, moments)
+    carries = _carries(model, priors, prior_keys, result.logits[k + p :], device, summaries)
     return stats, carries
 
 
@@ -482,17 +487,17 @@ def _carries(
     keys: Sequence[KeyMaterial],
     logits: torch.Tensor,
     device: str,
-    moments: MomentCache | None = None,
+    summaries: SummaryCache | None = None,
 ) -> list[CarryStats]:
     predictions = logits.argmax(dim=1)
-    moments = moments or MomentCache(model)
+    summaries = summaries or SummaryCache(model)
     out = []
     start = 0
     for ev, key in zip(priors, keys, strict=True):
         labels = key.trigger_labels().to(predictions.device)
         hits = predictions[start : start + ev.trigger_count] == labels
         start += ev.trigger_count
-        matches, read = signature_matches(model, ev, key, device, moments)
+        matches, read = signature_matches(model, ev, key, device, summaries)
         out.append(
             CarryStats(
                 trigger_correct=int(hits.sum().item()),
