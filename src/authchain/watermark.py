@@ -16,8 +16,8 @@
 `finish` writes the artefact (safetensors, its architecture in the metadata, so validators
 rebuild it without your code) and the evidence, and prints the aid, the evidence hash and both
 p-values against the chain's floors, with a recommended `wm_profile` if the model passes them.
-Register with `authchain register --key me.key --model out/model.safetensors --evidence
-out/evidence.json ...`.
+Register with `authchain register --key me.key --model out/ --upload http://127.0.0.1:8080`
+(`--model` is the directory `finish` wrote).
 
 What the three factors need from your loop:
 - input factor: `mix` appends a few of the K key-derived trigger images (noise in [0, 1], the

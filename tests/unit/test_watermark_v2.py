@@ -21,18 +21,18 @@ from authchain.floors import DEFAULT_FLOORS
 from authchain.ml_service import attacks
 from authchain.ml_service.artefact import load_artefact
 from authchain.ml_service.data import load_digits_split
-from authchain.ml_service.models import SmallResNet, SmallResNetConfig
+from authchain.ml_service.models import SmallResNet, SmallResNetConfig, get_architecture
 from authchain.ml_service.models.timm_arch import DEFAULT_TIMM_MODELS
 from authchain.ml_service.registry import FilesystemStore
 from authchain.ml_service.schemas import VerifyRequest
 from authchain.ml_service.verifier import Verifier
+from authchain.ml_service.watermark.embed import EmbedSpec, make_evidence, new_key_material
 from authchain.ml_service.watermark.evidence import (
     EvidenceV2,
     KeyMaterial,
     parse_evidence,
 )
 from authchain.ml_service.watermark.signature import (
-    allocate_bits,
     float64_summaries,
     kernel_shapes,
     layer_moments,
@@ -156,18 +156,22 @@ def test_the_null_bit_matches_fit_the_binomial() -> None:
     # 20 independently initialised models x 10 keys = 200 pairs, seeded: the matches of
     # 2,048 bits must fit Binomial(2048, 1/2). Chi-square over 10 equiprobable bins of the
     # exact binomial; the test fails at p < 0.001 (a correct null fails it 1 time in 1,000,
-    # and these seeds are fixed, so the outcome is too).
+    # and these seeds are fixed, so the outcome is too). The derivative test, both factors
+    # together, flags none of the 200.
     n, counts = 2048, []
+    arch, spec = get_architecture("small_resnet"), EmbedSpec()
     for m in range(20):
         torch.manual_seed(10_000 + m)
-        model = SmallResNet(SmallResNetConfig.tiny())
-        layers = spatial_layers(model)
-        summaries = float64_summaries(model, layers)
-        layout = tuple(zip(layers, allocate_bits(n, len(layers)), strict=True))
-        for k in range(10):
-            key = KeyMaterial(bytes([m]) * 32, bytes([k]) * 32, (3, 32, 32), 10, 100, n, 4,
-                              "multi_factor_v2", layout)  # fmt: skip
-            counts.append(sum(sk.matches(summaries[sk.name]) for sk in key.signature_keys()))
+        model = SmallResNet(SmallResNetConfig.tiny()).eval()
+        evidences = [
+            make_evidence(model, new_key_material(bytes([m]) * 32, arch, 10, spec,
+                                                  bytes([k]) * 32, model), arch, spec)
+            for k in range(10)
+        ]  # fmt: skip
+        for carry in compute_carry_stats(model, evidences):
+            assert carry.signature_bits == n and carry.feat_matches is not None
+            counts.append(carry.feat_matches)
+            assert not carry.carries(DEFAULT_FLOORS.derivative_p_log2)
     edges = [int(binom.ppf(q / 10, n, 0.5)) for q in range(1, 10)]
     cdf = [0.0, *(float(binom.cdf(e, n, 0.5)) for e in edges), 1.0]
     expected = [len(counts) * (hi - lo) for lo, hi in itertools.pairwise(cdf)]
@@ -252,7 +256,6 @@ def test_a_v1_registration_still_counts_in_derivative_detection(
     store: FilesystemStore, tmp_path: Path
 ) -> None:
     from authchain.ml_service.cli import train_command
-    from authchain.ml_service.watermark.embed import EmbedSpec
 
     aid, ev = put(store, (V1_FIXTURE / "model.safetensors").read_bytes(),
                   (V1_FIXTURE / "evidence.json").read_bytes())  # fmt: skip
