@@ -486,34 +486,63 @@ def plot_null(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_attacks(rows: list[dict[str, Any]], path: Path) -> None:
+    """Per attack family: the owner's combined p-value against the attack's compute (caught or
+    not), and beneath it the copy's task accuracy; three families to a row."""
     families = list(dict.fromkeys(r["family"] for r in rows))
-    fig, axes = plt.subplots(2, len(families), figsize=(3.6 * len(families), 7.5), squeeze=False)
-    for col, family in enumerate(families):
+    width = min(3, len(families))
+    height = -(-len(families) // width)
+    fig, axes = plt.subplots(2 * height, width, figsize=(4.6 * width, 5.2 * height),
+                             squeeze=False)  # fmt: skip
+    for index, family in enumerate(families):
         sub = [r for r in rows if r["family"] == family]
-        top, bottom = axes[0][col], axes[1][col]
+        top, bottom = (
+            axes[2 * (index // width)][index % width],
+            axes[2 * (index // width) + 1][index % width],
+        )
         for caught, style in ((True, "o"), (False, "x")):
             pts = [r for r in sub if r["caught"] == caught]
             top.plot([r["compute"] for r in pts], [max(r["log2_p_combined"], -400) for r in pts],
                      style, color="tab:green" if caught else "tab:red",
                      label="caught" if caught else "not caught")  # fmt: skip
-        top.axhline(-FLOORS.derivative_p_log2, color="k", linestyle="--", label="2^-64")
+        top.axhline(-FLOORS.derivative_p_log2, color="k", linestyle="--", label="floor 2^-64")
         top.set_title(family, fontsize=10)
-        top.set_ylabel("owner's watermark, log2 p (both factors)")
+        top.set_ylabel("owner's log2 p (both factors;\nclamped at -400)", fontsize=8)
         top.legend(fontsize=7)
         bottom.plot([r["compute"] for r in sub], [r["test_accuracy"] for r in sub], "^",
-                    color="tab:blue", label="copy")  # fmt: skip
+                    color="tab:blue", label="the thief's copy")  # fmt: skip
         stolen = statistics.mean(r["stolen_accuracy"] for r in sub)
         bottom.axhline(stolen, color="tab:gray", linestyle=":", label="stolen model")
-        bottom.axhline(stolen - ACCURACY_SLACK, color="tab:red", linestyle=":", label="-5 pts")
+        bottom.axhline(stolen - ACCURACY_SLACK, color="tab:red", linestyle=":", label="-5 points")
         bottom.set_ylim(max(0.0, min(r["test_accuracy"] for r in sub) - 0.05), 1.0)
-        bottom.set_xlabel("compute / owner's training")
-        bottom.set_ylabel("task accuracy")
+        bottom.set_xlabel("compute / owner's training", fontsize=8)
+        bottom.set_ylabel("task accuracy", fontsize=8)
         bottom.legend(fontsize=7)
+    for index in range(len(families), width * height):
+        axes[2 * (index // width)][index % width].axis("off")
+        axes[2 * (index // width) + 1][index % width].axis("off")
     fig.suptitle("Removal attacks on tiny SmallResNets (multi_factor_v2), each followed by the "
                  "thief's own watermark")  # fmt: skip
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """A CSV this script wrote, with numbers and booleans as they were."""
+
+    def value(text: str) -> Any:
+        if text in ("True", "False"):
+            return text == "True"
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                return text
+
+    with path.open() as fh:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def main() -> None:
@@ -525,7 +554,15 @@ def main() -> None:
     parser.add_argument("--owners", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="processes (one thread each)")
     parser.add_argument("--quick", action="store_true", help="3 x 10 null, 2 true, 1 owner")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw the plots and the table from --out's CSVs")  # fmt: skip
     args = parser.parse_args()
+    if args.replot:
+        attacked = read_csv(args.out / "attacks.csv")
+        plot_null(read_csv(args.out / "null.csv"), args.out / "null_pvalues.png")
+        plot_attacks(attacked, args.out / "attacks.png")
+        (args.out / "attacks.md").write_text(markdown_table(summarise_attacks(attacked)))
+        return
     if args.quick:
         args.null_models, args.keys, args.true_models, args.owners = 3, 10, 2, 1
     args.out.mkdir(parents=True, exist_ok=True)
