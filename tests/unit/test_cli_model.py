@@ -64,6 +64,7 @@ def test_model_train_and_verify_print_both_p_values_against_the_floors(
     out = " ".join(result.stdout.split())  # rich wraps long lines
     assert "trigger: 100/100 correct" in out and "floor 2^-64 ok" in out
     assert "signature:" in out and "floor 2^-32 ok" in out
+    assert "p = 0 " not in out  # a p-value below a double's range is printed by its log2
     # the chain's floors, not the caller's wishes: a chain with a stricter floor refuses
     strict = tmp_path / "strict.toml"
     strict.write_text("[genesis.security]\ntrigger_p_log2 = 400\n")

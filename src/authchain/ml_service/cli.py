@@ -275,14 +275,21 @@ def describe_factors(stats: dict[str, Any], floors: dict[str, Any]) -> list[str]
     )  # fmt: skip
     return [
         f"{'trigger:':15}{stats['trigger_correct']}/{stats['trigger_count']} correct "
-        f"(acc {stats['trigger_acc']:.3f}), p = {stats['p_value']:.3g} = "
-        f"2^{stats['log2_p_value']:.1f}, floor 2^-{floors['trigger_p_log2']} {trigger}",
+        f"(acc {stats['trigger_acc']:.3f}), "
+        f"{_probability(stats['p_value'], stats['log2_p_value'])}, "
+        f"floor 2^-{floors['trigger_p_log2']} {trigger}",
         f"{'signature:':15}{stats['feat_matches']}/{stats['signature_bits']} bits "
-        f"(feat_dist {stats['feat_dist']:.3f}), p = {stats['feat_p_value']:.3g} = "
-        f"2^{stats['log2_feat_p_value']:.1f}, floor 2^-{floors['feature_p_log2']} "
+        f"(feat_dist {stats['feat_dist']:.3f}), "
+        f"{_probability(stats['feat_p_value'], stats['log2_feat_p_value'])}, "
+        f"floor 2^-{floors['feature_p_log2']} "
         f"{mark(stats['feat_matches'], stats['signature_bits'], 2, floors['feature_p_log2'])}",
         f"{'logits:':15}largest deviation from the evidence {stats['logit_stat']:.3g}",
     ]
+
+
+def _probability(p: float, log2_p: float) -> str:
+    """A p-value as printed, `p = 0.22 = 2^-2.2`; only its log2 where a double underflows."""
+    return f"p = {p:.3g} = 2^{log2_p:.1f}" if p > 0 else f"p = 2^{log2_p:.1f}"
 
 
 def _loopback(host: str) -> bool:
