@@ -26,6 +26,7 @@ from authchain.ml_service.models.timm_arch import DEFAULT_TIMM_MODELS
 from authchain.ml_service.registry import FilesystemStore
 from authchain.ml_service.schemas import VerifyRequest
 from authchain.ml_service.verifier import Verifier
+from authchain.ml_service.watermark import signature
 from authchain.ml_service.watermark.embed import EmbedSpec, make_evidence, new_key_material
 from authchain.ml_service.watermark.evidence import (
     EvidenceV2,
@@ -147,6 +148,40 @@ def test_the_two_ways_of_summing_a_readout_agree(shape: tuple[int, int, int, int
     assert torch.allclose(direct, readout(weight, a, c, e), rtol=1e-10, atol=1e-15)
     by_moments = readout_moments(layer_moments(shapes), a, c, e)
     assert torch.allclose(direct, by_moments, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(700, 9, 3, 3), (3, 5000, 5, 5), (64, 64, 1, 3)])
+def test_kernel_shapes_chunk_by_chunk_equal_all_at_once(
+    shape: tuple[int, int, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # validators compute shapes a few thousand kernels at a time; the value of each kernel's
+    # shape must not depend on how many were computed with it, to the last bit
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    weight[1, 2] = 0.0  # a zero kernel
+    chunked = kernel_shapes(weight)
+    monkeypatch.setattr(signature, "CHUNK_KERNELS", 1 << 30)
+    whole = kernel_shapes(weight)
+    assert torch.equal(chunked, whole)
+    assert torch.equal(kernel_shapes(weight.clone().requires_grad_()), whole)
+    assert not whole[1, 2].any()
+
+
+def test_readouts_are_the_same_to_the_last_bit_at_any_thread_count() -> None:
+    # a validator's bits must not depend on its thread count: both kinds of summary, on
+    # layers small (kernel by kernel) and large (moments), depthwise included
+    g = torch.Generator().manual_seed(5)
+    threads = torch.get_num_threads()
+    try:
+        for shape in [(40, 30, 3, 3), (128, 128, 3, 3), (96, 1, 5, 5), (256, 64, 3, 3)]:
+            weight = torch.randn(shape, generator=g)
+            a, c, e = torch.randn(3, 100, 45, generator=g, dtype=torch.float64)
+            seen = []
+            for n in (1, 2, 1, 2):
+                torch.set_num_threads(n)
+                seen.append(weight_summary(weight).readout(a, c, e))
+            assert all(torch.equal(s, seen[0]) for s in seen), shape
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- the null holds: without the key, the bits are fair coins --------------------------------
