@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from authchain.chain import crypto
+from authchain.chain.types import SigScheme
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, DevnetPorts
+from tests.ml_models import TrainedModel
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,6 +52,26 @@ def ml(devnet: Devnet) -> Iterator[MlServiceClient]:
     client = MlServiceClient(devnet.ml_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def thief() -> crypto.KeyPair:
+    """The thief's account key: he steals models and claims them."""
+    return crypto.KeyPair.generate(SigScheme.ED25519)
+
+
+@pytest.fixture(scope="module")
+def owner_registered(
+    gw: GatewayClient, ml: MlServiceClient, watermarked: TrainedModel
+) -> TrainedModel:
+    """The honest owner registers first (the seed's route; devnet impersonation)."""
+    from tests.e2e.test_devnet import seed_body  # test_devnet imports this module
+
+    ml.upload_artefact(watermarked.artefact)
+    ml.upload_evidence(watermarked.evidence)
+    status = gw.wait_for_tx(gw.register_unsigned(seed_body(watermarked))["tx_hash"])
+    assert status.status == "committed", status
+    return watermarked
 
 
 @pytest.fixture(scope="module")

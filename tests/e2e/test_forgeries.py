@@ -34,23 +34,6 @@ from tests.ml_models import SEED_PROFILE, TrainedModel
 PROFILE = WmProfile(**SEED_PROFILE)
 
 
-@pytest.fixture(scope="module")
-def thief() -> crypto.KeyPair:
-    return crypto.KeyPair.generate(SigScheme.ED25519)
-
-
-@pytest.fixture(scope="module")
-def owner_registered(
-    gw: GatewayClient, ml: MlServiceClient, watermarked: TrainedModel
-) -> TrainedModel:
-    """The honest owner registers first (the seed's route; devnet impersonation)."""
-    ml.upload_artefact(watermarked.artefact)
-    ml.upload_evidence(watermarked.evidence)
-    status = gw.wait_for_tx(gw.register_unsigned(seed_body(watermarked))["tx_hash"])
-    assert status.status == "committed", status
-    return watermarked
-
-
 def upload(
     ml: MlServiceClient, directory: Path, artefact: str = "model.safetensors"
 ) -> tuple[Aid, EvidenceHash]:

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from authchain.chain import crypto
-from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
+from authchain.chain.types import Aid, EvidenceHash, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.ml_service import attacks
 from authchain.ml_service.artefact import encode_artefact, load_artefact
@@ -29,26 +29,9 @@ from authchain.ml_service.cli import train_command
 from authchain.ml_service.data import load_digits_split
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.verify import exact_logits
-from tests.e2e.test_devnet import seed_body
 from tests.ml_models import TrainedModel
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "all": torch.bfloat16}
-
-
-@pytest.fixture(scope="module")
-def thief() -> crypto.KeyPair:
-    return crypto.KeyPair.generate(SigScheme.ED25519)
-
-
-@pytest.fixture(scope="module")
-def owner_registered(
-    gw: GatewayClient, ml: MlServiceClient, watermarked: TrainedModel
-) -> TrainedModel:
-    ml.upload_artefact(watermarked.artefact)
-    ml.upload_evidence(watermarked.evidence)
-    status = gw.wait_for_tx(gw.register_unsigned(seed_body(watermarked))["tx_hash"])
-    assert status.status == "committed", status
-    return watermarked
 
 
 def rewatermark_and_register(
