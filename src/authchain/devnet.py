@@ -4,12 +4,15 @@
 `configs/devnet.toml`, `configs/ml-service.toml` and `configs/api.toml`, overriding only the
 data paths, the ports (seed ports by default) and the block time through their documented
 environment variables. Each process logs to `<root>/logs/<name>.log`. `stop()` sends SIGTERM
-and waits; every process shuts down cleanly.
+and waits; every process shuts down cleanly. Each process also gets SIGTERM from Linux when
+the process that started it dies, however it dies (SIGKILL included), so nothing a devnet,
+testnet or demo started outlives it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -53,6 +56,27 @@ class DevnetError(Exception):
     """A devnet process failed to start or died."""
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when its parent dies."""
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` that has the child sent `sig` when this process dies (Linux; None
+    elsewhere). libc's prctl is looked up here, so the child only makes the call; if this
+    process died before the call took effect, the child signals itself."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return arm
+
+
 @dataclass
 class Process:
     """One `python -m authchain <args>` (or other program's) subprocess, its output in
@@ -68,6 +92,8 @@ class Process:
     _log_file: IO[bytes] | None = None
 
     def start(self) -> Process:
+        """Start it. It is sent SIGTERM when the calling thread's process dies (Linux's
+        parent-death signal; start processes from the main thread, which lives as long)."""
         self._log_file = self.log_path.open("ab")
         self.popen = subprocess.Popen(
             [*self.program, *self.args],
@@ -75,6 +101,7 @@ class Process:
             env={**os.environ, **self.env},
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),
         )
         return self
 
