@@ -27,7 +27,7 @@ import torch
 from authchain.floors import DEFAULT_FLOORS
 from authchain.ml_service import attacks
 from authchain.ml_service.artefact import load_artefact
-from authchain.ml_service.cli import train_timm_command
+from authchain.ml_service.cli import train_timm_command, train_with_hook
 from authchain.ml_service.data import load_digits_split
 from authchain.ml_service.models import timm_models_allowed
 from authchain.ml_service.train import evaluate_accuracy
@@ -45,19 +45,8 @@ def rewatermark(model: torch.nn.Module, name: str, size: int, epochs: int) -> to
     config = {"model": name, "num_classes": 10, "in_chans": 3, "input_size": [size, size]}
     wm = Watermark(model, key=b"\xd1" * 32, arch="timm", config=config, key_seed=b"\x0d" * 32)
     train = load_digits_split(size=size)[0]
-    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    generator = torch.Generator().manual_seed(3)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(train), generator=generator)
-        for i in range(0, len(train), 64):
-            idx = order[i : i + 64]
-            x, y = wm.mix(train.x[idx], train.y[idx])
-            loss = torch.nn.functional.cross_entropy(model(x), y) + wm.regulariser()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
-    return model.eval()
+    return train_with_hook(model, wm, train, epochs=epochs, lr=2e-3, seed=3,
+                           label=f"the thief watermarks {name}")  # fmt: skip
 
 
 def measure(name: str, size: int, lrs: list[float], epochs: int, out: Path) -> list[dict[str, Any]]:

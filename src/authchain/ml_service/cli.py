@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 import torch
@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from authchain.floors import DEFAULT_FLOORS, Floors, is_tail_within
 from authchain.ml_service.artefact import encode_artefact, load_artefact
-from authchain.ml_service.data import load_digits_split
+from authchain.ml_service.data import Dataset, load_digits_split
 from authchain.ml_service.errors import MlServiceError
 from authchain.ml_service.models import SmallResNet, SmallResNetConfig, get_architecture
 from authchain.ml_service.train import TrainConfig, evaluate_accuracy, train
@@ -32,6 +32,9 @@ from authchain.ml_service.watermark.embed import (
 from authchain.ml_service.watermark.evidence import KeyMaterial, parse_evidence
 from authchain.ml_service.watermark.verify import Thresholds, compute_stats, decide
 from authchain.settings import ConfigError
+
+if TYPE_CHECKING:
+    from authchain.watermark import Watermark  # which imports this module
 
 err = Console(stderr=True)
 
@@ -111,18 +114,30 @@ def train_timm_command(
     wm = Watermark(model, key=owner, arch="timm", config=config, spec=spec, floors=floors,
                    seed=seed, key_seed=key_seed)  # fmt: skip
     train_data, test_data = load_digits_split(size=input_size)
+    train_with_hook(model, wm, train_data, epochs=epochs, lr=lr, seed=seed,
+                    label=f"watermarking {model_name}")  # fmt: skip
+    return wm.finish(out_dir, test_accuracy=evaluate_accuracy(model, test_data), quiet=True)
+
+
+def train_with_hook(
+    model: torch.nn.Module, wm: Watermark, data: Dataset, *, epochs: int, lr: float, seed: int,
+    label: str,
+) -> torch.nn.Module:  # fmt: skip
+    """`epochs` of AdamW on `data` (batches of 64, shuffled by `seed`) with `wm`'s triggers
+    mixed in and its signature loss added, as the README's hook example trains; a progress
+    bar on stderr. Returns `model`, in eval mode."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(seed)
     batch = 64
-    steps = epochs * -(-len(train_data) // batch)
+    steps = epochs * -(-len(data) // batch)
     with _progress() as progress:
-        task = progress.add_task(f"watermarking {model_name}", total=steps, info="")
+        task = progress.add_task(label, total=steps, info="")
         model.train()
         for _ in range(epochs):
-            order = torch.randperm(len(train_data), generator=generator)
-            for i in range(0, len(train_data), batch):
+            order = torch.randperm(len(data), generator=generator)
+            for i in range(0, len(data), batch):
                 idx = order[i : i + batch]
-                x, y = wm.mix(train_data.x[idx], train_data.y[idx])
+                x, y = wm.mix(data.x[idx], data.y[idx])
                 task_loss = torch.nn.functional.cross_entropy(model(x), y)
                 sig = wm.regulariser()
                 optimiser.zero_grad(set_to_none=True)
@@ -130,8 +145,7 @@ def train_timm_command(
                 optimiser.step()
                 info = f"loss={task_loss.item():.3f} sig={sig.item():.3f}"
                 progress.update(task, advance=1, info=info)
-    model.eval()
-    return wm.finish(out_dir, test_accuracy=evaluate_accuracy(model, test_data), quiet=True)
+    return model.eval()
 
 
 def _progress() -> Progress:
