@@ -38,7 +38,7 @@ from authchain.chain.types import Aid, EvidenceHash, SigScheme, TxTransfer, WmPr
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import free_port
 from authchain.ml_service.artefact import encode_artefact, load_artefact
-from authchain.ml_service.cli import train_command
+from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.testnet import Testnet
 
@@ -51,11 +51,11 @@ COMMIT_SECS = 1.0
 def variants(root: Path, owner: crypto.KeyPair, count: int) -> tuple[list[Path], Path]:
     """`count` artefacts of one watermarked model, each with one weight nudged, and the
     evidence file they share."""
-    result = train_command(
+    result = train_model(
         bytes(owner.account), root / "model", tiny=True, epochs=None, seed=3, watermark=True,
         base=None, spec=EmbedSpec(),
     )  # fmt: skip
-    loaded = load_artefact(Path(result["artefact"]))
+    loaded = load_artefact(result.artefact)
     paths = []
     for i in range(count):
         with torch.no_grad():
@@ -63,7 +63,7 @@ def variants(root: Path, owner: crypto.KeyPair, count: int) -> tuple[list[Path],
         path = root / f"variant{i}.safetensors"
         path.write_bytes(encode_artefact(loaded.model, loaded.arch, loaded.config))
         paths.append(path)
-    return paths, Path(result["evidence"])
+    return paths, result.evidence
 
 
 MLDSA_FLOOR = [0.0]

@@ -30,8 +30,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from authchain.ml_service.artefact import load_artefact
-from authchain.ml_service.cli import train_command
 from authchain.ml_service.models import get_architecture
+from authchain.ml_service.owner import train_model
 from authchain.ml_service.registry import FilesystemStore
 from authchain.ml_service.schemas import VerifyRequest
 from authchain.ml_service.verifier import Verifier
@@ -52,17 +52,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print("training the candidate (tiny SmallResNet) ...")
-        result = train_command(
+        result = train_model(
             OWNER, root / "candidate", tiny=True, epochs=None, seed=0, watermark=True,
             base=None, spec=EmbedSpec(),
         )  # fmt: skip
         store = FilesystemStore(root / "models", root / "evidence")
-        artefact = Path(result["artefact"]).read_bytes()
-        (store.model_root / f"{result['aid']}.safetensors").write_bytes(artefact)
-        evidence = Path(result["evidence"]).read_bytes()
-        (store.evidence_root / f"{result['evidence_hash']}.json").write_bytes(evidence)
+        artefact = result.artefact.read_bytes()
+        (store.model_root / f"{result.aid}.safetensors").write_bytes(artefact)
+        evidence = result.evidence.read_bytes()
+        (store.evidence_root / f"{result.evidence_hash}.json").write_bytes(evidence)
 
-        loaded = load_artefact(Path(result["artefact"]))
+        loaded = load_artefact(result.artefact)
         arch = get_architecture("small_resnet")
         print(f"writing {max(args.counts)} earlier registrations' evidence ...")
         registered = []
@@ -79,8 +79,8 @@ def main() -> None:
 
         def request(n: int) -> VerifyRequest:
             return VerifyRequest.model_validate({
-                "aid": result["aid"], "scheme_id": "multi_factor_v2",
-                "evidence_hash": result["evidence_hash"], "wm_profile": PROFILE,
+                "aid": result.aid, "scheme_id": "multi_factor_v2",
+                "evidence_hash": result.evidence_hash, "wm_profile": PROFILE,
                 "owner": OWNER.hex(), "registered": registered[:n],
             })  # fmt: skip
 

@@ -42,8 +42,8 @@ def measure(name: str, size: int, epochs: int, repeats: int, queue: Any) -> None
     import torch
 
     from authchain.ml_service.artefact import load_artefact
-    from authchain.ml_service.cli import train_timm_command
     from authchain.ml_service.models import timm_models_allowed
+    from authchain.ml_service.owner import train_timm
     from authchain.ml_service.registry import FilesystemStore
     from authchain.ml_service.schemas import VerifyRequest
     from authchain.ml_service.verifier import Verifier
@@ -53,22 +53,22 @@ def measure(name: str, size: int, epochs: int, repeats: int, queue: Any) -> None
 
     with timm_models_allowed([name]), tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
-        result = train_timm_command(
+        result = train_timm(
             b"\x01" * 32, Path(tmp) / "out", model_name=name, input_size=size, epochs=epochs,
             seed=0, spec=EmbedSpec(),
         )  # fmt: skip
-        loaded = load_artefact(Path(result["artefact"]))
+        loaded = load_artefact(result.artefact)
         model = loaded.model
         store = FilesystemStore(Path(tmp) / "models", Path(tmp) / "evidence")
-        aid, ev = result["aid"], result["evidence_hash"]
-        (store.model_root / f"{aid}.safetensors").write_bytes(Path(result["artefact"]).read_bytes())
-        (store.evidence_root / f"{ev}.json").write_bytes(Path(result["evidence"]).read_bytes())
+        aid, ev = result.aid, result.evidence_hash
+        (store.model_root / f"{aid}.safetensors").write_bytes(result.artefact.read_bytes())
+        (store.evidence_root / f"{ev}.json").write_bytes(result.evidence.read_bytes())
         request = VerifyRequest.model_validate({
             "aid": aid, "scheme_id": "multi_factor_v2", "evidence_hash": ev,
             "wm_profile": {"tau_input": 0.0, "tau_feat": 1.0, "logit_band_low": -0.05,
                            "logit_band_high": 0.05},
         })  # fmt: skip
-        evidence = parse_evidence(Path(result["evidence"]).read_bytes())
+        evidence = parse_evidence(result.evidence.read_bytes())
         key = KeyMaterial.from_evidence(evidence)
         inputs = torch.cat([key.trigger_inputs(), key.probe_inputs()]).float()
 
@@ -86,7 +86,7 @@ def measure(name: str, size: int, epochs: int, repeats: int, queue: Any) -> None
         model.parameters()) / 1e6, 2), "gflops_per_input": round(flops, 3),
         "forward_s": round(floor, 3), "verify_cold_s": round(cold, 3),
         "ratio_to_forward": round(cold / floor, 3), "float64_rows": exact_rows,
-        "trigger_acc": result["stats"]["trigger_acc"], "passes": result["passes"],
+        "trigger_acc": result.stats.trigger_acc, "passes": result.passes,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     })  # fmt: skip
 

@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from authchain.ml_service.artefact import load_artefact
-from authchain.ml_service.cli import train_command
+from authchain.ml_service.owner import train_model
 from authchain.ml_service.registry import FilesystemStore
 from authchain.ml_service.schemas import VerifyRequest
 from authchain.ml_service.verifier import Verifier
@@ -61,21 +61,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print(f"training a {'tiny' if args.tiny else 'full'} watermarked SmallResNet ...")
-        result = train_command(
+        result = train_model(
             b"\x01" * 32, root / "out", tiny=args.tiny, epochs=None, seed=0, watermark=True,
             base=None, spec=EmbedSpec(),
         )  # fmt: skip
         store = FilesystemStore(root / "models", root / "evidence")
-        aid, ev = result["aid"], result["evidence_hash"]
-        (store.model_root / f"{aid}.safetensors").write_bytes(Path(result["artefact"]).read_bytes())
-        (store.evidence_root / f"{ev}.json").write_bytes(Path(result["evidence"]).read_bytes())
+        aid, ev = result.aid, result.evidence_hash
+        (store.model_root / f"{aid}.safetensors").write_bytes(result.artefact.read_bytes())
+        (store.evidence_root / f"{ev}.json").write_bytes(result.evidence.read_bytes())
         request = VerifyRequest.model_validate(
             {"aid": aid, "scheme_id": "multi_factor_v2", "evidence_hash": ev, "owner": "01" * 32,
-             "wm_profile": result["wm_profile"]}
+             "wm_profile": result.to_json()["wm_profile"]}
         )  # fmt: skip
 
-        evidence = parse_evidence(Path(result["evidence"]).read_bytes())
-        model = load_artefact(Path(result["artefact"])).model
+        evidence = parse_evidence(result.evidence.read_bytes())
+        model = load_artefact(result.artefact).model
         key = KeyMaterial.from_evidence(evidence)
         inputs = torch.cat([key.trigger_inputs(), key.probe_inputs()]).to(torch.float32)
         device = Verifier(store, device=args.device).device
@@ -105,7 +105,7 @@ def main() -> None:
         outcome = warm.check(request)
         cached = median_seconds(lambda: warm.check(request), args.repeats)
 
-    n_params = result["parameters"]
+    n_params = result.parameters
     print(f"model: SmallResNet{' (tiny)' if args.tiny else ''}, {n_params:,} parameters; "
           f"{len(inputs)} inputs; device {device}; torch threads {torch.get_num_threads()}; "
           f"verdict ok={outcome.ok}")  # fmt: skip

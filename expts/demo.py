@@ -24,7 +24,7 @@ from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import ClientError, GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, DevnetPorts
-from authchain.ml_service.cli import train_command
+from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,12 +59,12 @@ def run(
             name, profile = PROFILES[i % len(PROFILES)]
             owner = crypto.KeyPair.generate(SigScheme.ED25519)
             print(f"model {i}: training a tiny watermarked SmallResNet (profile {name}) ...")
-            result = train_command(
+            result = train_model(
                 bytes(owner.account), Path(tmp) / f"m{i}", tiny=True, epochs=None, seed=i,
                 watermark=True, base=None, spec=EmbedSpec(),
             )  # fmt: skip
-            aid = ml.upload_artefact(Path(result["artefact"]))
-            ev = ml.upload_evidence(Path(result["evidence"]))
+            aid = ml.upload_artefact(result.artefact)
+            ev = ml.upload_evidence(result.evidence)
             trained.append((i, name, profile, aid, ev, owner))
         submitted = []  # all at once, so they compete for the same blocks
         for i, name, profile, aid, ev, owner in trained:

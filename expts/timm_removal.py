@@ -27,9 +27,10 @@ import torch
 from authchain.floors import DEFAULT_FLOORS
 from authchain.ml_service import attacks
 from authchain.ml_service.artefact import load_artefact
-from authchain.ml_service.cli import train_timm_command, train_with_hook
+from authchain.ml_service.cli import progress_bar
 from authchain.ml_service.data import load_digits_split
 from authchain.ml_service.models import timm_models_allowed
+from authchain.ml_service.owner import train_timm, train_with_hook
 from authchain.ml_service.train import evaluate_accuracy
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import EvidenceV2, parse_evidence
@@ -45,8 +46,8 @@ def rewatermark(model: torch.nn.Module, name: str, size: int, epochs: int) -> to
     config = {"model": name, "num_classes": 10, "in_chans": 3, "input_size": [size, size]}
     wm = Watermark(model, key=b"\xd1" * 32, arch="timm", config=config, key_seed=b"\x0d" * 32)
     train = load_digits_split(size=size)[0]
-    return train_with_hook(model, wm, train, epochs=epochs, lr=2e-3, seed=3,
-                           label=f"the thief watermarks {name}")  # fmt: skip
+    with progress_bar(f"the thief watermarks {name}") as on_step:
+        return train_with_hook(model, wm, train, epochs=epochs, lr=2e-3, seed=3, on_step=on_step)
 
 
 def measure(name: str, size: int, lrs: list[float], epochs: int, out: Path) -> list[dict[str, Any]]:
@@ -54,16 +55,17 @@ def measure(name: str, size: int, lrs: list[float], epochs: int, out: Path) -> l
     train, test = load_digits_split(size=size)
     with timm_models_allowed([name]):
         torch.manual_seed(0)
-        owner = train_timm_command(
+        owner = train_timm(
             b"\x01" * 32, out / name, model_name=name, input_size=size, epochs=EPOCHS[name],
             seed=0, spec=EmbedSpec(), key_seed=b"\x02" * 32,
         )  # fmt: skip
-        loaded = load_artefact(Path(owner["artefact"]))
-        evidence = parse_evidence(Path(owner["evidence"]).read_bytes())
+        loaded = load_artefact(owner.artefact)
+        evidence = parse_evidence(owner.evidence.read_bytes())
         assert isinstance(evidence, EvidenceV2)
         layers = len(evidence.signature_layers)
         base = compute_carry_stats(loaded.model, [evidence])[0]
-        rows.append(row(name, layers, "none", 0, base, owner["test_accuracy"]))
+        assert owner.test_accuracy is not None
+        rows.append(row(name, layers, "none", 0, base, owner.test_accuracy))
         for lr in lrs:
             started = time.perf_counter()
             tuned, _ = attacks.fine_tune(loaded.model, train, attacks.FineTune(epochs, lr))

@@ -267,12 +267,10 @@ def model_train(
     evidence hash, both p-values against the chain's floors and, if the model passes them, a
     recommended wm_profile. The watermark key is bound to the owner's account.
     """
-    from authchain.ml_service.cli import (
-        MlServiceError,
-        print_result,
-        train_command,
-        train_timm_command,
-    )
+    from authchain.ml_service.cli import progress_bar
+    from authchain.ml_service.errors import MlServiceError
+    from authchain.ml_service.owner import train_model, train_timm
+    from authchain.ml_service.report import print_report
     from authchain.ml_service.watermark.embed import EmbedSpec, default_signature_weight
 
     owner_id = _owner_bytes(key_file, owner)
@@ -285,24 +283,26 @@ def model_train(
     floors = _floors(chain_config)
     if arch != "small_resnet":
         try:
-            result = train_timm_command(
-                owner_id, out, model_name=arch, input_size=input_size, epochs=epochs or 6,
-                seed=seed, spec=spec, floors=floors,
-            )  # fmt: skip
+            with progress_bar(f"watermarking {arch}") as on_step:
+                report = train_timm(
+                    owner_id, out, model_name=arch, input_size=input_size, epochs=epochs or 6,
+                    seed=seed, spec=spec, floors=floors, on_step=on_step,
+                )  # fmt: skip
         except (MlServiceError, ValueError) as exc:
             err.print(f"[red]error:[/] --arch {arch}: {exc}")
             raise typer.Exit(1) from None
-        print_result(result, as_json)
+        print_report(report, as_json)
         return
     try:
-        result = train_command(
-            owner_id, out, tiny=tiny, epochs=epochs, seed=seed, watermark=watermark,
-            base=base, spec=spec, floors=floors,
-        )  # fmt: skip
+        with progress_bar("watermarking" if watermark else "training (no watermark)") as on_step:
+            report = train_model(
+                owner_id, out, tiny=tiny, epochs=epochs, seed=seed, watermark=watermark,
+                base=base, spec=spec, floors=floors, on_step=on_step,
+            )  # fmt: skip
     except MlServiceError as exc:
         err.print(f"[red]error:[/] --from {base}: {exc.reason}: {exc.detail}")
         raise typer.Exit(1) from None
-    print_result(result, as_json)
+    print_report(report, as_json)
 
 
 @model_app.command("evidence")
@@ -321,17 +321,19 @@ def model_evidence(
     Honest evidence for a model that was never watermarked under this key: it fails
     verification, says so, and recommends no profile.
     """
-    from authchain.ml_service.cli import MlServiceError, evidence_command, print_result
+    from authchain.ml_service.errors import MlServiceError
+    from authchain.ml_service.owner import evidence_for
+    from authchain.ml_service.report import print_report
     from authchain.ml_service.watermark.embed import EmbedSpec
 
     spec = EmbedSpec(trigger_count=triggers, signature_bits=bits)
     floors = _floors(chain_config)
     try:
-        result = evidence_command(artefact, _owner_bytes(key_file, owner), out, spec, floors)
+        report = evidence_for(artefact, _owner_bytes(key_file, owner), out, spec, floors)
     except MlServiceError as exc:
         err.print(f"[red]error:[/] {artefact}: {exc.reason}: {exc.detail}")
         raise typer.Exit(1) from None
-    print_result(result, as_json)
+    print_report(report, as_json)
 
 
 @model_app.command("verify")
@@ -348,12 +350,14 @@ def model_verify(
 ) -> None:
     """Verify a model against evidence locally, with the service's algorithm and the chain's
     floors (not the derivative check, which needs the chain's registrations)."""
-    from authchain.ml_service.cli import MlServiceError, print_result, verify_command
+    from authchain.ml_service.errors import MlServiceError
+    from authchain.ml_service.owner import verify_local
+    from authchain.ml_service.report import print_report
     from authchain.ml_service.watermark.verify import Thresholds
 
     floors = _floors(chain_config)
     try:
-        result = verify_command(
+        verdict = verify_local(
             artefact, evidence, owner, Thresholds(tau_input, tau_feat, band_low, band_high),
             floors,
         )  # fmt: skip
@@ -361,8 +365,8 @@ def model_verify(
         reason = getattr(exc, "reason", "unreadable")
         err.print(f"[red]error:[/] {reason}: {getattr(exc, 'detail', exc)}")
         raise typer.Exit(1) from None
-    print_result(result, as_json)
-    if not result["ok"]:
+    print_report(verdict, as_json)
+    if not verdict.ok:
         raise typer.Exit(1)
 
 
@@ -472,47 +476,37 @@ def register(
         ClientError,
         GatewayClient,
         MlServiceClient,
-        Strength,
-        read_scheme,
-        read_strength,
+        ModelFiles,
+        register_model,
     )
 
     key = _read_key(key_file)
-    strength: Strength | None = None
+    if model_dir is None and (aid is None or evidence_hash is None):
+        err.print("[red]error:[/] give --model DIR, or both --aid and --evidence-hash")
+        raise typer.Exit(2)
     try:
-        if model_dir is not None:
-            artefact, evidence = model_dir / "model.safetensors", model_dir / "evidence.json"
-            strength = read_strength(evidence)
-            scheme_id = scheme_id or read_scheme(evidence)
-            if upload is not None:
-                ml = MlServiceClient(upload, token=upload_token)
-                aid, evidence_hash = ml.upload_artefact(artefact), ml.upload_evidence(evidence)
-            else:
-                import blake3
-
-                aid = blake3.blake3(artefact.read_bytes()).hexdigest()
-                evidence_hash = blake3.blake3(evidence.read_bytes()).hexdigest()
-        if aid is None or evidence_hash is None:
-            err.print("[red]error:[/] give --model DIR, or both --aid and --evidence-hash")
-            raise typer.Exit(2)
-        profile = WmProfile(tau_input, tau_feat, band_low, band_high)
-        gw = GatewayClient(gateway_url)
-        tx_hash = gw.register_signed(
-            key, Aid.from_hex(aid, field="--aid"),
-            EvidenceHash.from_hex(evidence_hash, field="--evidence-hash"), profile,
-            scheme_id or "multi_factor_v2",
-            strength=strength,
+        ids = None
+        if model_dir is None and aid is not None and evidence_hash is not None:
+            ids = (
+                Aid.from_hex(aid, field="--aid"),
+                EvidenceHash.from_hex(evidence_hash, field="--evidence-hash"),
+            )
+        done = register_model(
+            GatewayClient(gateway_url), key, WmProfile(tau_input, tau_feat, band_low, band_high),
+            files=ModelFiles.in_dir(model_dir) if model_dir is not None else None, ids=ids,
+            scheme_id=scheme_id, wait=wait,
+            upload_to=MlServiceClient(upload, token=upload_token) if upload is not None else None,
+            on_submitted=lambda r: out.print(f"tx_hash: {r.tx_hash}\naid:     {r.aid}"),
         )  # fmt: skip
-        out.print(f"tx_hash: {tx_hash}\naid:     {aid}")
-        if wait:
-            status = gw.wait_for_tx(tx_hash)
-            detail = f"height {status.height}" if status.status == "committed" else status.reason
-            out.print(f"status:  {status.status} ({detail})")
-            if status.status != "committed":
-                raise typer.Exit(1)
     except (ClientError, ChainError, OSError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+    if done.status is not None:
+        status = done.status
+        detail = f"height {status.height}" if status.status == "committed" else status.reason
+        out.print(f"status:  {status.status} ({detail})")
+        if status.status != "committed":
+            raise typer.Exit(1)
 
 
 def _read_key(path: Path) -> KeyPair:

@@ -1,19 +1,22 @@
 """Clients for scripts and the CLI: the gateway API and the ML service's uploads.
 
-    gw = GatewayClient("http://127.0.0.1:8081")
-    tx_hash = gw.register_signed(key, aid, evidence_hash, profile)
-    status = gw.wait_for_tx(tx_hash)            # committed (with proof) or rejected
-    ml = MlServiceClient("http://127.0.0.1:8080")
-    ml.upload_artefact(path); ml.upload_evidence(path)
+    gw, ml = GatewayClient("http://127.0.0.1:8081"), MlServiceClient("http://127.0.0.1:8080")
+    done = register_model(gw, key, profile, files=ModelFiles.in_dir(Path("out")), upload_to=ml)
+    done.status                                 # committed (with proof) or rejected
+
+or step by step: `ml.upload_artefact(path)`, `gw.register_signed(key, aid, evidence_hash,
+profile)`, `gw.wait_for_tx(tx_hash)`.
 
 Errors come back as `ClientError` carrying the server's `ErrorBody` (status, reason, detail).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +239,71 @@ class MlServiceClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model's artefact and evidence files."""
+
+    artefact: Path
+    evidence: Path
+
+    @classmethod
+    def in_dir(cls, directory: Path) -> ModelFiles:
+        """The files `authchain model train` (or `Watermark.finish`) writes to `directory`."""
+        return cls(directory / "model.safetensors", directory / "evidence.json")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A submitted registration: its tx, the ids it claims and, if waited for, its outcome."""
+
+    tx_hash: str
+    aid: Aid
+    evidence_hash: EvidenceHash
+    status: TxStatus | None
+
+
+def register_model(
+    gw: GatewayClient,
+    key: crypto.KeyPair,
+    profile: WmProfile,
+    *,
+    files: ModelFiles | None = None,
+    ids: tuple[Aid, EvidenceHash] | None = None,
+    scheme_id: str | None = None,
+    upload_to: MlServiceClient | None = None,
+    wait: bool = True,
+    timeout: float = 120.0,
+    on_submitted: Callable[[Registration], None] | None = None,
+) -> Registration:
+    """Register a model for `key`'s account: hash its `files` (uploading them to `upload_to`
+    first, if given) or take their `ids`, sign and submit the registration, and, with `wait`,
+    follow it until it is committed (its proof checked) or rejected.
+
+    With `files`, the registration states the evidence's own scheme and strength, as
+    validators require; with `ids` alone, `scheme_id` (default `multi_factor_v2`) and the
+    default strength. `on_submitted` hears of the submitted registration before the wait."""
+    strength: Strength | None = None
+    if files is not None:
+        strength = read_strength(files.evidence)
+        scheme_id = scheme_id or read_scheme(files.evidence)
+        if upload_to is not None:
+            aid_hex = upload_to.upload_artefact(files.artefact)
+            evidence_hex = upload_to.upload_evidence(files.evidence)
+        else:
+            aid_hex = blake3.blake3(files.artefact.read_bytes()).hexdigest()
+            evidence_hex = blake3.blake3(files.evidence.read_bytes()).hexdigest()
+        ids = (Aid.from_hex(aid_hex), EvidenceHash.from_hex(evidence_hex))
+    if ids is None:
+        raise ValueError("give the model's files, or its ids")
+    aid, evidence_hash = ids
+    tx_hash = gw.register_signed(
+        key, aid, evidence_hash, profile, scheme_id or "multi_factor_v2", strength=strength
+    )
+    submitted = Registration(tx_hash, aid, evidence_hash, None)
+    if on_submitted is not None:
+        on_submitted(submitted)
+    if not wait:
+        return submitted
+    return dataclasses.replace(submitted, status=gw.wait_for_tx(tx_hash, timeout))

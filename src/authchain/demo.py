@@ -22,11 +22,20 @@ from rich.console import Console
 from rich.table import Table
 
 from authchain.chain import crypto
-from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
-from authchain.client import GatewayClient, MlServiceClient
+from authchain.chain.schemas import TxStatus
+from authchain.chain.types import SigScheme, WmProfile
+from authchain.client import (
+    GatewayClient,
+    MlServiceClient,
+    ModelFiles,
+    Registration,
+    register_model,
+)
 from authchain.devnet import Devnet, DevnetPorts
 from authchain.ml_service.artefact import encode_artefact, load_artefact
-from authchain.ml_service.cli import evidence_command, train_command
+from authchain.ml_service.cli import progress_bar
+from authchain.ml_service.outputs import ModelReport
+from authchain.ml_service.owner import evidence_for, train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 
 out = Console(width=None if Console().is_terminal else 110)
@@ -71,25 +80,26 @@ def _scenario(net: Devnet, root: Path, *, tiny: bool, epochs: int | None) -> int
     crypto.write_key_file(root / "owner.key", owner)
     out.rule("1. train a watermarked SmallResNet")
     out.print(f"owner account {owner.account} (ML-DSA-65 key in {root / 'owner.key'})")
-    model = train_command(
-        bytes(owner.account), root / "owner-model", tiny=tiny, epochs=epochs, seed=0,
-        watermark=True, base=None, spec=EmbedSpec(),
-    )  # fmt: skip
+    with progress_bar("watermarking") as on_step:
+        model = train_model(
+            bytes(owner.account), root / "owner-model", tiny=tiny, epochs=epochs, seed=0,
+            watermark=True, base=None, spec=EmbedSpec(), on_step=on_step,
+        )  # fmt: skip
+    assert model.wm_profile is not None and model.test_accuracy is not None
     out.print(
-        f"{model['parameters']:,} parameters, digits test accuracy {model['test_accuracy']:.3f}\n"
-        f"aid {model['aid']}\nevidence_hash {model['evidence_hash']}\n"
-        f"recommended wm_profile {model['wm_profile']}"
+        f"{model.parameters:,} parameters, digits test accuracy {model.test_accuracy:.3f}\n"
+        f"aid {model.aid}\nevidence_hash {model.evidence_hash}\n"
+        f"recommended wm_profile {model.to_json()['wm_profile']}"
     )
 
     out.rule("2. upload and register it (signed transaction)")
-    aid = ml.upload_artefact(Path(model["artefact"]))
-    ev = ml.upload_evidence(Path(model["evidence"]))
-    profile = WmProfile(**model["wm_profile"])
-    tx_hash = gw.register_signed(owner, Aid.from_hex(aid), EvidenceHash.from_hex(ev), profile)
-    out.print(f"tx {tx_hash} queued; waiting for a block ...")
-    committed = gw.wait_for_tx(tx_hash)
+    profile = WmProfile(**model.to_json()["wm_profile"])
+    registered = register(gw, ml, owner, model, profile)
+    tx_hash, committed = registered.tx_hash, registered.status
+    assert committed is not None
     ok = committed.status == "committed"
-    verdict = ml.verify(claim_body(aid, ev, owner.account.hex(), model["wm_profile"]))
+    aid, ev = str(registered.aid), str(registered.evidence_hash)
+    verdict = ml.verify(claim_body(aid, ev, owner.account.hex(), model.to_json()["wm_profile"]))
     out.print(
         f"[green]committed[/] in block {committed.height} ({committed.block_hash}; in the "
         f"explorer: {net.gateway_url}/tx/{tx_hash});\n"
@@ -103,58 +113,48 @@ def _scenario(net: Devnet, root: Path, *, tiny: bool, epochs: int | None) -> int
     out.rule("3. an unwatermarked model")
     stranger = crypto.KeyPair.generate(SigScheme.ED25519)
     clean_dir = root / "clean-model"
-    train_command(
-        bytes(stranger.account), clean_dir / "train", tiny=True, epochs=4, seed=1,
-        watermark=False, base=None, spec=EmbedSpec(),
-    )  # fmt: skip
-    clean = evidence_command(
+    with progress_bar("training (no watermark)") as on_step:
+        train_model(
+            bytes(stranger.account), clean_dir / "train", tiny=True, epochs=4, seed=1,
+            watermark=False, base=None, spec=EmbedSpec(), on_step=on_step,
+        )  # fmt: skip
+    clean = evidence_for(
         clean_dir / "train" / "model.safetensors", bytes(stranger.account), clean_dir, EmbedSpec()
     )
-    c_aid = ml.upload_artefact(Path(clean["artefact"]))
-    c_ev = ml.upload_evidence(Path(clean["evidence"]))
     seed_profile = WmProfile(0.9, 0.2, -0.05, 0.05)
-    c_tx = gw.register_signed(
-        stranger, Aid.from_hex(c_aid), EvidenceHash.from_hex(c_ev), seed_profile
-    )
-    c_status = gw.wait_for_tx(c_tx)
-    out.print(f"tx {c_tx}: [bold]{c_status.status}[/] — {c_status.reason}\n  {c_status.detail}")
+    c_status = outcome(register(gw, ml, stranger, clean, seed_profile))
 
     out.rule("4. a thief's forged claim: the stolen model with fresh evidence")
     thief = crypto.KeyPair.generate(SigScheme.ED25519)
-    loaded = load_artefact(Path(model["artefact"]))
+    loaded = load_artefact(model.artefact)
     with torch.no_grad():
         loaded.model.state_dict()["fc.bias"][0] += 1e-6  # one weight nudged: a new aid
     stolen = root / "thief" / "stolen.safetensors"
     stolen.parent.mkdir(parents=True)
     stolen.write_bytes(encode_artefact(loaded.model, loaded.arch, loaded.config))
-    fresh = evidence_command(stolen, bytes(thief.account), root / "thief" / "fresh", EmbedSpec())
+    fresh = evidence_for(stolen, bytes(thief.account), root / "thief" / "fresh", EmbedSpec())
     out.print(
-        f"thief {thief.account.short()} nudged one weight (new aid {fresh['aid'][:12]}) and made "
-        f"honest evidence under his own key; the tool says passes={fresh['passes']}, "
-        f"recommends {fresh['wm_profile']}. He registers it with the seed profile anyway."
+        f"thief {thief.account.short()} nudged one weight (new aid {fresh.aid[:12]}) and made "
+        f"honest evidence under his own key; the tool says passes={fresh.passes}, "
+        f"recommends {fresh.to_json()['wm_profile']}. He registers it with the seed profile "
+        "anyway."
     )
-    f_aid, f_ev = ml.upload_artefact(stolen), ml.upload_evidence(Path(fresh["evidence"]))
-    f_tx = gw.register_signed(thief, Aid.from_hex(f_aid), EvidenceHash.from_hex(f_ev), seed_profile)
-    f_status = gw.wait_for_tx(f_tx)
-    out.print(f"tx {f_tx}: [bold]{f_status.status}[/] — {f_status.reason}\n  {f_status.detail}")
+    f_status = outcome(register(gw, ml, thief, fresh, seed_profile))
 
     out.rule("5. a watermark overwrite: the stolen model fine-tuned with the thief's watermark")
-    overwrite = train_command(
-        bytes(thief.account), root / "thief" / "overwrite", tiny=tiny, epochs=None, seed=5,
-        watermark=True, base=Path(model["artefact"]), spec=EmbedSpec(),
-    )  # fmt: skip
-    o_stats = overwrite["stats"]
+    with progress_bar("watermarking") as on_step:
+        overwrite = train_model(
+            bytes(thief.account), root / "thief" / "overwrite", tiny=tiny, epochs=None, seed=5,
+            watermark=True, base=model.artefact, spec=EmbedSpec(), on_step=on_step,
+        )  # fmt: skip
+    o_stats = overwrite.stats
     out.print(
-        f"the thief's own watermark: {o_stats['trigger_correct']}/{o_stats['trigger_count']} "
-        f"triggers (p = 2^{o_stats['log2_p_value']:.0f}), passes the floors: "
-        f"{overwrite['passes']}; he registers it with the recommended profile"
+        f"the thief's own watermark: {o_stats.trigger_correct}/{o_stats.trigger_count} "
+        f"triggers (p = 2^{o_stats.log2_p_value:.0f}), passes the floors: "
+        f"{overwrite.passes}; he registers it with the recommended profile"
     )
-    o_aid = ml.upload_artefact(Path(overwrite["artefact"]))
-    o_ev = ml.upload_evidence(Path(overwrite["evidence"]))
-    o_profile = WmProfile(**(overwrite["wm_profile"] or model["wm_profile"]))
-    o_tx = gw.register_signed(thief, Aid.from_hex(o_aid), EvidenceHash.from_hex(o_ev), o_profile)
-    o_status = gw.wait_for_tx(o_tx)
-    out.print(f"tx {o_tx}: [bold]{o_status.status}[/] — {o_status.reason}\n  {o_status.detail}")
+    o_profile = WmProfile(**(overwrite.to_json()["wm_profile"] or model.to_json()["wm_profile"]))
+    o_status = outcome(register(gw, ml, thief, overwrite, o_profile))
 
     out.rule("6. chain metrics")
     _print_metrics(net)
@@ -170,6 +170,30 @@ def _scenario(net: Devnet, root: Path, *, tiny: bool, epochs: int | None) -> int
     gw.close()
     ml.close()
     return 0 if expected else 1
+
+
+def register(
+    gw: GatewayClient,
+    ml: MlServiceClient,
+    key: crypto.KeyPair,
+    report: ModelReport,
+    profile: WmProfile,
+) -> Registration:
+    """Upload `report`'s files, register them for `key` and wait for the block."""
+    return register_model(
+        gw, key, profile, files=ModelFiles(report.artefact, report.evidence), upload_to=ml,
+        on_submitted=lambda r: out.print(f"tx {r.tx_hash} queued; waiting for a block ..."),
+    )  # fmt: skip
+
+
+def outcome(registration: Registration) -> TxStatus:
+    """Print what became of a registration that should be rejected, and return it."""
+    status = registration.status
+    assert status is not None
+    out.print(
+        f"tx {registration.tx_hash}: [bold]{status.status}[/] — {status.reason}\n  {status.detail}"
+    )
+    return status
 
 
 def _print_metrics(net: Devnet) -> None:

@@ -40,17 +40,17 @@ from __future__ import annotations
 import dataclasses
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from authchain.chain import crypto
 from authchain.floors import DEFAULT_FLOORS, Floors
-from authchain.ml_service.cli import print_result, write_outputs
 from authchain.ml_service.errors import ArchitectureError
 from authchain.ml_service.models import get_architecture, timm_models_allowed
 from authchain.ml_service.models.timm_arch import allowed_timm_models
+from authchain.ml_service.outputs import ModelReport, write_model_files
+from authchain.ml_service.report import print_report
 from authchain.ml_service.watermark.embed import (
     EmbedSpec,
     default_signature_weight,
@@ -82,7 +82,7 @@ class Watermark:
         self,
         model: nn.Module,
         *,
-        key: str | Path | crypto.KeyPair | bytes,
+        key: str | Path | HasAccount | bytes,
         arch: str,
         config: dict[str, Any],
         spec: EmbedSpec | None = None,
@@ -142,22 +142,23 @@ class Watermark:
 
     def finish(
         self, out_dir: str | Path, *, test_accuracy: float | None = None, quiet: bool = False
-    ) -> dict[str, Any]:
+    ) -> ModelReport:
         """Write `model.safetensors` and `evidence.json` to `out_dir`; print and return the aid,
         the evidence hash, the statistics against the floors and a recommended `wm_profile`
-        (None if the model does not pass the floors: train longer, do not register it)."""
+        (None, and `passes` false, if the model does not pass the floors: train longer, do not
+        register it)."""
         was_training = self.model.training
         self.model.eval()
         try:
             with self._allowed():
-                result = write_outputs(
+                result = write_model_files(
                     self.model.cpu(), self.arch, self.config, self.key, self.spec,
                     Path(out_dir), self.floors, test_acc=test_accuracy,
                 )  # fmt: skip
         finally:
             self.model.train(was_training)
         if not quiet:
-            print_result(result, as_json=False)
+            print_report(result, as_json=False)
         return result
 
     def _allowed(self) -> AbstractContextManager[None]:
@@ -168,11 +169,21 @@ class Watermark:
         return timm_models_allowed(allowed_timm_models() | {name})
 
 
-def _owner(key: str | Path | crypto.KeyPair | bytes) -> bytes:
-    if isinstance(key, crypto.KeyPair):
-        return bytes(key.account)
+class HasAccount(Protocol):
+    """A key pair (`authchain.chain.crypto.KeyPair`): only its account id is read."""
+
+    @property
+    def account(self) -> bytes: ...
+
+
+def _owner(key: str | Path | HasAccount | bytes) -> bytes:
     if isinstance(key, bytes):
         if len(key) != 32:
             raise ValueError("an owner account id is 32 bytes")
         return key
-    return bytes(crypto.read_key_file(Path(key)).account)
+    if not isinstance(key, str | Path):
+        return bytes(key.account)
+    # a key file: read by the chain's code, and only now (importing this module loads none)
+    from authchain.chain.crypto import read_key_file
+
+    return bytes(read_key_file(Path(key)).account)

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from authchain.chain import crypto
 from authchain.floors import DEFAULT_FLOORS, Floors
-from authchain.watermark import EmbedSpec, Watermark
+from authchain.ml_service.outputs import ModelReport
+from authchain.watermark import EmbedSpec, HasAccount, Watermark
 
 __all__ = ["WatermarkCallback"]
 
@@ -40,7 +40,7 @@ class WatermarkCallback(pl.Callback):
     def __init__(
         self,
         *,
-        key: str | Path | crypto.KeyPair | bytes,
+        key: str | Path | HasAccount | bytes,
         arch: str,
         config: dict[str, Any],
         out_dir: str | Path,
@@ -59,7 +59,7 @@ class WatermarkCallback(pl.Callback):
         self.model_attr = model_attr
         self.quiet = quiet
         self.watermark: Watermark | None = None
-        self.result: dict[str, Any] | None = None
+        self.result: ModelReport | None = None
         self._mixed = False
 
     def _network(self, pl_module: pl.LightningModule) -> nn.Module:

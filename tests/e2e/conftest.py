@@ -18,17 +18,11 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from authchain.chain import crypto
 from authchain.chain.types import SigScheme
 from authchain.client import GatewayClient, MlServiceClient
-from authchain.devnet import Devnet, DevnetPorts
-from tests.ml_models import TrainedModel
+from authchain.devnet import Devnet
+from tests.support.devnet import make_devnet, seed_body
+from tests.support.models import TrainedModel
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def make_devnet(root: Path) -> Devnet:
-    return Devnet(
-        root, ports=DevnetPorts.free(), block_time_secs=0.5, ml_timeout_secs=20, repo=REPO
-    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +59,6 @@ def owner_registered(
     gw: GatewayClient, ml: MlServiceClient, watermarked: TrainedModel
 ) -> TrainedModel:
     """The honest owner registers first (the seed's route; devnet impersonation)."""
-    from tests.e2e.test_devnet import seed_body  # test_devnet imports this module
-
     ml.upload_artefact(watermarked.artefact)
     ml.upload_evidence(watermarked.evidence)
     status = gw.wait_for_tx(gw.register_unsigned(seed_body(watermarked))["tx_hash"])
@@ -121,10 +113,3 @@ def open_page(browser: Browser) -> Iterator[Callable[[str], Page]]:
     for context in contexts:
         context.close()
     assert errors == [], errors
-
-
-def shot(page: Page, directory: Path, name: str) -> None:
-    """A full-page screenshot in `directory` (the test's temp dir)."""
-    path = directory / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000

@@ -34,12 +34,8 @@ from authchain.chain.types import (
 from authchain.client import ClientError, GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, Process, free_port
 from authchain.web import HEADER_TIMEOUT
-from tests.e2e.conftest import REPO, make_devnet
-from tests.e2e.test_devnet import seed_body
-from tests.ml_models import SEED_PROFILE, TrainedModel
-
-pytestmark = pytest.mark.e2e
-FUNDED = crypto.read_key_file(REPO / "configs" / "devnet-account.key")
+from tests.support.devnet import FUNDED, REPO, make_devnet, seed_body
+from tests.support.models import SEED_PROFILE, TrainedModel
 
 
 def urls(devnet: Devnet) -> dict[str, str]:
@@ -129,16 +125,16 @@ def test_far_future_nonces_cannot_squat_the_pool(devnet: Devnet, gw: GatewayClie
 def test_aid_hijack_by_a_gapped_claim_does_not_block_the_owner(
     gw: GatewayClient, ml: MlServiceClient, tmp_path: Path
 ) -> None:
-    from authchain.ml_service.cli import train_command
+    from authchain.ml_service.owner import train_model
     from authchain.ml_service.watermark.embed import EmbedSpec
 
     owner = crypto.KeyPair.generate(SigScheme.ED25519)
-    result = train_command(
+    result = train_model(
         bytes(owner.account), tmp_path, tiny=True, epochs=None, seed=31, watermark=True,
         base=None, spec=EmbedSpec(),
     )  # fmt: skip
-    aid = ml.upload_artefact(Path(result["artefact"]))
-    evidence_hash = ml.upload_evidence(Path(result["evidence"]))
+    aid = ml.upload_artefact(result.artefact)
+    evidence_hash = ml.upload_evidence(result.evidence)
     hijacker = crypto.KeyPair.generate(SigScheme.ED25519)
     chain_id = gw.status()["chain_id"]
     profile = WmProfile(**SEED_PROFILE)

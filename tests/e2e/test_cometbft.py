@@ -29,14 +29,12 @@ from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import free_port
 from authchain.ml_service.artefact import encode_artefact, load_artefact
-from authchain.ml_service.cli import evidence_command, train_command
+from authchain.ml_service.owner import evidence_for, train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.testnet import Testnet
-from tests.e2e.conftest import REPO, shot
-from tests.e2e.test_devnet import seed_body
-from tests.ml_models import SEED_PROFILE, TrainedModel
+from tests.support.devnet import REPO, seed_body, shot
+from tests.support.models import SEED_PROFILE, TrainedModel
 
-pytestmark = pytest.mark.e2e
 PROFILE = WmProfile(**SEED_PROFILE)
 
 
@@ -98,12 +96,12 @@ def assert_same_chain(net: Testnet, nodes: list[int]) -> None:
 
 
 def train(tmp: Path, key: crypto.KeyPair, seed: int) -> tuple[Aid, EvidenceHash, Path]:
-    result = train_command(
+    result = train_model(
         bytes(key.account), tmp, tiny=True, epochs=None, seed=seed, watermark=True, base=None,
         spec=EmbedSpec(),
     )  # fmt: skip
-    assert result["passes"], result
-    return Aid.from_hex(result["aid"]), EvidenceHash.from_hex(result["evidence_hash"]), tmp
+    assert result.passes, result
+    return Aid.from_hex(result.aid), EvidenceHash.from_hex(result.evidence_hash), tmp
 
 
 def stolen(model: TrainedModel, thief: crypto.KeyPair, tmp: Path, nudge: int) -> tuple[Aid, Path]:
@@ -114,9 +112,9 @@ def stolen(model: TrainedModel, thief: crypto.KeyPair, tmp: Path, nudge: int) ->
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "model.safetensors"
     path.write_bytes(encode_artefact(loaded.model, loaded.arch, loaded.config))
-    made = evidence_command(path, bytes(thief.account), tmp, EmbedSpec())
-    assert made["passes"] is False
-    return Aid.from_hex(made["aid"]), tmp
+    made = evidence_for(path, bytes(thief.account), tmp, EmbedSpec())
+    assert made.passes is False
+    return Aid.from_hex(made.aid), tmp
 
 
 def wait_until(check: Any, timeout: float, what: str) -> None:

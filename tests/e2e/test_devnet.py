@@ -14,18 +14,17 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet
 from authchain.ml_service.artefact import encode_pt_artefact, load_artefact
-from authchain.ml_service.cli import train_command
+from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import parse_evidence
-from tests.e2e.conftest import make_devnet
-from tests.ml_models import CLEAN_REASON, SEED_PROFILE, TrainedModel
+from tests.support.devnet import invalid_blocks, make_devnet, node_metrics, seed_body
+from tests.support.models import CLEAN_REASON, SEED_PROFILE, TrainedModel
 
 PROFILE = WmProfile(**SEED_PROFILE)
 
@@ -35,38 +34,11 @@ def signer_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[crypto.KeyPa
     """A tiny model watermarked for a real key's account (so it can sign its registration)."""
     key = crypto.KeyPair.generate(SigScheme.ML_DSA_65)
     out = tmp_path_factory.mktemp("signer")
-    train_command(
+    train_model(
         bytes(key.account), out, tiny=True, epochs=None, seed=3, watermark=True, base=None,
         spec=EmbedSpec(),
     )  # fmt: skip
     return key, out
-
-
-def seed_body(model: TrainedModel, **changes: Any) -> dict[str, Any]:
-    body = {
-        "owner_account_hex": model.owner,
-        "aid_hex": model.aid,
-        "scheme_id": "multi_factor_v2",
-        "evidence_hash_hex": model.evidence_hash,
-        "wm_profile": dict(SEED_PROFILE),
-    }
-    body.update(changes)
-    return body
-
-
-def node_metrics(net: Devnet) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(net.node_metrics_url, timeout=10).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def invalid_blocks(net: Devnet) -> float:
-    return sum(
-        v for (name, _), v in node_metrics(net).items() if name == "consensus_blocks_rejected_total"
-    )
 
 
 def test_watermarked_model_is_committed_with_a_valid_proof(

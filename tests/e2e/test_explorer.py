@@ -24,14 +24,10 @@ from authchain.chain.types import Aid, EvidenceHash, SigScheme, TxTransfer, WmPr
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet
 from authchain.ml_service.artefact import encode_artefact, load_artefact
-from authchain.ml_service.cli import evidence_command
+from authchain.ml_service.owner import evidence_for
 from authchain.ml_service.watermark.embed import EmbedSpec
-from tests.e2e.conftest import shot
-from tests.e2e.test_attacks import FUNDED
-from tests.e2e.test_devnet import seed_body
-from tests.ml_models import SEED_PROFILE, TrainedModel
-
-pytestmark = pytest.mark.e2e
+from tests.support.devnet import FUNDED, seed_body, shot
+from tests.support.models import SEED_PROFILE, TrainedModel
 
 
 @pytest.fixture
@@ -68,7 +64,7 @@ def forgery(
         loaded.model.state_dict()["fc.bias"][0] += 1e-6
     stolen = tmp / "stolen.safetensors"
     stolen.write_bytes(encode_artefact(loaded.model, loaded.arch, loaded.config))
-    evidence_command(stolen, bytes(thief.account), tmp / "ev", EmbedSpec())
+    evidence_for(stolen, bytes(thief.account), tmp / "ev", EmbedSpec())
     aid = ml.upload_artefact(stolen)
     evidence = ml.upload_evidence(tmp / "ev" / "evidence.json")
     tx_hash = gw.register_signed(

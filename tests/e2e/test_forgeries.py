@@ -25,11 +25,11 @@ from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import ClientError, GatewayClient, MlServiceClient, read_strength
 from authchain.devnet import Devnet
 from authchain.ml_service.artefact import encode_artefact, load_artefact
-from authchain.ml_service.cli import evidence_command, train_command, verify_command
+from authchain.ml_service.owner import evidence_for, train_model, verify_local
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.verify import Thresholds
-from tests.e2e.test_devnet import invalid_blocks, seed_body
-from tests.ml_models import SEED_PROFILE, TrainedModel
+from tests.support.devnet import invalid_blocks, seed_body
+from tests.support.models import SEED_PROFILE, TrainedModel
 
 PROFILE = WmProfile(**SEED_PROFILE)
 
@@ -57,8 +57,8 @@ def test_forgery_1_permissive_profile_is_refused_at_checktx(
     gw: GatewayClient, ml: MlServiceClient, clean: TrainedModel, thief: crypto.KeyPair,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    made = evidence_command(clean.artefact, bytes(thief.account), tmp_path, EmbedSpec())
-    assert made["passes"] is False and made["wm_profile"] is None  # honest tooling says so
+    made = evidence_for(clean.artefact, bytes(thief.account), tmp_path, EmbedSpec())
+    assert made.passes is False and made.wm_profile is None  # honest tooling says so
     aid, ev = upload(ml, tmp_path)
     with pytest.raises(ClientError) as info:
         gw.register_signed(thief, aid, ev, WmProfile(0.0, 1.0, -0.05, 0.05))
@@ -85,8 +85,8 @@ def test_forgery_2_stolen_model_with_fresh_evidence_is_rejected(
         loaded.model.state_dict()["fc.bias"][0] += 1e-6  # one weight nudged: a new aid
     stolen = tmp_path / "stolen.safetensors"
     stolen.write_bytes(encode_artefact(loaded.model, loaded.arch, loaded.config))
-    made = evidence_command(stolen, bytes(thief.account), tmp_path / "ev", EmbedSpec())
-    assert made["passes"] is False and made["wm_profile"] is None
+    made = evidence_for(stolen, bytes(thief.account), tmp_path / "ev", EmbedSpec())
+    assert made.passes is False and made.wm_profile is None
     aid, ev = upload(ml, tmp_path / "ev")
     assert str(aid) != owner_registered.aid
     # what the old `model evidence` recommended: refused before any block
@@ -110,15 +110,16 @@ def test_forgery_3_grindable_evidence_is_refused(
     seed_profile = Thresholds(0.9, 0.2, -0.05, 0.05)
     for attempt in range(400):  # grind key seeds until the clean model "passes" the seed profile
         out = tmp_path / f"try{attempt}"
-        evidence_command(
+        evidence_for(
             clean.artefact, bytes(thief.account), out, weak, key_seed=secrets.token_bytes(32)
         )
-        stats = verify_command(clean.artefact, out / "evidence.json", None, seed_profile)
-        if stats["trigger_acc"] >= 0.9 and stats["feat_dist"] <= 0.2:
+        verdict = verify_local(clean.artefact, out / "evidence.json", None, seed_profile)
+        assert verdict.stats is not None
+        if verdict.stats.trigger_acc >= 0.9 and verdict.stats.feat_dist <= 0.2:
             break
     else:
         pytest.fail("grinding never passed the seed profile")  # ~1 in 20 tries should
-    assert stats["reason"] == "trigger_p_above_floor;feat_p_above_floor"  # the floors hold
+    assert verdict.reason == "trigger_p_above_floor;feat_p_above_floor"  # the floors hold
     aid, ev = upload(ml, out)
     strength = read_strength(out / "evidence.json")
     assert strength["trigger_count"] == 1
@@ -136,13 +137,14 @@ def test_forgery_4_watermark_overwrite_is_rejected_naming_the_original(
     gw: GatewayClient, ml: MlServiceClient, owner_registered: TrainedModel,
     thief: crypto.KeyPair, tmp_path: Path,
 ) -> None:  # fmt: skip
-    result = train_command(
+    result = train_model(
         bytes(thief.account), tmp_path, tiny=True, epochs=5, seed=5, watermark=True,
         base=owner_registered.artefact, spec=EmbedSpec(),
     )  # fmt: skip
-    assert result["passes"], result  # the thief's own watermark meets every floor ...
+    assert result.passes, result  # the thief's own watermark meets every floor ...
     aid, ev = upload(ml, tmp_path)
-    status = gw.wait_for_tx(gw.register_signed(thief, aid, ev, WmProfile(**result["wm_profile"])))
+    profile = WmProfile(**result.to_json()["wm_profile"])
+    status = gw.wait_for_tx(gw.register_signed(thief, aid, ev, profile))
     assert status.status == "rejected"  # ... but the original owner's is still in there
     assert status.reason == "carries_registered_watermark"
     assert status.detail is not None and owner_registered.aid in status.detail
@@ -166,7 +168,7 @@ def test_files_uploaded_after_the_registration_still_commit(
     gw: GatewayClient, ml: MlServiceClient, tmp_path: Path
 ) -> None:
     key = crypto.KeyPair.generate(SigScheme.ED25519)
-    train_command(
+    train_model(
         bytes(key.account), tmp_path, tiny=True, epochs=None, seed=11, watermark=True,
         base=None, spec=EmbedSpec(),
     )  # fmt: skip

@@ -22,9 +22,9 @@ from authchain.chain.schemas import encode_tx_hex
 from authchain.chain.types import TxTransfer
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, DevnetPorts
-from tests.e2e.test_devnet import seed_body
-from tests.ml_models import TrainedModel
-from tests.servers import free_port
+from tests.support.devnet import seed_body
+from tests.support.models import TrainedModel
+from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus")

@@ -15,7 +15,6 @@ its own each time: only the owner's, still there, stops the claim.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -25,11 +24,12 @@ from authchain.chain.types import Aid, EvidenceHash, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.ml_service import attacks
 from authchain.ml_service.artefact import encode_artefact, load_artefact
-from authchain.ml_service.cli import train_command
 from authchain.ml_service.data import load_digits_split
+from authchain.ml_service.outputs import ModelReport
+from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.verify import exact_logits
-from tests.ml_models import TrainedModel
+from tests.support.models import TrainedModel
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "all": torch.bfloat16}
 
@@ -37,17 +37,17 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "all": torch.bfl
 def rewatermark_and_register(
     gw: GatewayClient, ml: MlServiceClient, thief: crypto.KeyPair, stolen: Path, out: Path,
     epochs: int | None,
-) -> tuple[dict[str, Any], str]:  # fmt: skip
+) -> tuple[ModelReport, str]:  # fmt: skip
     """The thief's own watermark on `stolen` (our CLI's `model train --from`), uploaded and
     registered under his signed claim; his tool's report and the tx hash."""
-    result = train_command(
+    result = train_model(
         bytes(thief.account), out, tiny=True, epochs=epochs, seed=5, watermark=True,
         base=stolen, spec=EmbedSpec(), key_seed=b"\x0d" * 32,
     )  # fmt: skip
-    assert result["passes"], result  # his watermark alone meets every floor
+    assert result.passes, result  # his watermark alone meets every floor
     aid = Aid.from_hex(ml.upload_artefact(out / "model.safetensors"))
     ev = EvidenceHash.from_hex(ml.upload_evidence(out / "evidence.json"))
-    profile = WmProfile(**result["wm_profile"])
+    profile = WmProfile(**result.to_json()["wm_profile"])
     return result, gw.register_signed(thief, aid, ev, profile)
 
 
@@ -92,6 +92,7 @@ def test_a_copy_fine_tuned_at_lr_1e_2_for_3_epochs_and_rewatermarked_is_rejected
         gw, ml, thief, stolen, tmp_path / "thief", epochs=None
     )
     # his copy is as good as the stolen one (issue 20's thief made it better) ...
-    stolen_accuracy = owner_registered.result["test_accuracy"]
-    assert float(result["test_accuracy"]) >= stolen_accuracy - 0.05
+    stolen_accuracy = owner_registered.result.test_accuracy
+    assert result.test_accuracy is not None and stolen_accuracy is not None
+    assert result.test_accuracy >= stolen_accuracy - 0.05
     assert_rejected_naming(gw, tx_hash, owner_registered)  # ... and still not his

@@ -15,7 +15,7 @@ from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, WmProfile
 from authchain.client import GatewayClient, MlServiceClient, read_strength
 from authchain.devnet import Devnet, DevnetPorts
-from authchain.ml_service.cli import train_timm_command
+from authchain.ml_service.owner import train_timm
 from authchain.ml_service.watermark.embed import EmbedSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,21 +62,21 @@ def register(net: Devnet, out: Path, profile: WmProfile) -> str:
 def test_a_timm_model_trained_with_the_hook_is_committed(
     net: Devnet, name: str, tmp_path: Path
 ) -> None:
-    result = train_timm_command(
+    result = train_timm(
         bytes(FUNDED.account), tmp_path, model_name=name, input_size=32, epochs=EPOCHS[name],
         seed=0, spec=SPEC, key_seed=KEY_SEED,
     )  # fmt: skip
-    assert result["passes"], result["stats"]
-    profile = WmProfile(**result["wm_profile"])
+    assert result.passes, result.stats
+    profile = WmProfile(**result.to_json()["wm_profile"])
     assert register(net, tmp_path, profile) == "committed"
 
 
 def test_a_model_off_the_allow_list_is_refused_with_that_reason(
     net: Devnet, tmp_path: Path
 ) -> None:
-    result = train_timm_command(
+    result = train_timm(
         bytes(FUNDED.account), tmp_path, model_name="test_convnext", input_size=32,
         epochs=EPOCHS["test_convnext"], seed=0, spec=SPEC, key_seed=KEY_SEED,
     )  # fmt: skip
     outcome = register(net, tmp_path, WmProfile(0.9, 0.2, -0.05, 0.05))
-    assert outcome == "rejected:architecture_not_allowed", (outcome, result["stats"])
+    assert outcome == "rejected:architecture_not_allowed", (outcome, result.stats)

@@ -21,8 +21,9 @@ from authchain.chain.types import AccountId, Aid, EvidenceHash, EvidenceRef, WmP
 from authchain.chain.validation.ml import ArtefactClaim
 from authchain.ml_service.config import MlServiceSettings
 from authchain.ml_service.main import create_app
-from tests.ml_models import CLEAN_REASON, OTHER, SEED_PROFILE, TrainedModel
-from tests.servers import serve_app
+from tests.support.artefacts import bad_artefacts
+from tests.support.models import CLEAN_REASON, OTHER, SEED_PROFILE, TrainedModel
+from tests.support.servers import serve_app
 
 MAX_ARTEFACT = 2 * 1024 * 1024
 
@@ -250,8 +251,8 @@ async def test_upload_errors(
 def test_ml_service_command_serves_and_honours_model_root(
     tmp_path: Path, watermarked: TrainedModel
 ) -> None:
-    from tests.procs import Proc
-    from tests.servers import free_port
+    from tests.support.procs import Proc
+    from tests.support.servers import free_port
 
     port = free_port()
     env = {
@@ -284,8 +285,6 @@ async def test_bad_artefacts_get_their_reason_over_http(
 
     import blake3
 
-    from tests.unit.test_watermark import _bad_artefacts
-
     marker = tmp_path / "pwned"
     if case == "pickle_payload":
 
@@ -295,7 +294,7 @@ async def test_bad_artefacts_get_their_reason_over_http(
 
         data, reason = pickle.dumps(Payload(), protocol=2), "unsafe_artefact"
     else:
-        data, _, reason = _bad_artefacts(watermarked.artefact_bytes)[case]
+        data, _, reason = bad_artefacts(watermarked.artefact_bytes)[case]
     aid = blake3.blake3(data).hexdigest()
     assert (await service.put(f"/artefacts/{aid}", content=data)).status_code == 201
     await upload(service, watermarked)

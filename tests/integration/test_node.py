@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from authchain.chain import crypto
 from authchain.chain.schemas import (
@@ -36,7 +35,7 @@ from authchain.chain.types import (
     TxTransfer,
     WmProfile,
 )
-from tests.procs import ChainFixture, Proc
+from tests.support.procs import ChainFixture, Proc, Samples, scrape
 
 PROFILE = WmProfile(0.9, 0.2, -0.05, 0.05)
 BOB = AccountId(b"\x0b" * 32)
@@ -88,13 +87,8 @@ def registration(chain: ChainFixture, owner: crypto.KeyPair, n: int) -> TxRegist
     return crypto.sign_tx(tx, owner, chain.chain_id)
 
 
-def metrics(chain: ChainFixture) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(chain.metrics_url, timeout=10).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+def metrics(chain: ChainFixture) -> Samples:
+    return scrape(chain.metrics_url)
 
 
 def test_sigkill_restart_keeps_every_block_and_pooled_tx(chain: ChainFixture, node: Proc) -> None:

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from authchain.devnet import Process, free_port
-from tests.procs import REPO
-
-pytestmark = pytest.mark.integration
+from tests.support.procs import REPO
 
 
 def children(pid: int) -> set[int]:

@@ -13,9 +13,7 @@ from authchain.chain.errors import StorageError
 from authchain.chain.storage import Column, KvBlockStore, MemBlockStore, RocksDbBlockStore
 from authchain.chain.storage.kv import height_key
 from authchain.chain.types import BlockHash, Height
-from tests.helpers import make_block, make_transfer
-
-pytestmark = pytest.mark.integration
+from tests.support.chain import make_block, make_transfer
 
 
 @pytest.fixture(params=["mem", "rocksdb"])

@@ -9,12 +9,9 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from authchain.devnet import Process, free_port
-from tests.procs import REPO
-
-pytestmark = pytest.mark.integration
+from tests.support.procs import REPO
 
 
 def test_testnet_command_runs_and_sigterm_stops_everything(tmp_path: Path) -> None:

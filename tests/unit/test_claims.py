@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from authchain.chain.claims import ClaimIndex, ClaimRecord, ClaimStatus
 from authchain.chain.storage.mem import MemBlockStore
 from authchain.chain.types import AccountId, Aid, TxHash
-from tests.unit.test_engine import OWNER, T0, VALIDATOR, FakeVerifier, aid, make_engine, register
+from tests.support.chain import OWNER, T0, VALIDATOR, FakeVerifier, aid, make_engine, register
 
 AIDS = [str(Aid(bytes([n]) * 32)) for n in range(4)]
 OWNERS = [str(AccountId(bytes([n + 50]) * 32)) for n in range(3)]

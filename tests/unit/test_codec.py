@@ -19,7 +19,7 @@ from authchain.chain.types import (
     TxTransfer,
     TxUseModel,
 )
-from tests.strategies import ALL_TYPES, FIELDS, blocks, records, transactions
+from tests.support.strategies import ALL_TYPES, FIELDS, blocks, records, transactions
 
 
 @pytest.mark.parametrize("kind", ALL_TYPES, ids=lambda k: k.__name__)

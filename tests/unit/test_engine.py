@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
-from dataclasses import dataclass, field
 
 import msgspec
 import pytest
@@ -16,136 +14,40 @@ from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.engine import ConsensusEngine, ImportStatus
 from authchain.chain.consensus.pool import PoolRejected
 from authchain.chain.consensus.store import Commit
-from authchain.chain.metrics.prometheus import ChainMetrics
 from authchain.chain.state import (
-    Genesis,
     InvalidTx,
-    StateView,
     Validator,
-    compute_state_root,
     get_account,
     get_artefact,
-    try_process_tx,
 )
 from authchain.chain.storage import MemBlockStore
 from authchain.chain.types import (
-    AccountId,
-    Aid,
     ArtefactMetadata,
-    Block,
     EvidenceHash,
     EvidenceRef,
-    Header,
     SigScheme,
-    Transaction,
     TxRegisterModel,
     TxTransfer,
-    WmProfile,
 )
 from authchain.chain.validation.ml import (
-    ArtefactClaim,
-    MlUnavailable,
     MlValidity,
-    Verdict,
     make_claim,
 )
 from authchain.floors import Floors
-
-CHAIN = "authchain-unit"
-VALIDATOR = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x01" * 32)
-OWNER = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x02" * 32)
-PROFILE = WmProfile(0.9, 0.2, -0.05, 0.05)
-T0 = 1_700_000_000_000
-
-
-@dataclass
-class FakeVerifier:
-    """Answers from a table; `down` simulates an unreachable ML service."""
-
-    failing: set[Aid] = field(default_factory=set)
-    down: bool = False
-    calls: int = 0
-    missing: set[Aid] = field(default_factory=set)
-    """Aids whose files are not uploaded (yet)."""
-    failing_owners: set[AccountId] = field(default_factory=set)
-    """Owners whose claims carry no watermark of theirs (forgers)."""
-    lineage: dict[Aid, tuple[Aid, ...]] = field(default_factory=dict)
-    claims: list[ArtefactClaim] = field(default_factory=list)
-
-    async def verify(self, claim: ArtefactClaim) -> Verdict:
-        self.calls += 1
-        self.claims.append(claim)
-        if self.down:
-            raise MlUnavailable("connection refused")
-        if claim.aid in self.missing:
-            return Verdict(ok=False, reason="artefact_not_found", detail="not uploaded")
-        if claim.aid in self.failing or claim.owner in self.failing_owners:
-            return Verdict(ok=False, reason="watermark_not_found", trigger_acc=0.1)
-        return Verdict(
-            ok=True, trigger_acc=1.0, feat_dist=0.0, logit_stat=0.0,
-            lineage=self.lineage.get(claim.aid, ()),
-        )  # fmt: skip
-
-
-def make_genesis(impersonation: bool = True) -> Genesis:
-    return Genesis(
-        chain_id=CHAIN,
-        timestamp_ms=T0,
-        min_fee=0,
-        impersonation=impersonation,
-        validators=(Validator(VALIDATOR.account, VALIDATOR.scheme, VALIDATOR.public_key),),
-        accounts=((OWNER.account, 1_000),),
-    )
-
-
-def make_engine(
-    verifier: FakeVerifier | None = None,
-    store: MemBlockStore | None = None,
-    cap: int = 2,
-    impersonation: bool = True,
-    config: ConsensusConfig | None = None,
-) -> ConsensusEngine:
-    metrics = ChainMetrics()
-    ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=cap, metrics=metrics)
-    config = config or ConsensusConfig(max_pool_txs=5)
-    return ConsensusEngine(
-        store or MemBlockStore(), make_genesis(impersonation), config, ml, metrics=metrics
-    )
-
-
-def aid(n: int) -> Aid:
-    return Aid(bytes([n]) * 32)
-
-
-def register(n: int, nonce: int, signed: bool = True) -> TxRegisterModel:
-    evidence = EvidenceRef("multi_factor_v2", EvidenceHash(bytes([n + 100]) * 32), PROFILE)
-    tx = TxRegisterModel(OWNER.account, aid(n), evidence, fee=0, nonce=nonce)
-    return crypto.sign_tx(tx, OWNER, CHAIN) if signed else tx
-
-
-def build_block(engine: ConsensusEngine, txs: list[Transaction], now: int) -> Block:
-    """A correctly linked, signed block with a correct state root, whatever its txs."""
-    view = StateView(engine.view().base)
-    height = engine.height + 1
-    for tx in txs:
-        # the block may be meant to be invalid; its state root does not matter then
-        with contextlib.suppress(InvalidTx):
-            try_process_tx(view, tx, engine.genesis, height, VALIDATOR.account)
-    header = Header(
-        parent=engine.tip,
-        height=height,
-        timestamp=now,
-        proposer=VALIDATOR.account,
-        tx_root=codec.compute_tx_root(txs),
-        state_root=compute_state_root(view.items()),
-    )
-    return crypto.sign_block(Block(header, tuple(txs)), VALIDATOR, CHAIN)
-
-
-def metric(engine: ConsensusEngine, name: str, **labels: str) -> float:
-    assert engine.metrics is not None
-    value = engine.metrics.registry.get_sample_value(name, labels or None)
-    return value or 0.0
+from tests.support.chain import (
+    CHAIN,
+    OWNER,
+    PROFILE,
+    T0,
+    VALIDATOR,
+    FakeVerifier,
+    aid,
+    build_block,
+    make_engine,
+    make_genesis,
+    metric,
+    register,
+)
 
 
 async def test_watermarked_registration_is_committed() -> None:

@@ -16,8 +16,8 @@ from authchain.chain import codec
 from authchain.chain.abci.proto import abci
 from authchain.chain.errors import ChainError
 from authchain.chain.types import Transaction
-from tests.strategies import transactions
-from tests.unit.test_abci import make_server
+from tests.support.abci import make_server
+from tests.support.strategies import transactions
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -86,7 +86,7 @@ def test_a_number_where_an_id_belongs_is_a_decode_error_not_a_crash() -> None:
     import msgspec
 
     from authchain.chain.errors import DecodeError
-    from tests.unit.test_engine import register
+    from tests.support.chain import register
 
     fields = msgspec.msgpack.decode(codec.encode(register(1, 0)))
     fields = [7 if isinstance(f, bytes) and len(f) == 32 else f for f in fields]

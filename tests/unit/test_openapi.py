@@ -15,7 +15,7 @@ from authchain.gateway.app import create_app as create_gateway
 from authchain.gateway.config import ApiSettings
 from authchain.ml_service.config import MlServiceSettings
 from authchain.ml_service.main import create_app as create_ml_service
-from tests.unit.test_engine import CHAIN, VALIDATOR, make_engine
+from tests.support.chain import CHAIN, VALIDATOR, make_engine
 
 
 def apps(tmp: Path) -> dict[str, FastAPI]:

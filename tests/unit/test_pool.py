@@ -22,7 +22,7 @@ from authchain.chain.types import (
     TxTransfer,
 )
 from authchain.chain.validation.ml import MlValidity
-from tests.unit.test_engine import (
+from tests.support.chain import (
     CHAIN,
     OWNER,
     PROFILE,

@@ -21,7 +21,7 @@ from authchain.ml_service.watermark.verify import (
     exact_logits,
     judge,
 )
-from tests.ml_models import TrainedModel
+from tests.support.models import TrainedModel
 
 SEED = Thresholds(0.9, 0.2, -0.05, 0.05)
 

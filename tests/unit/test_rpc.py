@@ -13,7 +13,7 @@ from authchain.chain.consensus.engine import ConsensusEngine
 from authchain.chain.rpc import RpcContext, create_rpc_app
 from authchain.chain.schemas import TxStatus, encode_tx_hex, verify_tx_status_proof
 from authchain.chain.types import Transaction, TxTransfer
-from tests.unit.test_engine import (
+from tests.support.chain import (
     CHAIN,
     OWNER,
     T0,

@@ -25,7 +25,7 @@ from authchain.chain.validation.base import (
     InvalidBlock,
     validate_block,
 )
-from tests.unit.test_engine import CHAIN, OWNER, T0, VALIDATOR, build_block, make_engine, register
+from tests.support.chain import CHAIN, OWNER, T0, VALIDATOR, build_block, make_engine, register
 
 NOW = T0 + 5_000
 

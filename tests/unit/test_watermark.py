@@ -7,15 +7,12 @@ import itertools
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import blake3
 import pytest
 import torch
-from safetensors.torch import save as save_safetensors
 
 from authchain.ml_service.artefact import encode_pt_artefact, load_artefact, sniff_format
 from authchain.ml_service.models import SmallResNetConfig, get_architecture
@@ -31,7 +28,8 @@ from authchain.ml_service.watermark.evidence import (
     parse_evidence,
 )
 from authchain.ml_service.watermark.verify import FactorStats, compute_carry_stats, compute_stats
-from tests.ml_models import OTHER, SEED_PROFILE, TrainedModel
+from tests.support.artefacts import bad_artefacts
+from tests.support.models import OTHER, SEED_PROFILE, TrainedModel
 
 
 @pytest.fixture
@@ -224,52 +222,6 @@ def test_pt_state_dict_is_accepted(store: FilesystemStore, watermarked: TrainedM
     assert outcome.ok, outcome
 
 
-def _safetensors(tensors: dict[str, torch.Tensor], **meta: str) -> bytes:
-    return save_safetensors(tensors, metadata=meta or None)
-
-
-def _bad_artefacts(good: bytes) -> dict[str, tuple[bytes, str, str]]:
-    tiny = load_artefact_bytes(good)
-    state = {k: v.contiguous() for k, v in tiny.items()}
-    config = json.dumps({"stem_width": 8, "widths": [16, 32, 32]})
-    full = json.dumps({})  # default config: far wider than these tensors
-    return {
-        "truncated": (good[: len(good) // 2], "safetensors", "corrupt_artefact"),
-        "random": (os.urandom(4096), "safetensors", "corrupt_artefact"),
-        "no_arch": (_safetensors(state), "safetensors", "unknown_architecture"),
-        "unknown_arch": (
-            _safetensors(state, **{"authchain.arch": "vit_h14", "authchain.config": config}),
-            "safetensors",
-            "unknown_architecture",
-        ),
-        "wrong_shapes": (
-            _safetensors(state, **{"authchain.arch": "small_resnet", "authchain.config": full}),
-            "safetensors",
-            "shape_mismatch",
-        ),
-        "bad_config": (
-            _safetensors(state, **{"authchain.arch": "small_resnet", "authchain.config": "{"}),
-            "safetensors",
-            "bad_config",
-        ),
-        "missing_tensor": (
-            _safetensors(
-                {k: v for k, v in state.items() if k != "fc.bias"},
-                **{"authchain.arch": "small_resnet", "authchain.config": config},
-            ),
-            "safetensors",
-            "shape_mismatch",
-        ),
-        "truncated_pt": (b"PK\x03\x04" + b"\x00" * 50, "pt", "corrupt_artefact"),
-    }
-
-
-def load_artefact_bytes(data: bytes) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load
-
-    return load(data)
-
-
 @pytest.mark.parametrize(
     "case",
     ["truncated", "random", "no_arch", "unknown_arch", "wrong_shapes", "bad_config",
@@ -278,7 +230,7 @@ def load_artefact_bytes(data: bytes) -> dict[str, torch.Tensor]:
 def test_bad_artefacts_get_a_specific_reason(
     store: FilesystemStore, watermarked: TrainedModel, case: str
 ) -> None:
-    data, ext, reason = _bad_artefacts(watermarked.artefact_bytes)[case]
+    data, ext, reason = bad_artefacts(watermarked.artefact_bytes)[case]
     aid, ev = put(store, data, watermarked.evidence_bytes, ext=ext)
     outcome = check(store, request(aid, ev))
     assert not outcome.ok and outcome.reason == reason, outcome
@@ -463,36 +415,6 @@ def test_4096_triggers_get_a_definitive_answer_with_finite_p_values(
     assert isinstance(outcome.stats.p_value, float)
     assert -1e6 < outcome.stats.log2_p_value <= 0
     assert not outcome.ok and "trigger_acc_below_tau_input" in outcome.reason
-
-
-def test_a_tiny_file_declaring_a_huge_model_is_refused_before_allocation(
-    watermarked: TrainedModel, tmp_path: Path
-) -> None:
-    state = load_artefact_bytes(watermarked.artefact_bytes)
-    bomb = {"stem_width": 4096, "widths": [4096, 4096, 4096]}
-    data = _safetensors(
-        {"fc.bias": state["fc.bias"]},
-        **{"authchain.arch": "small_resnet", "authchain.config": json.dumps(bomb)},
-    )
-    assert len(data) < 1024
-    path = tmp_path / "bomb.safetensors"
-    path.write_bytes(data)
-    # in a fresh process, so its peak memory is this load's alone (the real model: ~5 GiB)
-    script = (
-        "import resource, sys\n"
-        "from authchain.ml_service.artefact import load_artefact\n"
-        "from authchain.ml_service.errors import ArtefactError\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "try:\n    load_artefact(__import__('pathlib').Path(sys.argv[1]))\n"
-        "except ArtefactError as exc:\n    print(exc.reason)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
-    )
-    reason, grown_kib = result.stdout.split()
-    assert reason == "shape_mismatch"
-    assert int(grown_kib) < 200 * 1024, f"grew {grown_kib} KiB"
 
 
 # --- derivative detection: the first registrant owns the model's lineage -------------------

@@ -44,7 +44,7 @@ from authchain.ml_service.watermark.signature import (
     weight_summary,
 )
 from authchain.ml_service.watermark.verify import CarryStats, compute_carry_stats, exact_logits
-from tests.ml_models import SEED_PROFILE, TrainedModel
+from tests.support.models import SEED_PROFILE, ModelCache, TrainedModel
 
 V1_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "multi_factor_v1"
 
@@ -91,7 +91,7 @@ def test_a_rewrite_leaves_the_function_and_the_signature_bits_alone(
     if rewrite in ("permute", "rescale", "flip_signs", "fold_batchnorm"):
         assert torch.allclose(original, read, rtol=1e-4, atol=1e-9)
     carry = compute_carry_stats(rewritten, [evidence])[0]
-    assert carry.feat_matches == watermarked.result["stats"]["feat_matches"]
+    assert carry.feat_matches == watermarked.result.stats.feat_matches
 
 
 def test_v1_read_its_bits_in_stored_order_and_a_permutation_took_them_to_chance(
@@ -288,21 +288,25 @@ def test_a_v1_registration_made_before_v2_still_verifies(store: FilesystemStore)
 
 
 def test_a_v1_registration_still_counts_in_derivative_detection(
-    store: FilesystemStore, tmp_path: Path
+    store: FilesystemStore, model_cache: ModelCache
 ) -> None:
-    from authchain.ml_service.cli import train_command
+    from authchain.ml_service.outputs import ModelReport
+    from authchain.ml_service.owner import train_model
 
     aid, ev = put(store, (V1_FIXTURE / "model.safetensors").read_bytes(),
                   (V1_FIXTURE / "evidence.json").read_bytes())  # fmt: skip
-    stolen = tmp_path / "stolen"
-    shutil.copytree(V1_FIXTURE, stolen)
-    thief = train_command(
-        b"\xd1" * 32, tmp_path / "thief", tiny=True, epochs=2, seed=5, watermark=True,
-        base=stolen / "model.safetensors", spec=EmbedSpec(), key_seed=b"\x0b" * 32,
-    )  # fmt: skip
-    assert thief["passes"] and thief["scheme_id"] == "multi_factor_v2"
-    t_aid, t_ev = put(store, Path(thief["artefact"]).read_bytes(),
-                      Path(thief["evidence"]).read_bytes())  # fmt: skip
+
+    def make(out: Path) -> ModelReport:  # the thief re-watermarks the stolen v1 model
+        shutil.copytree(V1_FIXTURE, out / "stolen")
+        return train_model(
+            b"\xd1" * 32, out / "thief", tiny=True, epochs=2, seed=5, watermark=True,
+            base=out / "stolen" / "model.safetensors", spec=EmbedSpec(), key_seed=b"\x0b" * 32,
+        )  # fmt: skip
+
+    thief = model_cache.get("v1-thief", make, aid).result
+    assert thief.passes and thief.scheme_id == "multi_factor_v2"
+    t_aid, t_ev = put(store, thief.artefact.read_bytes(),
+                      thief.evidence.read_bytes())  # fmt: skip
     prior = [{"aid": aid, "owner": "a1" * 32, "evidence_hash": ev}]
     assert verify(store, t_aid, t_ev, "multi_factor_v2", []).ok
     outcome = verify(store, t_aid, t_ev, "multi_factor_v2", prior)

@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import time
+from typing import Protocol
 from urllib.parse import urlparse
 
 from authchain import __version__
@@ -77,12 +78,38 @@ PIPELINE_DEPTH = 256
 """Requests read ahead on one connection while earlier ones are answered."""
 
 
-class AbciServer:
-    """Serves one `Application` to one CometBFT node."""
+class Clock(Protocol):
+    """The time the server waits by: V_auth's retries and the unavailable wait."""
 
-    def __init__(self, app: Application, *, unavailable_wait_secs: float = 20.0) -> None:
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real one."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class AbciServer:
+    """Serves one `Application` to one CometBFT node. `clock` is the system's unless a test
+    passes one it advances itself."""
+
+    def __init__(
+        self,
+        app: Application,
+        *,
+        unavailable_wait_secs: float = 20.0,
+        clock: Clock | None = None,
+    ) -> None:
         self.app = app
         self.unavailable_wait_secs = unavailable_wait_secs
+        self.clock: Clock = clock or SystemClock()
         self._accounts = validator_accounts(app.genesis)
         self.stats = {"proposals_accepted": 0, "proposals_rejected": 0, "unavailable_waits": 0}
         app.extra_status = self.stats
@@ -295,14 +322,14 @@ class AbciServer:
         except Rejected as exc:
             return self._reject(request.height, f"undecodable tx: {exc}")
         proposer = self.proposer(request.proposer_address)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         for attempt in range(1_000_000):
             try:
                 await self.app.process_proposal(txs, request.height, proposer)
             except InvalidBlock as exc:
                 return self._reject(request.height, str(exc))
             except MlUnavailable as exc:
-                waited = time.monotonic() - started
+                waited = self.clock.monotonic() - started
                 if waited >= self.unavailable_wait_secs:
                     log.warning(
                         "proposal %d: V_auth still unavailable after %.0fs (%s): voting REJECT "
@@ -313,7 +340,7 @@ class AbciServer:
                     return status(status=status.REJECT)
                 self.stats["unavailable_waits"] += 1
                 log.warning("proposal %d: V_auth unavailable, waiting: %s", request.height, exc)
-                await asyncio.sleep(RETRY_SECS[min(attempt, len(RETRY_SECS) - 1)])
+                await self.clock.sleep(RETRY_SECS[min(attempt, len(RETRY_SECS) - 1)])
                 continue
             self.stats["proposals_accepted"] += 1
             return status(status=status.ACCEPT)
@@ -345,7 +372,7 @@ class AbciServer:
                     "block %d is decided but V_auth is unavailable (%s): retrying; this "
                     "validator falls behind until the ML service answers", request.height, exc,
                 )  # fmt: skip
-                await asyncio.sleep(RETRY_SECS[min(attempt, len(RETRY_SECS) - 1)])
+                await self.clock.sleep(RETRY_SECS[min(attempt, len(RETRY_SECS) - 1)])
                 attempt += 1
         results = []
         for raw, tx, result in zip(request.txs, txs, finalized.results, strict=True):

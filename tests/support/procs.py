@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from authchain.chain import crypto
 from authchain.chain.types import SigScheme
 from authchain.devnet import Process, free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 Proc = Process
@@ -94,3 +97,17 @@ balance = 1000000
         proc = self.node().start()
         proc.wait_http(f"{self.rpc_url}/health")
         return proc
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""Prometheus samples by (name, sorted labels)."""
+
+
+def scrape(metrics_url: str) -> Samples:
+    """Every sample a /metrics endpoint exports now."""
+    text = httpx.get(metrics_url, timeout=10).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

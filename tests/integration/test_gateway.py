@@ -18,8 +18,8 @@ from authchain.client import _batches
 from authchain.gateway.app import create_app
 from authchain.gateway.config import ApiSettings
 from authchain.gateway.node_client import HttpNodeClient
-from tests.servers import free_port, serve_app
-from tests.unit.test_engine import CHAIN, OWNER, T0, VALIDATOR, FakeVerifier, aid, make_engine
+from tests.support.chain import CHAIN, OWNER, T0, VALIDATOR, FakeVerifier, aid, make_engine
+from tests.support.servers import free_port, serve_app
 
 SEED = {
     "owner_account_hex": str(OWNER.account),

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Response
 
 from authchain.ml_service.peers import PeerFetcher
 from authchain.ml_service.registry import FilesystemStore
-from tests.servers import serve_app
+from tests.support.servers import serve_app
 
 ARTEFACT = b"\x00" * 64 + b"the owner's model"
 AID = blake3.blake3(ARTEFACT).hexdigest()

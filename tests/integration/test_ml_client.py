@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request, Response
 from authchain.chain.ml_client import HttpMlVerifier
 from authchain.chain.types import AccountId, Aid, EvidenceHash, EvidenceRef, WmProfile
 from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable
-from tests.servers import free_port, serve_app
+from tests.support.servers import free_port, serve_app
 
 CLAIM = ArtefactClaim(
     Aid(b"\xbb" * 32),
