@@ -8,8 +8,6 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
-from tests.support.chain import CHAIN, FakeVerifier, make_genesis
-
 from authchain.chain import crypto
 from authchain.chain.abci.proto import abci
 from authchain.chain.abci.server import AbciServer
@@ -19,6 +17,7 @@ from authchain.chain.state import Validator
 from authchain.chain.storage import MemBlockStore
 from authchain.chain.types import SigScheme
 from authchain.chain.validation.ml import MlValidity
+from tests.support.chain import CHAIN, FakeVerifier, make_genesis
 
 COMET_KEY = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x07" * 32)
 ADDRESS = hashlib.sha256(COMET_KEY.public_key).digest()[:20]

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page
-from tests.support.models import SEED_PROFILE, TrainedModel
-from tests.support.procs import Samples, scrape
 
 from authchain.chain import crypto
 from authchain.devnet import Devnet, DevnetPorts
+from tests.support.models import SEED_PROFILE, TrainedModel
+from tests.support.procs import Samples, scrape
 
 REPO = Path(__file__).resolve().parents[2]
 FUNDED = crypto.read_key_file(REPO / "configs" / "devnet-account.key")

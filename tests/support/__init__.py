@@ -1,0 +1,1 @@
+"""Helpers for the tests: builders, fixtures' machinery, real processes and trained models."""
