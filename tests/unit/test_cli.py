@@ -1,10 +1,12 @@
-"""The `authchain` command: help and `keys`."""
+"""The `authchain` command: help, `keys`, and the supervision loop and error exit every command
+shares."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from authchain.chain.crypto import read_key_file
@@ -61,3 +63,37 @@ def test_keys_show(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert read_key_file(path).account.hex() in result.output
     assert "private" not in result.output.lower()
+
+
+def test_a_signal_stops_the_supervision_loop_and_the_old_handlers_come_back() -> None:
+    import os
+    import signal
+
+    from authchain.cli.common import stop_on_signals, supervise
+
+    before = signal.getsignal(signal.SIGTERM)
+    ticks: list[int] = []
+
+    def tick() -> str | None:
+        ticks.append(1)
+        if len(ticks) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` would, mid-run
+        return None
+
+    with stop_on_signals() as stopped:
+        assert supervise(stopped, tick, every=0.01) == "stopped"
+    assert len(ticks) == 3 and signal.getsignal(signal.SIGTERM) is before
+    with stop_on_signals() as stopped:  # a tick that finds a reason to stop says so
+        assert supervise(stopped, lambda: "node exited", every=0.01) == "node exited"
+
+
+def test_failing_on_exits_with_the_error_and_no_traceback() -> None:
+    import typer
+
+    from authchain.cli.common import failing_on
+
+    with pytest.raises(typer.Exit) as exit_, failing_on(ValueError, what="--x: ", code=2):
+        raise ValueError("not a number")
+    assert exit_.value.exit_code == 2
+    with pytest.raises(KeyError), failing_on(ValueError):  # other errors are not swallowed
+        raise KeyError("k")
