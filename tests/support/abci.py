@@ -15,7 +15,7 @@ from authchain.chain.app import Application
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.state import Validator
 from authchain.chain.storage import MemBlockStore
-from authchain.chain.types import SigScheme
+from authchain.chain.types import AccountId, SigScheme
 from authchain.chain.validation.ml import MlValidity
 from tests.support.chain import CHAIN, FakeVerifier, make_genesis
 
@@ -45,12 +45,15 @@ def make_server(
     wait: float = 0.0,
     chain_id: str = CHAIN,
     clock: FakeClock | None = None,
+    accounts: tuple[tuple[AccountId, int], ...] | None = None,
 ) -> AbciServer:
     genesis = dataclasses.replace(
         make_genesis(),
         chain_id=chain_id,
         validators=(Validator(COMET_KEY.account, COMET_KEY.scheme, COMET_KEY.public_key),),
     )
+    if accounts is not None:
+        genesis = dataclasses.replace(genesis, accounts=accounts)
     ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=4)
     app = Application(
         MemBlockStore(), genesis, ConsensusConfig(max_pool_txs=10), ml, persist_pool=False

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from authchain.chain import codec, crypto
+from authchain.chain.abci.proto import abci
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.engine import ConsensusEngine
 from authchain.chain.consensus.pool import PoolRejected
@@ -20,8 +21,10 @@ from authchain.chain.types import (
     SigScheme,
     TxRegisterModel,
     TxTransfer,
+    get_signer,
 )
 from authchain.chain.validation.ml import MlValidity
+from tests.support.abci import ADDRESS, call, init, make_server
 from tests.support.chain import (
     CHAIN,
     OWNER,
@@ -104,6 +107,31 @@ async def test_proposal_order_is_fee_then_arrival_within_each_senders_nonce_orde
         chain.submit_tx(tx)
     order = [(tx.nonce, tx.fee) for tx in chain.pool.candidates()]
     assert order == [(0, 5), (1, 5), (0, 1), (1, 9)]
+
+
+async def test_both_drivers_propose_in_one_order() -> None:
+    """CometBFT's PrepareProposal (txs in its mempool's order) proposes what the embedded
+    pool would, in the same order: one function decides it for both."""
+    arrivals = [
+        transfer(OWNER, 0, fee=1), transfer(RICH, 2, fee=7), transfer(OWNER, 1, fee=9),
+        transfer(RICH, 1, fee=5), transfer(OWNER, 2, fee=0), transfer(RICH, 0, fee=5),
+    ]  # fmt: skip
+    chain = engine(max_pool_txs=100)
+    for tx in arrivals:
+        chain.submit_tx(tx)
+    embedded = chain.pool.candidates()
+    assert [(get_signer(tx), tx.nonce) for tx in embedded] == [
+        (RICH.account, 0), (RICH.account, 1), (RICH.account, 2),  # fee 5 first, then 5, 7
+        (OWNER.account, 0), (OWNER.account, 1), (OWNER.account, 2),
+    ]  # fmt: skip
+    server = make_server(accounts=((OWNER.account, 1_000), (RICH.account, 1_000)))
+    await init(server)
+    request = abci.RequestPrepareProposal(
+        txs=[codec.encode(tx) for tx in arrivals], max_tx_bytes=1 << 20, height=1,
+        proposer_address=ADDRESS,
+    )  # fmt: skip
+    prepared = (await call(server, prepare_proposal=request)).prepare_proposal
+    assert list(prepared.txs) == [codec.encode(tx) for tx in embedded]
 
 
 async def test_a_gapped_claim_on_a_victims_aid_does_not_block_the_victim() -> None:

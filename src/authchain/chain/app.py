@@ -407,7 +407,8 @@ class Application:
         proposer: AccountId,
         limits: ProposalLimits,
     ) -> Proposal:
-        """The txs to propose at `height`, from `candidates` in nonce-then-arrival order.
+        """The txs to propose at `height`, from `candidates` in proposal order
+        (`pool.proposal_order`).
 
         Txs that break a state rule for good are dropped; registrations that V_auth answered
         `ok=false` are dropped with the verifier's reason; those V_auth could not answer stay

@@ -40,6 +40,7 @@ from authchain import __version__
 from authchain.chain import codec, crypto
 from authchain.chain.abci.proto import abci
 from authchain.chain.app import Application, ProposalLimits
+from authchain.chain.consensus.pool import proposal_order
 from authchain.chain.errors import Rejected
 from authchain.chain.state import Genesis
 from authchain.chain.types import AccountId, Hash256, SigScheme, Transaction
@@ -300,8 +301,7 @@ class AbciServer:
                 continue
             raw_of[id(tx)] = raw
             decoded.append(tx)
-        arrival = {id(tx): i for i, tx in enumerate(decoded)}
-        candidates = sorted(decoded, key=lambda tx: (tx.nonce, arrival[id(tx)]))
+        candidates = proposal_order((tx, i) for i, tx in enumerate(decoded))  # mempool order
         limits = ProposalLimits(
             max_txs=self.app.config.max_block_txs,
             max_bytes=min(request.max_tx_bytes, self.app.config.max_block_size_bytes),

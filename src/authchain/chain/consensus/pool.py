@@ -12,10 +12,10 @@ duplicate. Then the rules that keep a stranger from clogging the pool (`PoolPoli
 Claims on the same Aid do not block each other here: V_auth decides, and the first valid claim
 in the chain wins.
 
-Proposal order: each sender's txs in nonce order; across senders the higher fee first, then
-the earlier arrival. Accepted txs are written to the store before `add` returns, so a
-restarted node still has them (under CometBFT, whose mempool holds them, the pool is an
-in-memory mirror).
+Proposal order (`proposal_order`, the same under CometBFT): each sender's txs in nonce order;
+across senders the higher fee first, then the earlier arrival. Accepted txs are written to the
+store before `add` returns, so a restarted node still has them (under CometBFT, whose
+mempool holds them, the pool is an in-memory mirror).
 """
 
 from __future__ import annotations
@@ -256,23 +256,8 @@ class TxPool:
         return nonce
 
     def candidates(self) -> list[Transaction]:
-        """Pending txs in proposal order: each sender's in nonce order; across senders the
-        higher fee first, then the earlier arrival."""
-        queues = {
-            signer: [self._entries[by_nonce[n]] for n in sorted(by_nonce)]
-            for signer, by_nonce in self._by_sender.items()
-        }
-        heap = [(-q[0].tx.fee, q[0].seq, 0, s) for s, q in queues.items()]
-        heapq.heapify(heap)
-        out: list[Transaction] = []
-        while heap:
-            _, _, i, signer = heapq.heappop(heap)
-            queue = queues[signer]
-            out.append(queue[i].tx)
-            if i + 1 < len(queue):
-                nxt = queue[i + 1]
-                heapq.heappush(heap, (-nxt.tx.fee, nxt.seq, i + 1, signer))
-        return out
+        """Pending txs in proposal order (`proposal_order`)."""
+        return proposal_order((e.tx, e.seq) for e in self._entries.values())
 
     def registrations_pending(self) -> list[tuple[TxHash, TxRegisterModel]]:
         """The pending registrations, in arrival order."""
@@ -297,3 +282,30 @@ class TxPool:
             else:
                 self._spend.pop(entry.signer, None)
             self.registrations -= isinstance(entry.tx, TxRegisterModel)
+
+
+def proposal_order(arrivals: Iterable[tuple[Transaction, int]]) -> list[Transaction]:
+    """Txs, each with its arrival number, in the order both drivers propose them: each
+    sender's in nonce order (a later nonce cannot execute before an earlier one); across
+    senders the higher fee first, then the earlier arrival.
+
+    Fee first is what a sender pays for and what a full block must decide; a global nonce sort
+    (CometBFT's path used one before) would put every sender's first tx ahead of any fee, and
+    let a flood of fresh accounts push out paying ones. The embedded pool and CometBFT's
+    mempool (arrival = its order) go through this one function."""
+    queues: dict[AccountId, list[tuple[int, int, Transaction]]] = {}
+    for tx, seq in arrivals:
+        queues.setdefault(get_signer(tx), []).append((tx.nonce, seq, tx))
+    for queue in queues.values():
+        queue.sort(key=lambda item: item[:2])
+    heap = [(-q[0][2].fee, q[0][1], 0, signer) for signer, q in queues.items()]
+    heapq.heapify(heap)
+    out: list[Transaction] = []
+    while heap:
+        _, _, i, signer = heapq.heappop(heap)
+        queue = queues[signer]
+        out.append(queue[i][2])
+        if i + 1 < len(queue):
+            _, seq, nxt = queue[i + 1]
+            heapq.heappush(heap, (-nxt.fee, seq, i + 1, signer))
+    return out
