@@ -52,9 +52,7 @@ from authchain.chain.validation.base import (
     BlockReason,
     InvalidBlock,
     get_expected_proposer,
-    validate_header_links,
-    validate_proposer,
-    validate_shape,
+    validate_header,
 )
 from authchain.chain.validation.ml import MlUnavailable, MlValidity
 
@@ -207,9 +205,7 @@ class ConsensusEngine:
         block = crypto.sign_block(Block(header, tuple(txs)), key, self.genesis.chain_id)
         block_hash = codec.compute_block_hash(header)
         try:
-            validate_header_links(header, self._tip, self._tip_header, now_ms)
-            validate_proposer(block, self.genesis)
-            validate_shape(block, self.config)
+            validate_header(block, self._tip, self._tip_header, self.genesis, self.config, now_ms)
         except InvalidBlock as exc:
             self.app.discard()
             return self._invalid_block(codec.hash_bytes(b"own" + block_hash), block_hash, exc)
@@ -234,9 +230,7 @@ class ConsensusEngine:
             return ImportResult(ImportStatus.DEFERRED, block_hash, f"from_the_future: {why}")
         started = time.perf_counter()
         try:
-            validate_header_links(block.header, self._tip, self._tip_header, now_ms)
-            validate_proposer(block, self.genesis)
-            validate_shape(block, self.config)
+            validate_header(block, self._tip, self._tip_header, self.genesis, self.config, now_ms)
             height, proposer = block.header.height, block.header.proposer
             await self.app.process_proposal(block.txs, height, proposer)
             finalized = await self.app.finalize_block(block.txs, height, proposer, strict=True)

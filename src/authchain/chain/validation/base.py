@@ -149,6 +149,22 @@ def execute_txs(
             raise InvalidBlock(BlockReason.INVALID_TX, f"tx {i}: {exc}") from exc
 
 
+def validate_header(
+    block: Block,
+    parent_hash: BlockHash,
+    parent: Header,
+    genesis: Genesis,
+    config: ConsensusConfig,
+    now_ms: int,
+) -> None:
+    """Everything about a block but its txs' execution and its state root: the links to its
+    parent, the proposer and its signature, the shape (count, size, tx root). The embedded
+    driver runs this on every block, its own included."""
+    validate_header_links(block.header, parent_hash, parent, now_ms)
+    validate_proposer(block, genesis)
+    validate_shape(block, config)
+
+
 def validate_block_body(
     view: StateView,
     block: Block,
@@ -159,9 +175,7 @@ def validate_block_body(
     now_ms: int,
 ) -> None:
     """V_base up to the state root: raise InvalidBlock, or leave the block's writes in `view`."""
-    validate_header_links(block.header, parent_hash, parent, now_ms)
-    validate_proposer(block, genesis)
-    validate_shape(block, config)
+    validate_header(block, parent_hash, parent, genesis, config, now_ms)
     validate_unique_aids(block.txs)
     execute_txs(view, block.txs, genesis, block.header.height, block.header.proposer)
 
@@ -185,7 +199,7 @@ def validate_block(
 ) -> None:
     """V_base on a whole block, given V_auth's `lineage` findings: raise InvalidBlock, or
     leave the block's writes in `view`. The drivers run the same pieces split by phase: the
-    embedded engine checks the header (links, proposer, shape), `Application.process_proposal`
+    embedded engine checks the header (`validate_header`), `Application.process_proposal`
     the txs (`validate_unique_aids`, `execute_txs`) and V_auth, and the engine the state
     root after FinalizeBlock."""
     validate_block_body(view, block, parent_hash, parent, genesis, config, now_ms)
