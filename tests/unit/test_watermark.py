@@ -507,3 +507,23 @@ def test_derivative_statistics_do_not_depend_on_the_batch_they_run_in(
     alone = [compute_carry_stats(model, [p])[0] for p in priors]
     assert together == alone
     assert compute_carry_stats(model, priors[::-1]) == together[::-1]
+
+
+def test_the_same_model_always_encodes_to_the_same_bytes(
+    watermarked: TrainedModel, tmp_path: Path
+) -> None:
+    """safetensors writes its header from a hash map, in an order that changes from call to
+    call; the artefact's header is re-written in sorted order, so one model has one aid."""
+    from authchain.ml_service.artefact import encode_artefact
+
+    loaded = load_artefact(watermarked.artefact)
+    encodings = {encode_artefact(loaded.model, loaded.arch, loaded.config) for _ in range(8)}
+    assert len(encodings) == 1
+    (data,) = encodings
+    size = int.from_bytes(data[:8], "little")
+    assert size % 8 == 0 and json.loads(data[8 : 8 + size])  # aligned, and valid JSON
+    path = tmp_path / "again.safetensors"
+    path.write_bytes(data)
+    again = load_artefact(path).model.state_dict()
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(again[name], tensor), name

@@ -63,7 +63,18 @@ def encode_artefact(model: nn.Module, arch: Architecture, config: Any) -> bytes:
         META_CONFIG: json.dumps(arch.config_to_json(config), sort_keys=True),
         META_INPUT_SHAPE: json.dumps(list(arch.input_shape)),
     }
-    return save_safetensors(tensors, metadata=metadata)
+    return canonical_safetensors(save_safetensors(tensors, metadata=metadata))
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """`data` with its header's JSON in sorted key order, so the same model always has the
+    same bytes, and so the same aid. safetensors writes the header from a hash map, whose
+    order changes from one process (and one call) to the next."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    return len(text).to_bytes(8, "little") + text + data[8 + size :]
 
 
 def encode_pt_artefact(model: nn.Module, arch: Architecture, config: Any) -> bytes:
