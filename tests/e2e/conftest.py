@@ -50,8 +50,9 @@ def ml(devnet: Devnet) -> Iterator[MlServiceClient]:
 
 @pytest.fixture(scope="module")
 def thief() -> crypto.KeyPair:
-    """The thief's account key: he steals models and claims them."""
-    return crypto.KeyPair.generate(SigScheme.ED25519)
+    """The thief's account key: he steals models and claims them (a fixed one, so that what
+    he trains is the same every run and comes from the model cache)."""
+    return crypto.KeyPair.from_seed(SigScheme.ED25519, b"\xd1" * 32)
 
 
 @pytest.fixture(scope="module")

@@ -20,25 +20,29 @@ from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet
 from authchain.ml_service.artefact import encode_pt_artefact, load_artefact
+from authchain.ml_service.outputs import ModelReport
 from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import parse_evidence
 from tests.support.devnet import invalid_blocks, make_devnet, node_metrics, seed_body
-from tests.support.models import CLEAN_REASON, SEED_PROFILE, TrainedModel
+from tests.support.models import CLEAN_REASON, SEED_PROFILE, ModelCache, TrainedModel
 
 PROFILE = WmProfile(**SEED_PROFILE)
 
 
 @pytest.fixture(scope="module")
-def signer_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[crypto.KeyPair, Path]:
-    """A tiny model watermarked for a real key's account (so it can sign its registration)."""
-    key = crypto.KeyPair.generate(SigScheme.ML_DSA_65)
-    out = tmp_path_factory.mktemp("signer")
-    train_model(
-        bytes(key.account), out, tiny=True, epochs=None, seed=3, watermark=True, base=None,
-        spec=EmbedSpec(),
-    )  # fmt: skip
-    return key, out
+def signer_model(model_cache: ModelCache) -> tuple[crypto.KeyPair, Path]:
+    """A tiny model watermarked for a real key's account (so it can sign its registration);
+    the directory holding its model.safetensors and evidence.json."""
+    key = crypto.KeyPair.from_seed(SigScheme.ML_DSA_65, b"\x33" * 32)
+
+    def make(out: Path) -> ModelReport:
+        return train_model(
+            bytes(key.account), out, tiny=True, epochs=None, seed=3, watermark=True, base=None,
+            spec=EmbedSpec(),
+        )  # fmt: skip
+
+    return key, model_cache.get("signer", make, str(key.account)).artefact.parent
 
 
 def test_watermarked_model_is_committed_with_a_valid_proof(

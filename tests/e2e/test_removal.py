@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import blake3
 import pytest
 import torch
 
@@ -29,24 +30,30 @@ from authchain.ml_service.outputs import ModelReport
 from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.verify import exact_logits
-from tests.support.models import TrainedModel
+from tests.support.models import ModelCache, TrainedModel
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "all": torch.bfloat16}
 
 
 def rewatermark_and_register(
-    gw: GatewayClient, ml: MlServiceClient, thief: crypto.KeyPair, stolen: Path, out: Path,
-    epochs: int | None,
+    gw: GatewayClient, ml: MlServiceClient, thief: crypto.KeyPair, stolen: Path,
+    models: ModelCache, epochs: int | None,
 ) -> tuple[ModelReport, str]:  # fmt: skip
     """The thief's own watermark on `stolen` (our CLI's `model train --from`), uploaded and
-    registered under his signed claim; his tool's report and the tx hash."""
-    result = train_model(
-        bytes(thief.account), out, tiny=True, epochs=epochs, seed=5, watermark=True,
-        base=stolen, spec=EmbedSpec(), key_seed=b"\x0d" * 32,
-    )  # fmt: skip
+    registered under his signed claim; his tool's report and the tx hash. The training is
+    cached by the stolen copy's bytes: the same copy, the same thief's model."""
+
+    def make(out: Path) -> ModelReport:
+        return train_model(
+            bytes(thief.account), out, tiny=True, epochs=epochs, seed=5, watermark=True,
+            base=stolen, spec=EmbedSpec(), key_seed=b"\x0d" * 32,
+        )  # fmt: skip
+
+    copy = blake3.blake3(stolen.read_bytes()).hexdigest()
+    result = models.get("removal-thief", make, copy, str(thief.account), epochs).result
     assert result.passes, result  # his watermark alone meets every floor
-    aid = Aid.from_hex(ml.upload_artefact(out / "model.safetensors"))
-    ev = EvidenceHash.from_hex(ml.upload_evidence(out / "evidence.json"))
+    aid = Aid.from_hex(ml.upload_artefact(result.artefact))
+    ev = EvidenceHash.from_hex(ml.upload_evidence(result.evidence))
     profile = WmProfile(**result.to_json()["wm_profile"])
     return result, gw.register_signed(thief, aid, ev, profile)
 
@@ -62,7 +69,7 @@ def assert_rejected_naming(gw: GatewayClient, tx_hash: str, owner: TrainedModel)
 @pytest.mark.parametrize("rewrite", sorted(attacks.REWRITES))
 def test_a_rewritten_and_rewatermarked_copy_is_rejected(
     gw: GatewayClient, ml: MlServiceClient, owner_registered: TrainedModel,
-    thief: crypto.KeyPair, tmp_path: Path, rewrite: str,
+    thief: crypto.KeyPair, tmp_path: Path, rewrite: str, model_cache: ModelCache,
 ) -> None:  # fmt: skip
     loaded = load_artefact(owner_registered.artefact)
     copy = attacks.REWRITES[rewrite](loaded.model, torch.Generator().manual_seed(17))
@@ -75,22 +82,20 @@ def test_a_rewritten_and_rewatermarked_copy_is_rejected(
         copy = copy.to(DTYPES[rewrite])
     stolen = tmp_path / "stolen.safetensors"
     stolen.write_bytes(encode_artefact(copy, loaded.arch, loaded.config))
-    _, tx_hash = rewatermark_and_register(gw, ml, thief, stolen, tmp_path / "thief", epochs=None)
+    _, tx_hash = rewatermark_and_register(gw, ml, thief, stolen, model_cache, epochs=None)
     assert_rejected_naming(gw, tx_hash, owner_registered)
 
 
 def test_a_copy_fine_tuned_at_lr_1e_2_for_3_epochs_and_rewatermarked_is_rejected(
     gw: GatewayClient, ml: MlServiceClient, owner_registered: TrainedModel,
-    thief: crypto.KeyPair, tmp_path: Path,
+    thief: crypto.KeyPair, tmp_path: Path, model_cache: ModelCache,
 ) -> None:  # fmt: skip
     loaded = load_artefact(owner_registered.artefact)
     train = load_digits_split()[0]
     tuned, _ = attacks.fine_tune(loaded.model, train, attacks.FineTune(epochs=3, lr=1e-2))
     stolen = tmp_path / "stolen.safetensors"
     stolen.write_bytes(encode_artefact(tuned, loaded.arch, loaded.config))
-    result, tx_hash = rewatermark_and_register(
-        gw, ml, thief, stolen, tmp_path / "thief", epochs=None
-    )
+    result, tx_hash = rewatermark_and_register(gw, ml, thief, stolen, model_cache, epochs=None)
     # his copy is as good as the stolen one (issue 20's thief made it better) ...
     stolen_accuracy = owner_registered.result.test_accuracy
     assert result.test_accuracy is not None and stolen_accuracy is not None

@@ -15,8 +15,10 @@ from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, WmProfile
 from authchain.client import GatewayClient, MlServiceClient, read_strength
 from authchain.devnet import Devnet, DevnetPorts
+from authchain.ml_service.outputs import ModelReport
 from authchain.ml_service.owner import train_timm
 from authchain.ml_service.watermark.embed import EmbedSpec
+from tests.support.models import ModelCache
 
 REPO = Path(__file__).resolve().parents[2]
 ALLOWED = ["test_resnet", "test_efficientnet", "test_vit"]
@@ -58,25 +60,31 @@ def register(net: Devnet, out: Path, profile: WmProfile) -> str:
         ml.close()
 
 
+def trained(models: ModelCache, name: str) -> ModelReport:
+    """`name` trained with the hook for FUNDED's account (made once, then from the cache)."""
+
+    def make(out: Path) -> ModelReport:
+        return train_timm(
+            bytes(FUNDED.account), out, model_name=name, input_size=32, epochs=EPOCHS[name],
+            seed=0, spec=SPEC, key_seed=KEY_SEED,
+        )  # fmt: skip
+
+    return models.get(f"timm-{name}", make, str(FUNDED.account), EPOCHS[name], SPEC).result
+
+
 @pytest.mark.parametrize("name", ALLOWED)
 def test_a_timm_model_trained_with_the_hook_is_committed(
-    net: Devnet, name: str, tmp_path: Path
+    net: Devnet, name: str, model_cache: ModelCache
 ) -> None:
-    result = train_timm(
-        bytes(FUNDED.account), tmp_path, model_name=name, input_size=32, epochs=EPOCHS[name],
-        seed=0, spec=SPEC, key_seed=KEY_SEED,
-    )  # fmt: skip
+    result = trained(model_cache, name)
     assert result.passes, result.stats
     profile = WmProfile(**result.to_json()["wm_profile"])
-    assert register(net, tmp_path, profile) == "committed"
+    assert register(net, result.artefact.parent, profile) == "committed"
 
 
 def test_a_model_off_the_allow_list_is_refused_with_that_reason(
-    net: Devnet, tmp_path: Path
+    net: Devnet, model_cache: ModelCache
 ) -> None:
-    result = train_timm(
-        bytes(FUNDED.account), tmp_path, model_name="test_convnext", input_size=32,
-        epochs=EPOCHS["test_convnext"], seed=0, spec=SPEC, key_seed=KEY_SEED,
-    )  # fmt: skip
-    outcome = register(net, tmp_path, WmProfile(0.9, 0.2, -0.05, 0.05))
+    result = trained(model_cache, "test_convnext")
+    outcome = register(net, result.artefact.parent, WmProfile(0.9, 0.2, -0.05, 0.05))
     assert outcome == "rejected:architecture_not_allowed", (outcome, result.stats)
