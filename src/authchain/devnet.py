@@ -113,7 +113,7 @@ class Process:
                 return True
             return False
 
-        self._wait(listening, timeout, f"listen on {host}:{port}")
+        self.wait_until(listening, timeout, f"listen on {host}:{port}")
 
     def wait_http(self, url: str, timeout: float = 60.0) -> None:
         """Wait until GET `url` answers 200; DevnetError (with the log) if it dies first."""
@@ -124,9 +124,15 @@ class Process:
             except httpx.HTTPError:
                 return False
 
-        self._wait(answers, timeout, f"answer {url}")
+        self.wait_until(answers, timeout, f"answer {url}")
 
-    def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        """Wait until the process's log says `text`; DevnetError if it dies first."""
+        self.wait_until(lambda: text in self.log(), timeout, f"say {text!r}")
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll `ready` until it is true; DevnetError (with the log's tail) if the process
+        exits first or `timeout` passes ("... did not `what` in ...s")."""
         assert self.popen is not None, "start() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -33,12 +33,12 @@ def started(tmp_path: Path, args: list[str], ready: str, count: int) -> tuple[Pr
     """`authchain <args>`, once its log says `ready` and it has `count` children."""
     proc = Process(args, tmp_path / "parent.log", cwd=REPO).start()
     assert proc.popen is not None
-    deadline = time.monotonic() + 180
-    while ready not in proc.log() or len(children(proc.popen.pid)) < count:
-        assert proc.running, proc.tail()
-        assert time.monotonic() < deadline, proc.tail()
-        time.sleep(0.5)
-    return proc, children(proc.popen.pid)
+    pid = proc.popen.pid
+    proc.wait_until(
+        lambda: ready in proc.log() and len(children(pid)) >= count, 180,
+        f"say {ready!r} with {count} children",
+    )  # fmt: skip
+    return proc, children(pid)
 
 
 @pytest.mark.parametrize(
