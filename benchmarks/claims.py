@@ -1,4 +1,4 @@
-"""The explorer's claim queries as the chain's registrations grow: `Application.claims` at n
+"""The explorer's claim queries as the chain's registrations grow: `queries.claims` at n
 claim records on RocksDB, as a ratio to the same query at the smallest n, measured in the same
 run, next to what a scan of every record (the implementation before `ClaimIndex`) costs.
 
@@ -29,6 +29,8 @@ from typing import Any
 
 import matplotlib
 
+from authchain.chain.schemas import ClaimQuery
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from rich.progress import track
@@ -37,6 +39,7 @@ from authchain.chain.app import Application
 from authchain.chain.claims import ClaimRecord, ClaimStatus, decode_claim, encode_claim
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.store import Commit
+from authchain.chain.queries import claims as list_claims
 from authchain.chain.state import Genesis
 from authchain.chain.storage.rocksdb import RocksDbBlockStore
 from authchain.chain.types import AccountId, Aid, TxHash
@@ -112,9 +115,9 @@ def run(n: int, repeats: int, tmp: Path) -> list[dict[str, Any]]:
 
     def overview() -> list[str]:
         return [
-            *hashes(app.claims(status="pending", limit=10)),
-            *hashes(app.claims(status="committed", limit=100)),
-            *hashes(app.claims(status="rejected", limit=100)),
+            *hashes(list_claims(app, ClaimQuery(status="pending", limit=10))),
+            *hashes(list_claims(app, ClaimQuery(status="committed", limit=100))),
+            *hashes(list_claims(app, ClaimQuery(status="rejected", limit=100))),
         ]
 
     queries: dict[str, tuple[Callable[[], list[str]], Callable[[], list[str]]]] = {
@@ -126,15 +129,17 @@ def run(n: int, repeats: int, tmp: Path) -> list[dict[str, Any]]:
             ],
         ),
         "model": (
-            lambda: hashes(app.claims(aid=one_aid)),
+            lambda: hashes(list_claims(app, ClaimQuery(aid=one_aid))),
             lambda: scan(store, lambda r: r.aid == str(one_aid), 50),
         ),
         "lineage_step": (
-            lambda: hashes(app.claims(parent=parent, status="committed", limit=61)),
+            lambda: hashes(
+                list_claims(app, ClaimQuery(parent=parent, status="committed", limit=61))
+            ),
             lambda: scan(store, lambda r: str(parent) in r.parents, 61),
         ),
         "account": (
-            lambda: hashes(app.claims(owner=owner)),
+            lambda: hashes(list_claims(app, ClaimQuery(owner=owner))),
             lambda: scan(store, lambda r: r.owner == str(owner), 50),
         ),
     }

@@ -15,9 +15,10 @@ import httpx
 import playwright
 import pytest
 
-from authchain.chain import codec
+from authchain.chain import codec, queries
 from authchain.chain.config import ChainConfig, ConsensusConfig
 from authchain.chain.rpc import RpcContext, create_rpc_app
+from authchain.chain.schemas import ClaimQuery
 from authchain.chain.types import Aid
 from authchain.gateway import explorer
 from authchain.gateway.app import create_app
@@ -97,7 +98,7 @@ async def test_the_lineage_tree_is_bounded() -> None:
         for n in range(start, 2 if start == 1 else min(start + 8, 72)):
             engine.submit_tx(register(n, n - 1))
         await engine.propose_block(VALIDATOR, T0 + 5_000 * (block + 1))
-    assert len(engine.app.claims(parent=aid(1), limit=100)) == 70
+    assert len(queries.claims(engine.app, ClaimQuery(parent=aid(1), limit=100))) == 70
     async with serve_app(rpc) as url:
         app = create_app(ApiSettings(node_urls=[url]), HttpNodeClient([url], timeout_secs=5))
         transport = httpx.ASGITransport(app=app)
@@ -116,7 +117,7 @@ async def test_a_pool_full_of_registrations_leaves_the_judged_ones_on_the_overvi
     await engine.propose_block(VALIDATOR, T0 + 5_000)
     for n in range(10, 121):
         engine.submit_tx(register(n, n - 9))
-    assert len(engine.app.claims(status="pending", limit=100)) == 100
+    assert len(queries.claims(engine.app, ClaimQuery(status="pending", limit=100))) == 100
     rpc = create_rpc_app(
         RpcContext(engine, ChainConfig(chain_id=CHAIN, genesis={"min_fee": 1}), VALIDATOR.account)
     )

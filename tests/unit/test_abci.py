@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from authchain.chain import codec, crypto
+from authchain.chain import codec, crypto, queries
 from authchain.chain.abci.proto import abci
 from authchain.chain.abci.server import RETRY_SECS, frame, read_message
 from authchain.chain.app import META_APP_HASH, META_HEIGHT, Application, Misbehaviour
@@ -161,7 +161,7 @@ def test_misbehaviour_switch_is_refused_outside_test_chains() -> None:
     app = Application(
         MemBlockStore(), genesis, ConsensusConfig(), ml, include_unverified_claims=True
     )
-    assert app.status()["misbehaving"] is True
+    assert queries.status(app)["misbehaving"] is True
 
 
 async def test_init_chain_refuses_another_chain_id() -> None:
@@ -197,8 +197,8 @@ async def test_a_decided_block_with_a_forged_claim_does_not_put_it_in_state() ->
     assert [r.code for r in finalized.tx_results] == [0, 1]
     assert finalized.tx_results[1].info == "ml_auth_failed"
     await call(server, commit=abci.RequestCommit())
-    assert server.app.artefact_public(aid(1)) is not None
-    assert server.app.artefact_public(aid(2)) is None
+    assert queries.artefact_public(server.app, aid(1)) is not None
+    assert queries.artefact_public(server.app, aid(2)) is None
 
 
 def test_a_store_without_a_tree_gets_one_built_and_checked(tmp_path: Path) -> None:

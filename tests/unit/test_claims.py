@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from authchain.chain import queries
 from authchain.chain.claims import ClaimIndex, ClaimRecord, ClaimStatus
+from authchain.chain.errors import InvalidField
+from authchain.chain.schemas import ClaimQuery
 from authchain.chain.storage.mem import MemBlockStore
 from authchain.chain.types import AccountId, Aid, TxHash
 from tests.support.chain import OWNER, T0, VALIDATOR, FakeVerifier, aid, make_engine, register
@@ -34,7 +38,7 @@ steps = st.lists(
     ),
     max_size=40,
 )
-queries = st.fixed_dictionaries(
+filters = st.fixed_dictionaries(
     {},
     optional={
         "aid": st.sampled_from(AIDS), "parent": st.sampled_from(AIDS),
@@ -60,7 +64,7 @@ def naive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps, st.lists(queries, min_size=1, max_size=6), st.integers(1, 12))
+@given(steps, st.lists(filters, min_size=1, max_size=6), st.integers(1, 12))
 def test_the_index_answers_as_a_scan_of_every_record_would(
     history: list[tuple[Any, ...]], asked: list[dict[str, str]], limit: int
 ) -> None:
@@ -90,10 +94,39 @@ async def test_a_restarted_node_answers_the_same_claims_from_its_store() -> None
     await engine.propose_block(VALIDATOR, T0 + 5_000)
     engine.submit_tx(register(3, 1))
     await engine.propose_block(VALIDATOR, T0 + 10_000)
-    before = engine.app.claims()
+    before = queries.claims(engine.app, ClaimQuery())
     assert [c["status"] for c in before] == ["committed", "committed", "rejected"]
 
     again = make_engine(verifier, store=store, cap=4).app
-    assert again.claims() == before
-    assert [c["aid"] for c in again.claims(parent=aid(1))] == [str(aid(3))]
-    assert again.claims(owner=OWNER.account, status="rejected") == before[2:]
+    assert queries.claims(again, ClaimQuery()) == before
+    assert [c["aid"] for c in queries.claims(again, ClaimQuery(parent=aid(1)))] == [str(aid(3))]
+    assert queries.claims(again, ClaimQuery(owner=OWNER.account, status="rejected")) == before[2:]
+
+
+@given(
+    st.builds(
+        ClaimQuery,
+        aid=st.none() | st.binary(min_size=32, max_size=32).map(Aid),
+        parent=st.none() | st.binary(min_size=32, max_size=32).map(Aid),
+        owner=st.none() | st.binary(min_size=32, max_size=32).map(AccountId),
+        status=st.sampled_from([None, "pending", "committed", "rejected"]),
+        limit=st.integers(1, 100),
+    )
+)
+def test_a_claim_query_reads_back_what_it_writes(query: ClaimQuery) -> None:
+    """The node RPC, the ABCI path and the gateway share one ClaimQuery: its URL parameters
+    read back to the same query."""
+    assert ClaimQuery.from_params(query.params()) == query
+    assert query.path().startswith("/claims?")
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"), ({"limit": "x"}, "limit"),
+     ({"status": "lost"}, "status"), ({"aid": "zz"}, "aid"), ({"owner": "00"}, "owner"),
+     ({"parent": "11" * 31}, "parent"), ({"colour": "red"}, "colour")],
+)  # fmt: skip
+def test_a_bad_claim_query_names_its_parameter(params: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidField) as err:
+        ClaimQuery.from_params(params)
+    assert err.value.field == field

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from authchain.chain import codec
+from authchain.chain import codec, queries
 from authchain.chain.config import ConsensusConfig
+from authchain.chain.schemas import ClaimQuery
 from authchain.gateway import explorer
 from authchain.gateway.app import create_app
 from authchain.gateway.config import ApiSettings
@@ -32,12 +33,12 @@ async def test_claims_record_what_v_auth_said_and_the_lineage() -> None:
     engine = make_engine(verifier, cap=4)
     for n, nonce in ((1, 0), (2, 1)):
         engine.submit_tx(register(n, nonce))
-    assert [c["status"] for c in engine.app.claims()] == ["pending", "pending"]
+    assert [c["status"] for c in queries.claims(engine.app, ClaimQuery())] == ["pending", "pending"]
     await engine.propose_block(VALIDATOR, T0 + 5_000)
     engine.submit_tx(register(3, 1))  # the forgery dropped nonce 1: the owner reuses it
     await engine.propose_block(VALIDATOR, T0 + 10_000)
 
-    claims = {c["aid"]: c for c in engine.app.claims()}
+    claims = {c["aid"]: c for c in queries.claims(engine.app, ClaimQuery())}
     assert claims[str(aid(1))]["status"] == "committed" and claims[str(aid(1))]["height"] == 1
     assert claims[str(aid(1))]["trigger_acc"] == 1.0  # V_auth's statistics are kept
     forged = claims[str(aid(2))]
@@ -45,14 +46,17 @@ async def test_claims_record_what_v_auth_said_and_the_lineage() -> None:
     assert forged["trigger_acc"] == 0.1 and forged["height"] == 0  # dropped before block 1
     assert forged["tx_hash"] == str(codec.compute_tx_hash(register(2, 1)))
     assert claims[str(aid(3))]["parents"] == [str(aid(1))]
-    assert engine.app.claims()[0]["aid"] == str(aid(3))  # newest first
+    assert queries.claims(engine.app, ClaimQuery())[0]["aid"] == str(aid(3))  # newest first
 
     app = engine.app
-    assert [c["aid"] for c in app.claims(parent=aid(1))] == [str(aid(3))]
-    assert [c["aid"] for c in app.claims(aid=aid(2))] == [str(aid(2))]
-    assert [c["aid"] for c in app.claims(status="rejected")] == [str(aid(2))]
-    assert len(app.claims(owner=OWNER.account)) == 3 and app.claims(owner=VALIDATOR.account) == []
-    assert len(app.claims(limit=1)) == 1
+    assert [c["aid"] for c in queries.claims(app, ClaimQuery(parent=aid(1)))] == [str(aid(3))]
+    assert [c["aid"] for c in queries.claims(app, ClaimQuery(aid=aid(2)))] == [str(aid(2))]
+    assert [c["aid"] for c in queries.claims(app, ClaimQuery(status="rejected"))] == [str(aid(2))]
+    assert (
+        len(queries.claims(app, ClaimQuery(owner=OWNER.account))) == 3
+        and queries.claims(app, ClaimQuery(owner=VALIDATOR.account)) == []
+    )
+    assert len(queries.claims(app, ClaimQuery(limit=1))) == 1
     code, body = app.query(f"/claims?parent={aid(1)}&status=committed")
     assert code == 0 and [c["aid"] for c in json.loads(body)["claims"]] == [str(aid(3))]
 
@@ -74,7 +78,7 @@ async def test_rejected_claims_are_pruned_and_committed_ones_kept() -> None:
     engine.submit_tx(register(2, 1))
     for i in range(64):  # pruning runs every 64 blocks
         await engine.propose_block(VALIDATOR, T0 + 5_000 * (i + 1))
-    statuses = [c["status"] for c in engine.app.claims()]
+    statuses = [c["status"] for c in queries.claims(engine.app, ClaimQuery())]
     assert statuses == ["committed"]  # the forgery's record aged out with its rejection
     assert engine.app.get_rejection(codec.compute_tx_hash(register(2, 1))) is None
 

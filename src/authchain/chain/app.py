@@ -25,46 +25,27 @@ is the `MlVerifier` behind `MlValidity` and the `BlockStore`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
-from urllib.parse import parse_qsl
 
 import msgspec
-from pydantic import BaseModel
 
-from authchain.chain import codec
+from authchain.chain import codec, queries
 from authchain.chain.claims import (
     ClaimIndex,
     ClaimRecord,
-    ClaimStatus,
-    claim_json,
     claim_record,
     decode_claim,
     encode_claim,
-    pending_claim,
 )
 from authchain.chain.config import ConsensusConfig, is_test_chain
 from authchain.chain.consensus.pool import PoolPolicy, PoolReason, TxPool, TxRejection
 from authchain.chain.consensus.store import BlockStore, Commit
 from authchain.chain.errors import DecodeError, InvalidField, Rejected, StorageError
 from authchain.chain.metrics.prometheus import ChainMetrics, metric_reason
-from authchain.chain.schemas import (
-    AccountPublic,
-    ArtefactPublic,
-    StateProofPublic,
-    artefact_to_public,
-    to_json,
-    tx_to_json,
-)
 from authchain.chain.smt import StateTree, TreeUpdate
 from authchain.chain.state import (
-    ACCOUNT_PREFIX,
-    ARTEFACT_PREFIX,
-    Account,
     Genesis,
     InvalidTx,
     StateView,
@@ -73,9 +54,7 @@ from authchain.chain.state import (
     compute_state_root,
     genesis_state,
     get_account,
-    get_artefact,
     get_registrations,
-    get_usage,
     process_lineage,
     try_process_tx,
 )
@@ -252,8 +231,8 @@ class Application:
         any proposal's claims unverified (finalize still verifies, or the app hash would
         fork from the honest validators')."""
         self._state: dict[bytes, bytes] = dict(store.iter_state())
-        self._claims = ClaimIndex(self._read_claims())
-        """The claim records (the store's `claims` column), indexed for `claims`."""
+        self.claim_index = ClaimIndex(self._read_claims())
+        """The claim records (the store's `claims` column), indexed for the claims query."""
         self._info = self._read_info()
         """The last committed height and app hash, kept in memory (CheckTx reads it per tx)."""
         self.tree = StateTree(store.get_tree_node)
@@ -745,10 +724,8 @@ class Application:
             (codec.decode(raw, TxRejection).height, tx_hash)
             for tx_hash, raw in self.store.iter_rejections()
         ]
-        claims = [
-            (record.height, tx_hash)
-            for tx_hash, record in self._claims.find(status="rejected", limit=len(self._claims))
-        ]
+        rejected = self.claim_index.find(status="rejected", limit=len(self.claim_index))
+        claims = [(record.height, tx_hash) for tx_hash, record in rejected]
         stale_rejections = self._stale(rejections, height)
         stale_claims = self._stale(claims, height)
         if stale_rejections or stale_claims:
@@ -756,7 +733,7 @@ class Application:
                 Commit(rejected=dict.fromkeys(stale_rejections), claims=dict.fromkeys(stale_claims))
             )
             for tx_hash in stale_claims:
-                self._claims.remove(tx_hash)
+                self.claim_index.remove(tx_hash)
             log.info("pruned %d old rejection records and %d rejected claims",
                      len(stale_rejections), len(stale_claims))  # fmt: skip
 
@@ -769,7 +746,7 @@ class Application:
     def _put_claims(self, records: Mapping[TxHash, ClaimRecord]) -> None:
         """Index records the store now holds."""
         for tx_hash, record in records.items():
-            self._claims.put(tx_hash, record)
+            self.claim_index.put(tx_hash, record)
 
     def _read_claims(self) -> Iterable[tuple[TxHash, ClaimRecord]]:
         for tx_hash, raw in self.store.iter_claims():
@@ -785,167 +762,13 @@ class Application:
 
     # --- Query ------------------------------------------------------------------------------
 
-    def account_public(self, account: AccountId) -> AccountPublic:
-        """Balance and nonces of an account; `next_nonce` counts pooled txs."""
-        view = self.view()
-        state = get_account(view, account)
-        return AccountPublic(
-            account=account,
-            balance=state.balance,
-            nonce=state.nonce,
-            next_nonce=self.pool.next_nonce(view, account),
-        )
-
-    def artefact_public(self, aid: Aid) -> ArtefactPublic | None:
-        """A registered artefact with its use count."""
-        view = self.view()
-        meta = get_artefact(view, aid)
-        if meta is None:
-            return None
-        usage = get_usage(view, aid)
-        return artefact_to_public(meta, usage.uses, usage.last_used_at)
-
-    def state_proof(self, key: bytes) -> StateProofPublic:
-        """A state entry (or its absence) with its proof against the committed app hash."""
-        value = self._state.get(key)
-        proof = self.tree.prove(key)
-        record: dict[str, Any] | None = None
-        if value is not None:
-            kind = Account if key.startswith(ACCOUNT_PREFIX) else ArtefactMetadata
-            record = to_json(codec.decode(value, kind))
-        return StateProofPublic(
-            height=self.height,
-            app_hash=self._info.app_hash,
-            key=key.hex(),
-            value=None if value is None else value.hex(),
-            record=record,
-            siblings=[Hash256(s) for s in proof.siblings],
-            leaf=None if proof.leaf is None else (Hash256(proof.leaf[0]), Hash256(proof.leaf[1])),
-        )
-
-    def account_proof(self, account: AccountId) -> StateProofPublic:
-        return self.state_proof(ACCOUNT_PREFIX + account)
-
-    def artefact_proof(self, aid: Aid) -> StateProofPublic:
-        return self.state_proof(ARTEFACT_PREFIX + aid)
-
-    def tx_status(self, tx_hash: TxHash) -> dict[str, Any] | None:
-        """committed (height, index), queued (the tx) or rejected (reason); None if unknown."""
-        location = self.store.get_tx_location(tx_hash)
-        if location is not None:
-            return {"status": "committed", "height": location[0], "index": location[1]}
-        pending = self.pool.get(tx_hash)
-        if pending is not None:
-            return {"status": "queued", "tx": tx_to_json(pending)}
-        rejection = self.get_rejection(tx_hash)
-        if rejection is not None:
-            return {"status": "rejected", "reason": rejection.reason, "detail": rejection.detail}
-        return None
-
-    def claims(
-        self,
-        *,
-        aid: Aid | None = None,
-        parent: Aid | None = None,
-        owner: AccountId | None = None,
-        status: ClaimStatus | None = None,
-        limit: int = 50,
-    ) -> list[dict[str, Any]]:
-        """Registrations this node knows of, newest first: pending ones (in the pool) before
-        the judged ones (claim records, by height). `aid` keeps the claims on one model;
-        `parent` the committed claims whose lineage names it (its registered fine-tunes);
-        `owner` one account's claims."""
-        out: list[dict[str, Any]] = []
-        if status in (None, "pending") and parent is None:
-            for tx_hash, tx in self.pool.registrations_pending():
-                if (aid is None or tx.aid == aid) and (owner is None or tx.owner == owner):
-                    out.append(pending_claim(tx_hash, tx))
-        if status != "pending" and len(out) < limit:
-            judged = self._claims.find(
-                aid=aid, parent=parent, owner=owner, status=status, limit=limit - len(out)
-            )
-            out.extend(claim_json(tx_hash, record) for tx_hash, record in judged)
-        return out[:limit]
-
-    def status(self) -> dict[str, Any]:
-        """The application's side of a node's status."""
-        info = self.info()
-        g = self.genesis
-        return {
-            "chain_id": g.chain_id,
-            "genesis_hash": str(self.genesis_hash),
-            "height": info.height,
-            "app_hash": info.app_hash.hex(),
-            "pool_size": len(self.pool),
-            "pending_registrations": self.pool.registrations,
-            "min_fee": g.min_fee,
-            "impersonation": g.impersonation,
-            "validators": [str(v.account) for v in g.validators],
-            "misbehaving": self.include_unverified_claims,
-            "floors": dataclasses.asdict(g.floors),
-            **self.extra_status,
-        }
-
     def query(self, path: str) -> tuple[int, bytes]:
-        """ABCI Query: `(0, JSON)` for a found record, `(1, JSON error)` otherwise.
+        """ABCI Query (`chain/queries.py`'s `route`): `(0, JSON)` or `(1, JSON error)`."""
+        return queries.route(self, path)
 
-        /status                 the application's status
-        /accounts/{account}     AccountPublic
-        /artefacts/{aid}        ArtefactPublic
-        /accounts/{account}/proof, /artefacts/{aid}/proof   StateProofPublic
-        /txs/{tx_hash}          {"status": committed | queued | rejected, ...}
-        /claims?aid=&parent=&owner=&status=&limit=    {"claims": [ClaimPublic, ...]}
-        """
-        path, _, params = path.partition("?")
-        kind, _, ref = path.strip("/").partition("/")
-        try:
-            if kind == "status" and not ref:
-                return 0, _json(self.status())
-            if kind == "claims" and not ref:
-                return 0, _json({"claims": self._query_claims(params)})
-            ref, _, sub = ref.partition("/")
-            if sub not in ("", "proof") or (sub and kind not in ("accounts", "artefacts")):
-                return 1, _error("unknown_path", f"no query path {path!r}")
-            if kind == "accounts" and sub:
-                return 0, _json(self.account_proof(AccountId.from_hex(ref, field="account")))
-            if kind == "artefacts" and sub:
-                return 0, _json(self.artefact_proof(Aid.from_hex(ref, field="aid")))
-            if kind == "accounts":
-                return 0, _json(self.account_public(AccountId.from_hex(ref, field="account")))
-            if kind == "artefacts":
-                artefact = self.artefact_public(Aid.from_hex(ref, field="aid"))
-                if artefact is not None:
-                    return 0, _json(artefact)
-                return 1, _error("unknown_artefact", f"artefact {ref} is not registered")
-            if kind == "txs":
-                tx_status = self.tx_status(TxHash.from_hex(ref, field="tx_hash"))
-                if tx_status is not None:
-                    return 0, _json(tx_status)
-                return 1, _error("unknown_tx", f"no transaction {ref} is known here")
-        except InvalidField as exc:
-            return 1, _error("invalid_request", str(exc), exc.field)
-        return 1, _error("unknown_path", f"no query path {path!r}")
-
-    def _query_claims(self, params: str) -> list[dict[str, Any]]:
-        """`claims` for a query string; InvalidField naming a bad parameter."""
-        args = dict(parse_qsl(params))
-        unknown = set(args) - {"aid", "parent", "owner", "status", "limit"}
-        if unknown:
-            raise InvalidField(min(unknown), "unknown parameter")
-        status = args.get("status")
-        if status not in (None, "pending", "committed", "rejected"):
-            raise InvalidField("status", "must be pending, committed or rejected")
-        limit = args.get("limit", "50")
-        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 100):
-            raise InvalidField("limit", "must be an integer in [1, 100]")
-        aid, parent, owner = args.get("aid"), args.get("parent"), args.get("owner")
-        return self.claims(
-            aid=None if aid is None else Aid.from_hex(aid, field="aid"),
-            parent=None if parent is None else Aid.from_hex(parent, field="parent"),
-            owner=None if owner is None else AccountId.from_hex(owner, field="owner"),
-            status=cast(ClaimStatus | None, status),
-            limit=int(limit),
-        )
+    def committed_value(self, key: bytes) -> bytes | None:
+        """A state entry as of the last commit (None if absent)."""
+        return self._state.get(key)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -964,16 +787,6 @@ class Application:
             if height is not None:
                 self.metrics.chain_height.set(height)
             self.metrics.pool_size.set(len(self.pool))
-
-
-def _json(value: Any) -> bytes:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _error(reason: str, detail: str, field: str | None = None) -> bytes:
-    return _json({"reason": reason, "detail": detail, "field": field})
 
 
 def _registrations_for(view: StateView, txs: Iterable[Transaction]) -> list[ArtefactMetadata]:

@@ -23,14 +23,13 @@ import bisect
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Literal
 
 import msgspec
 
+from authchain.chain.schemas import ClaimStatus
 from authchain.chain.types import AccountId, Aid, Height, TxHash, TxRegisterModel
 from authchain.chain.validation.ml import Verdict
 
-ClaimStatus = Literal["pending", "committed", "rejected"]
 STATS = (
     "trigger_acc", "feat_dist", "logit_stat", "p_value", "feat_p_value", "log2_p_value",
     "log2_feat_p_value",

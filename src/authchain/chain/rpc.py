@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
 from authchain import __version__
-from authchain.chain import codec
+from authchain.chain import codec, queries
 from authchain.chain.config import ChainConfig
 from authchain.chain.consensus.engine import ConsensusEngine
 from authchain.chain.consensus.pool import PoolReason
@@ -38,6 +38,7 @@ from authchain.chain.errors import DecodeError, InvalidField, Rejected
 from authchain.chain.schemas import (
     BLOCK_REF_PATTERN,
     MAX_BATCH_BYTES,
+    MAX_CLAIMS,
     MAX_TX_BYTES,
     AccountPublic,
     ArtefactPublic,
@@ -45,6 +46,8 @@ from authchain.chain.schemas import (
     BlockPublic,
     ClaimList,
     ClaimPublic,
+    ClaimQuery,
+    ClaimStatus,
     NodeStatus,
     StateProofPublic,
     SubmitTx,
@@ -249,7 +252,7 @@ async def get_block(
 @state_router.get("/artefacts/{aid}", tags=["state"])
 async def get_artefact_route(aid: Aid, ctx: ContextDep) -> ArtefactPublic:
     """A registered artefact: owner, watermark claim, registration height, use count."""
-    artefact = ctx.engine.app.artefact_public(aid)
+    artefact = queries.artefact_public(ctx.engine.app, aid)
     if artefact is None:
         raise ApiError(404, "unknown_artefact", f"artefact {aid} is not registered")
     return artefact
@@ -258,19 +261,19 @@ async def get_artefact_route(aid: Aid, ctx: ContextDep) -> ArtefactPublic:
 @state_router.get("/accounts/{account}", tags=["state"])
 async def get_account_route(account: AccountId, ctx: ContextDep) -> AccountPublic:
     """Balance and nonces of any account (an unknown account has balance 0, nonce 0)."""
-    return ctx.engine.app.account_public(account)
+    return queries.account_public(ctx.engine.app, account)
 
 
 @state_router.get("/accounts/{account}/proof", tags=["state"])
 async def get_account_proof(account: AccountId, ctx: ContextDep) -> StateProofPublic:
     """The account's state entry and its Merkle proof against the committed app hash."""
-    return ctx.engine.app.account_proof(account)
+    return queries.account_proof(ctx.engine.app, account)
 
 
 @state_router.get("/artefacts/{aid}/proof", tags=["state"])
 async def get_artefact_proof(aid: Aid, ctx: ContextDep) -> StateProofPublic:
     """The artefact's registration (or its absence) and its proof against the app hash."""
-    return ctx.engine.app.artefact_proof(aid)
+    return queries.artefact_proof(ctx.engine.app, aid)
 
 
 @state_router.get("/claims", tags=["state"])
@@ -279,15 +282,15 @@ async def get_claims(
     aid: Aid | None = None,
     parent: Aid | None = None,
     owner: AccountId | None = None,
-    status: Literal["pending", "committed", "rejected"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
+    status: ClaimStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_CLAIMS)] = 50,
 ) -> ClaimList:
     """Registrations as this node's V_auth judged them, newest first: pending (in the pool),
     committed (with the verifier's statistics) and rejected (with the reason). `aid` keeps
     the claims on one model, `parent` the committed claims whose lineage names it, `owner`
     one account's."""
-    app = ctx.engine.app
-    claims = app.claims(aid=aid, parent=parent, owner=owner, status=status, limit=limit)
+    query = ClaimQuery(aid=aid, parent=parent, owner=owner, status=status, limit=limit)
+    claims = queries.claims(ctx.engine.app, query)
     return ClaimList(claims=[ClaimPublic.model_validate(c) for c in claims])
 
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, cast
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from authchain.chain import codec, smt
+from authchain.chain.errors import InvalidField
 from authchain.chain.types import (
     AccountId,
     Aid,
@@ -292,6 +296,56 @@ class ClaimPublic(_Schema):
     log2_p_value: float | None = None
     log2_feat_p_value: float | None = None
     parents: list[Aid] = Field(default_factory=list, description="lineage recorded on chain")
+
+
+ClaimStatus = Literal["pending", "committed", "rejected"]
+MAX_CLAIMS = 100
+"""The most claims one query returns."""
+
+
+@dataclass(frozen=True)
+class ClaimQuery:
+    """Which claims to list, newest first: `aid` keeps the claims on one model, `parent` the
+    committed claims whose lineage names it (its registered fine-tunes), `owner` one account's,
+    `status` one kind; at most `limit` (1 to 100). The node RPC, the ABCI query path and the
+    gateway all read and write it here."""
+
+    aid: Aid | None = None
+    parent: Aid | None = None
+    owner: AccountId | None = None
+    status: ClaimStatus | None = None
+    limit: int = 50
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> ClaimQuery:
+        """The query a URL's parameters state; InvalidField naming the first bad one."""
+        unknown = set(params) - {"aid", "parent", "owner", "status", "limit"}
+        if unknown:
+            raise InvalidField(min(unknown), "unknown parameter")
+        status = params.get("status")
+        if status not in (None, "pending", "committed", "rejected"):
+            raise InvalidField("status", "must be pending, committed or rejected")
+        limit = params.get("limit", "50")
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_CLAIMS):
+            raise InvalidField("limit", f"must be an integer in [1, {MAX_CLAIMS}]")
+        aid, parent, owner = params.get("aid"), params.get("parent"), params.get("owner")
+        return cls(
+            aid=None if aid is None else Aid.from_hex(aid, field="aid"),
+            parent=None if parent is None else Aid.from_hex(parent, field="parent"),
+            owner=None if owner is None else AccountId.from_hex(owner, field="owner"),
+            status=cast(ClaimStatus | None, status),
+            limit=int(limit),
+        )
+
+    def params(self) -> dict[str, str]:
+        """The URL parameters stating this query (`from_params` reads them back)."""
+        values = {"aid": self.aid, "parent": self.parent, "owner": self.owner,
+                  "status": self.status, "limit": self.limit}  # fmt: skip
+        return {k: str(v) for k, v in values.items() if v is not None}
+
+    def path(self) -> str:
+        """`/claims?...`, as the node RPC and the ABCI query path take it."""
+        return "/claims?" + urlencode(self.params())
 
 
 class ClaimList(_Schema):

@@ -34,9 +34,10 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from authchain.chain.schemas import ClaimQuery, ClaimStatus
+from authchain.chain.types import AccountId, Aid
 from authchain.gateway.deps import NodeDep
 from authchain.gateway.node_client import NodeClient
-from authchain.gateway.routes.claims import claims_path
 from authchain.gateway.routes.common import call_node
 from authchain.web import ApiError
 
@@ -155,14 +156,15 @@ async def overview_data(node: NodeClient) -> dict[str, Any]:
     """The live panel's data: five node reads, made together. Each kind of claim is asked for
     on its own, so a full pool of pending registrations cannot push the judged ones (and the
     chart) off the page."""
+    live: list[tuple[ClaimStatus, int]] = [
+        ("pending", LIVE_CLAIMS), ("committed", CHART_CLAIMS), ("rejected", CHART_CLAIMS),
+    ]  # fmt: skip
     status, blocks, pending, committed, rejected = await asyncio.gather(
         call_node(node, "GET", "/status"),
         call_node(node, "GET", f"/blocks?limit={LIVE_BLOCKS}"),
         *(
-            call_node(node, "GET", claims_path(status=kind, limit=limit))
-            for kind, limit in (
-                ("pending", LIVE_CLAIMS), ("committed", CHART_CLAIMS), ("rejected", CHART_CLAIMS),
-            )
+            call_node(node, "GET", ClaimQuery(status=kind, limit=limit).path())
+            for kind, limit in live
         ),
     )  # fmt: skip
     judged = committed["claims"] + rejected["claims"]
@@ -200,7 +202,9 @@ async def lineage(node: NodeClient, aid: str, parents: list[str]) -> dict[str, A
     async def descendants(of: str, depth: int) -> list[dict[str, Any]]:
         if not depth or budget[0] < 0:
             return []
-        path = claims_path(parent=of, status="committed", limit=min(budget[0] + 1, 100))
+        path = ClaimQuery(
+            parent=Aid.from_hex(of), status="committed", limit=min(budget[0] + 1, 100)
+        ).path()
         out = []
         for c in (await call_node(node, "GET", path))["claims"]:
             if not take():
@@ -287,7 +291,7 @@ async def tx_page(request: Request, tx_hash: str, node: NodeDep) -> Response:
 async def model_page(request: Request, aid: str, node: NodeDep) -> Response:
     aid = hex_id(aid, "an artefact id")
     artefact = await fetch(node, f"/artefacts/{aid}")
-    claims = (await call_node(node, "GET", claims_path(aid=aid)))["claims"]
+    claims = (await call_node(node, "GET", ClaimQuery(aid=Aid.from_hex(aid)).path()))["claims"]
     if artefact is None and not claims:
         return not_found(request, f"no model {aid} is registered, pending or rejected")
     status = await call_node(node, "GET", "/status")
@@ -307,7 +311,9 @@ async def model_page(request: Request, aid: str, node: NodeDep) -> Response:
 async def account_page(request: Request, account: str, node: NodeDep) -> Response:
     account = hex_id(account, "an account id")
     state = await call_node(node, "GET", f"/accounts/{account}")
-    claims = (await call_node(node, "GET", claims_path(owner=account)))["claims"]
+    claims = (await call_node(node, "GET", ClaimQuery(owner=AccountId.from_hex(account)).path()))[
+        "claims"
+    ]
     return page(request, "account.html", {"a": state, "claims": claims})
 
 
@@ -336,7 +342,7 @@ async def search(request: Request, node: NodeDep, q: str = "") -> Response:
     ):  # fmt: skip
         if await fetch(node, path) is not None:
             return RedirectResponse(f"/{target}/{ref}", status_code=303)
-    if (await call_node(node, "GET", claims_path(aid=ref, limit=1)))["claims"]:
+    if (await call_node(node, "GET", ClaimQuery(aid=Aid.from_hex(ref), limit=1).path()))["claims"]:
         return RedirectResponse(f"/model/{ref}", status_code=303)
     account = await call_node(node, "GET", f"/accounts/{ref}")
     if account["nonce"] or account["balance"] or account["next_nonce"]:
