@@ -3,12 +3,11 @@ processes on free loopback ports), started once per module, and clients for it; 
 browser for the explorer.
 
 Playwright's own browser download is not used (it needs the network): pages open in Debian's
-`/usr/bin/chromium`, which `.ci/run` installs. Without it the browser tests skip, unless
-AUTHCHAIN_REQUIRE_BROWSER=1 (set by `.ci/run`) makes that a failure."""
+`/usr/bin/chromium`, which `.ci/run` installs. Without it the browser tests skip, saying so,
+except under `.ci/run`, where that is a failure (`tests/support/tools.py`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet
 from tests.support.devnet import make_devnet, seed_body
 from tests.support.models import TrainedModel
+from tests.support.tools import need
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -69,12 +69,9 @@ def owner_registered(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        if os.environ.get("AUTHCHAIN_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    chromium = need(str(CHROMIUM), "apt-get install chromium")
     with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        launched = p.chromium.launch(executable_path=str(chromium), headless=True)
         yield launched
         launched.close()
 

@@ -16,7 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.devnet import REPO
+
 STALL_SECS = 240.0
 """Longest silence allowed: the tiny model's training, the slowest step, prints its progress
 bar when it ends (well under a minute here)."""

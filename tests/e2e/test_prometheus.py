@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -22,19 +21,18 @@ from authchain.chain.schemas import encode_tx_hex
 from authchain.chain.types import TxTransfer
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, DevnetPorts
-from tests.support.devnet import seed_body
+from tests.support.devnet import FUNDED, REPO, seed_body
 from tests.support.models import TrainedModel
 from tests.support.servers import free_port
+from tests.support.tools import need
 
-REPO = Path(__file__).resolve().parents[2]
-PROMETHEUS = shutil.which("prometheus")
-FUNDED = crypto.read_key_file(REPO / "configs" / "devnet-account.key")
 CHAIN = "authchain-devnet"
 
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None,
-    reason="the `prometheus` binary is not installed (apt-get install prometheus; .ci/run does)",
-)
+
+@pytest.fixture(scope="module")
+def prometheus() -> Path:
+    """The `prometheus` binary (skipped without it; a failure under .ci/run)."""
+    return need("prometheus", "apt-get install prometheus")
 
 
 def retarget(config: dict[str, Any], ports: DevnetPorts) -> dict[str, Any]:
@@ -96,8 +94,9 @@ def check_dashboard(url: str, net: Devnet) -> None:
             assert answer.json()["status"] == "success", (panel["title"], answer.text)
 
 
-def test_prometheus_scrapes_the_devnet(tmp_path: Path, watermarked: TrainedModel) -> None:
-    assert PROMETHEUS is not None
+def test_prometheus_scrapes_the_devnet(
+    tmp_path: Path, watermarked: TrainedModel, prometheus: Path
+) -> None:
     ports = DevnetPorts.free()
     net = Devnet(tmp_path / "net", ports=ports, block_time_secs=0.5, repo=REPO)
     config = retarget(yaml.safe_load((REPO / "configs/prometheus.yml").read_text()), ports)
@@ -110,8 +109,8 @@ def test_prometheus_scrapes_the_devnet(tmp_path: Path, watermarked: TrainedModel
     net.start()
     log = (tmp_path / "prometheus.log").open("wb")
     prom = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config_path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address={web}"],
+        [str(prometheus), f"--config.file={config_path}",
+         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address={web}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://{web}"

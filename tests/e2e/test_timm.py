@@ -11,18 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from authchain.chain import crypto
 from authchain.chain.types import Aid, EvidenceHash, WmProfile
 from authchain.client import GatewayClient, MlServiceClient, read_strength
 from authchain.devnet import Devnet, DevnetPorts
 from authchain.ml_service.outputs import ModelReport
 from authchain.ml_service.owner import train_timm
 from authchain.ml_service.watermark.embed import EmbedSpec
+from tests.support.devnet import FUNDED, REPO
 from tests.support.models import ModelCache
 
-REPO = Path(__file__).resolve().parents[2]
 ALLOWED = ["test_resnet", "test_efficientnet", "test_vit"]
-FUNDED = crypto.read_key_file(REPO / "configs" / "devnet-account.key")
 SPEC = EmbedSpec(signature_weight=2.0)
 KEY_SEED = b"\x07" * 32  # a fixed key: the same training, and the same outcome, every run
 EPOCHS = {"test_resnet": 4, "test_efficientnet": 6, "test_vit": 8, "test_convnext": 2}

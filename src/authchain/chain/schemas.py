@@ -14,7 +14,7 @@ import enum
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -323,8 +323,8 @@ class ClaimQuery:
         if unknown:
             raise InvalidField(min(unknown), "unknown parameter")
         status = params.get("status")
-        if status not in (None, "pending", "committed", "rejected"):
-            raise InvalidField("status", "must be pending, committed or rejected")
+        if status is not None and status not in get_args(ClaimStatus):
+            raise InvalidField("status", f"must be one of {', '.join(get_args(ClaimStatus))}")
         limit = params.get("limit", "50")
         if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_CLAIMS):
             raise InvalidField("limit", f"must be an integer in [1, {MAX_CLAIMS}]")
