@@ -15,15 +15,10 @@ from authchain.chain.types import Aid, EvidenceHash, WmProfile
 from authchain.client import GatewayClient, MlServiceClient, read_strength
 from authchain.devnet import Devnet, DevnetPorts
 from authchain.ml_service.outputs import ModelReport
-from authchain.ml_service.owner import train_timm
-from authchain.ml_service.watermark.embed import EmbedSpec
 from tests.support.devnet import FUNDED, REPO
-from tests.support.models import ModelCache
+from tests.support.models import ModelCache, train_timm_test_model
 
 ALLOWED = ["test_resnet", "test_efficientnet", "test_vit"]
-SPEC = EmbedSpec(signature_weight=2.0)
-KEY_SEED = b"\x07" * 32  # a fixed key: the same training, and the same outcome, every run
-EPOCHS = {"test_resnet": 4, "test_efficientnet": 6, "test_vit": 8, "test_convnext": 2}
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +55,7 @@ def register(net: Devnet, out: Path, profile: WmProfile) -> str:
 
 def trained(models: ModelCache, name: str) -> ModelReport:
     """`name` trained with the hook for FUNDED's account (made once, then from the cache)."""
-
-    def make(out: Path) -> ModelReport:
-        return train_timm(
-            bytes(FUNDED.account), out, model_name=name, input_size=32, epochs=EPOCHS[name],
-            seed=0, spec=SPEC, key_seed=KEY_SEED,
-        )  # fmt: skip
-
-    return models.get(f"timm-{name}", make, str(FUNDED.account), EPOCHS[name], SPEC).result
+    return train_timm_test_model(models, name, bytes(FUNDED.account)).result
 
 
 @pytest.mark.parametrize("name", ALLOWED)

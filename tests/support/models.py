@@ -29,7 +29,7 @@ import sklearn
 import torch
 
 from authchain.ml_service.outputs import ModelReport
-from authchain.ml_service.owner import evidence_for, train_model
+from authchain.ml_service.owner import evidence_for, train_model, train_timm
 from authchain.ml_service.watermark.embed import EmbedSpec
 
 OWNER = bytes.fromhex("a1" * 32)
@@ -187,3 +187,21 @@ def train_own_finetune(models: ModelCache, base: TrainedModel) -> TrainedModel:
         )  # fmt: skip
 
     return models.get("own-finetune", make, base.aid)
+
+
+TIMM_SPEC = EmbedSpec(signature_weight=2.0)
+TIMM_KEY_SEED = b"\x07" * 32  # a fixed key: the same training, and the same outcome, every run
+TIMM_EPOCHS = {"test_resnet": 4, "test_efficientnet": 6, "test_vit": 8, "test_convnext": 2}
+
+
+def train_timm_test_model(models: ModelCache, name: str, owner: bytes) -> TrainedModel:
+    """timm's `name` (one of its tiny test configs, at 32x32) trained with the hook for
+    `owner`."""
+
+    def make(out: Path) -> ModelReport:
+        return train_timm(
+            owner, out, model_name=name, input_size=32, epochs=TIMM_EPOCHS[name], seed=0,
+            spec=TIMM_SPEC, key_seed=TIMM_KEY_SEED,
+        )  # fmt: skip
+
+    return models.get(f"timm-{name}", make, owner.hex(), TIMM_EPOCHS[name], TIMM_SPEC)

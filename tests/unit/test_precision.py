@@ -22,6 +22,7 @@ from authchain.ml_service.watermark.verify import (
     judge,
 )
 from tests.support.models import TrainedModel
+from tests.support.precision import Amplifier, NearTie
 
 SEED = Thresholds(0.9, 0.2, -0.05, 0.05)
 
@@ -64,28 +65,6 @@ def with_own_reference(model: nn.Module, evidence: Evidence) -> Evidence:
     with torch.no_grad():
         reference = as_float64(model, "cpu")(key.probe_inputs())
     return evidence.model_copy(update={"reference_logits": reference.tolist()})
-
-
-class NearTie(SmallResNet):
-    """Every logit is 1000 + 1e-7 x the trained logit: float64 sees the trained argmax, fp32
-    (spacing 6e-5 at 1000) sees ties everywhere."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = 1000.0 + 1e-7 * self.fc(self.features(x))
-        return logits
-
-
-class Amplifier(SmallResNet):
-    """Adds 1e7 x (f - (3f)/3): zero in exact arithmetic, ~1e-9 in float64, but ~1 in fp32,
-    where (3f)/3 rounds differently from f. Its activations stay small, so the guard alone
-    would trust fp32; the audit rows must catch it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(x)
-        mix = torch.Generator().manual_seed(0)
-        signs = torch.randint(0, 2, (f.shape[1], self.fc.out_features), generator=mix) * 2 - 1
-        logits: torch.Tensor = self.fc(f) + 1e7 * (f - (f * 3.0) / 3.0) @ signs.to(f.dtype)
-        return logits
 
 
 def adversarial(kind: type[SmallResNet], trained: TrainedModel) -> tuple[SmallResNet, Evidence]:
