@@ -26,5 +26,6 @@ class Amplifier(SmallResNet):
         f = self.features(x)
         mix = torch.Generator().manual_seed(0)
         signs = torch.randint(0, 2, (f.shape[1], self.fc.out_features), generator=mix) * 2 - 1
-        logits: torch.Tensor = self.fc(f) + 1e7 * (f - (f * 3.0) / 3.0) @ signs.to(f.device, f.dtype)
+        noise = (f - (f * 3.0) / 3.0) @ signs.to(f.device, f.dtype)
+        logits: torch.Tensor = self.fc(f) + 1e7 * noise
         return logits
