@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,24 +155,32 @@ def prepare(root: Path) -> None:
     arch, config = get_architecture("small_resnet"), SmallResNetConfig.tiny()
     evidence = parse_evidence(owner.evidence_bytes)
     data, _ = load_digits_split()
-    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+
+    def trained(run: Callable[..., tuple[nn.Module, int]], *args: Any) -> Callable[[], nn.Module]:
+        return lambda: run(*args)[0]  # the copy, without the examples it took
+
+    def rng() -> torch.Generator:
+        return torch.Generator().manual_seed(3)
+
     grid: list[tuple[str, Callable[[], nn.Module]]] = [
-        (f"rewrite {name}", lambda name=name: attacks.REWRITES[name](stolen, g()))
+        (f"rewrite {name}", partial(attacks.REWRITES[name], stolen, rng()))
         for name in sorted(attacks.REWRITES)
     ]
-    grid += [(f"prune {f:.0%}", lambda f=f: attacks.prune(stolen, f)) for f in (0.3, 0.6, 0.9)]
-    grid.append(("quantize int8", lambda: attacks.quantize_int8(stolen)))
+    grid += [(f"prune {f:.0%}", partial(attacks.prune, stolen, f)) for f in (0.3, 0.6, 0.9)]
+    grid.append(("quantize int8", partial(attacks.quantize_int8, stolen)))
     for lr, epochs, noise in ((1e-3, 2, False), (1e-2, 2, False), (3e-3, 2, True)):
         plan = attacks.FineTune(epochs, lr, noise, seed=3)
         label = f"rewrites + fine-tune lr {lr:g}, {epochs} ep{' + noise' if noise else ''}"
-        grid.append((label, lambda plan=plan: attacks.fine_tune(
-            attacks.all_rewrites(stolen, g()), data, plan)[0]))  # fmt: skip
-    grid.append(("fine-prune 60%, 2 ep", lambda: attacks.fine_prune(
-        stolen, data, 0.6, attacks.FineTune(2, 3e-3, seed=3))[0]))  # fmt: skip
-    grid.append(("informed removal, 1 ep", lambda: attacks.informed_removal(
-        stolen, evidence, data, attacks.FineTune(1, 3e-3, seed=3))[0]))  # fmt: skip
-    grid.append(("distill, 4 ep", lambda: attacks.distill(
-        stolen, SmallResNet(config), data, 4, seed=3)[0]))  # fmt: skip
+        rewritten = attacks.all_rewrites(stolen, rng())
+        grid.append((label, trained(attacks.fine_tune, rewritten, data, plan)))
+    plan = attacks.FineTune(2, 3e-3, seed=3)
+    grid.append(("fine-prune 60%, 2 ep", trained(attacks.fine_prune, stolen, data, 0.6, plan)))
+    plan = attacks.FineTune(1, 3e-3, seed=3)
+    grid.append(
+        ("informed removal, 1 ep", trained(attacks.informed_removal, stolen, evidence, data, plan))
+    )
+    distill = lambda: attacks.distill(stolen, SmallResNet(config), data, 4, seed=3)[0]  # noqa: E731
+    grid.append(("distill, 4 ep", distill))
     for label, attack in grid:
         print(f"attack: {label}", flush=True)
         copy = attack().float().eval()
@@ -302,12 +311,9 @@ def check(root: Path, out: Path) -> int:
             inputs = torch.cat([key.trigger_inputs(), key.probe_inputs()]).float().to(device)
             net = model.float().to(device)
             with torch.no_grad():
-                floor = median_ms(lambda net=net, inputs=inputs: net(inputs), device)
-            fast = median_ms(lambda m=model, e=evidence, d=device: compute_stats(m, e, d), device)
-            exact = median_ms(
-                lambda m=model, e=evidence, d=device: compute_stats(m, e, d, precision="float64"),
-                device,
-            )
+                floor = median_ms(partial(net, inputs), device)
+            fast = median_ms(partial(compute_stats, model, evidence, device), device)
+            exact = median_ms(partial(compute_stats, model, evidence, device, "float64"), device)
             model.to("cpu")
             latency.append({"claim": claim.name, "device": device, "threads": threads,
                             "inputs": len(inputs), "forward_ms": round(floor, 3),
@@ -331,7 +337,9 @@ def check(root: Path, out: Path) -> int:
 
     env = {
         "python": platform.python_version(), "torch": torch.__version__,
-        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]
+
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cores": cores, "configs": [f"{d}/{t}t" for d, t in configs],
     }  # fmt: skip
