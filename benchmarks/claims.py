@@ -105,9 +105,7 @@ def run(n: int, repeats: int, tmp: Path) -> list[dict[str, Any]]:
     store = RocksDbBlockStore(tmp / f"claims-{n}")
     store.commit(Commit(claims={h: encode_claim(r) for h, r in written.items()}))
     started = time.perf_counter()
-    app = Application(
-        store, GENESIS, ConsensusConfig(), MlValidity(NoVerifier(), max_artefacts_per_block=4)
-    )
+    app = Application(store, GENESIS, ConsensusConfig(), MlValidity(NoVerifier()))
     open_ms = round(1000 * (time.perf_counter() - started), 1)
     one_aid = Aid(ident(1, n // 2))
     parent = Aid.from_hex(next(r.parents[0] for r in written.values() if r.parents))

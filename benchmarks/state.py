@@ -58,9 +58,7 @@ def run(n: int, blocks: int, sizes: list[int], tmp: Path) -> list[dict[str, floa
         validators=(), accounts=tuple((account(i), 10**9) for i in range(n)),
     )  # fmt: skip
     store = RocksDbBlockStore(tmp / f"state-{n}")
-    app = Application(
-        store, genesis, ConsensusConfig(), MlValidity(NoVerifier(), max_artefacts_per_block=4)
-    )
+    app = Application(store, genesis, ConsensusConfig(), MlValidity(NoVerifier()))
     started = time.perf_counter()
     app.init_chain()
     genesis_s = time.perf_counter() - started

@@ -54,9 +54,13 @@ def make_server(
     )
     if accounts is not None:
         genesis = dataclasses.replace(genesis, accounts=accounts)
-    ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=4)
+    ml = MlValidity(verifier or FakeVerifier())
     app = Application(
-        MemBlockStore(), genesis, ConsensusConfig(max_pool_txs=10), ml, persist_pool=False
+        MemBlockStore(),
+        genesis,
+        ConsensusConfig(max_pool_txs=10, max_artefacts_per_block=4),
+        ml,
+        persist_pool=False,
     )
     return AbciServer(app, unavailable_wait_secs=wait, clock=clock)
 

@@ -118,8 +118,8 @@ def make_engine(
     config: ConsensusConfig | None = None,
 ) -> ConsensusEngine:
     metrics = ChainMetrics()
-    ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=cap, metrics=metrics)
-    config = config or ConsensusConfig(max_pool_txs=5)
+    ml = MlValidity(verifier or FakeVerifier(), metrics=metrics)
+    config = config or ConsensusConfig(max_pool_txs=5, max_artefacts_per_block=cap)
     return ConsensusEngine(
         store or MemBlockStore(), make_genesis(impersonation), config, ml, metrics=metrics
     )

@@ -152,7 +152,7 @@ async def test_unavailable_verifier_never_records_anything_invalid() -> None:
 
 
 def test_misbehaviour_switch_is_refused_outside_test_chains() -> None:
-    ml = MlValidity(FakeVerifier(), max_artefacts_per_block=4)
+    ml = MlValidity(FakeVerifier())
     with pytest.raises(Misbehaviour, match="test chains"):
         Application(
             MemBlockStore(), make_genesis(), ConsensusConfig(), ml, include_unverified_claims=True
@@ -204,7 +204,7 @@ async def test_a_decided_block_with_a_forged_claim_does_not_put_it_in_state() ->
 def test_a_store_without_a_tree_gets_one_built_and_checked(tmp_path: Path) -> None:
     """A data directory from before the state tree: its tree is built once at open, and must
     give the app hash the directory committed; otherwise the app refuses to open it."""
-    ml = MlValidity(FakeVerifier(), max_artefacts_per_block=4)
+    ml = MlValidity(FakeVerifier())
     genesis = dataclasses.replace(
         make_genesis(), accounts=tuple((AccountId(bytes([i]) * 32), 10 + i) for i in range(50))
     )

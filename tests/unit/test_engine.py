@@ -329,18 +329,20 @@ async def test_lineage_from_v_auth_is_recorded_and_committed_to_by_the_state_roo
 def test_the_genesis_hash_commits_to_the_floors_and_the_block_limits() -> None:
     base = make_engine().genesis_hash
     stricter = dataclasses.replace(make_genesis(), floors=Floors(trigger_p_log2=80))
-    ml = MlValidity(FakeVerifier(), max_artefacts_per_block=2)
-    config = ConsensusConfig(max_pool_txs=5)
+    ml = MlValidity(FakeVerifier())
+    config = ConsensusConfig(max_pool_txs=5, max_artefacts_per_block=2)
     assert ConsensusEngine(MemBlockStore(), stricter, config, ml).genesis_hash != base
-    bigger = ConsensusConfig(max_pool_txs=5, max_block_txs=2000)
+    bigger = ConsensusConfig(max_pool_txs=5, max_artefacts_per_block=2, max_block_txs=2000)
     assert ConsensusEngine(MemBlockStore(), make_genesis(), bigger, ml).genesis_hash != base
-    pool_only = ConsensusConfig(max_pool_txs=6)  # local policy, not a consensus rule
+    more_artefacts = ConsensusConfig(max_pool_txs=5, max_artefacts_per_block=3)
+    assert ConsensusEngine(MemBlockStore(), make_genesis(), more_artefacts, ml).genesis_hash != base
+    pool_only = ConsensusConfig(max_pool_txs=6, max_artefacts_per_block=2)  # local policy
     assert ConsensusEngine(MemBlockStore(), make_genesis(), pool_only, ml).genesis_hash == base
 
 
 async def test_a_cached_verdict_is_only_reused_against_the_same_earlier_registrations() -> None:
     verifier = FakeVerifier()
-    ml = MlValidity(verifier, max_artefacts_per_block=2)
+    ml = MlValidity(verifier)
     claim = make_claim(register(2, 0), [])
     await ml.verify_claim(claim)
     await ml.verify_claim(make_claim(register(2, 0), []))
@@ -374,7 +376,7 @@ async def test_a_proposal_full_of_ml_dsa_txs_fits_the_size_limit_with_its_signat
         accounts=((sender.account, 1_000),),
     )
     config = ConsensusConfig(max_pool_txs=100, max_block_size_bytes=30_000)
-    ml = MlValidity(FakeVerifier(), max_artefacts_per_block=2)
+    ml = MlValidity(FakeVerifier())
     engine = ConsensusEngine(MemBlockStore(), genesis, config, ml)
     for nonce in range(10):  # ~5.3 KB each: 5 fit beside the header and signature
         tx = TxTransfer(sender.account, key.account, 1, 0, nonce)

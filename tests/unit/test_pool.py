@@ -44,8 +44,8 @@ def engine(verifier: FakeVerifier | None = None, **policy: int) -> ConsensusEngi
     genesis = dataclasses.replace(
         make_genesis(), accounts=((OWNER.account, 1_000), (RICH.account, 1_000))
     )
-    config = ConsensusConfig(**{"max_pool_txs": 5, **policy})
-    ml = MlValidity(verifier or FakeVerifier(), max_artefacts_per_block=4)
+    config = ConsensusConfig(**{"max_pool_txs": 5, "max_artefacts_per_block": 4, **policy})
+    ml = MlValidity(verifier or FakeVerifier())
     return ConsensusEngine(MemBlockStore(), genesis, config, ml, metrics=ChainMetrics())
 
 

@@ -47,7 +47,6 @@ from authchain.chain.metrics.prometheus import ChainMetrics, metric_reason
 from authchain.chain.smt import StateTree, TreeUpdate
 from authchain.chain.state import (
     Genesis,
-    InvalidTx,
     StateView,
     TxReason,
     check_tx_state,
@@ -56,7 +55,6 @@ from authchain.chain.state import (
     get_account,
     get_registrations,
     process_lineage,
-    try_process_tx,
 )
 from authchain.chain.types import (
     ZERO_HASH,
@@ -73,20 +71,23 @@ from authchain.chain.types import (
     TxRegisterModel,
     get_signer,
 )
-from authchain.chain.validation.base import (
-    BlockReason,
-    InvalidBlock,
-    execute_txs,
-    validate_unique_aids,
-)
+from authchain.chain.validation.base import check_tx_count
 from authchain.chain.validation.ml import (
     ArtefactClaim,
     FilesUnavailable,
     MlUnavailable,
     MlValidity,
     Verdict,
-    get_lineage,
     make_claim,
+    verdict_text,
+)
+from authchain.chain.validation.pipeline import (
+    BlockContext,
+    BlockTxs,
+    TxResult,
+    Verdicts,
+    first_failure,
+    run_block_txs,
 )
 
 log = logging.getLogger(__name__)
@@ -111,15 +112,6 @@ class AppInfo:
 
     height: Height
     app_hash: Hash256
-
-
-@dataclass(frozen=True, slots=True)
-class TxResult:
-    """One tx's outcome in a finalized block: code 0 applied, otherwise skipped with a reason."""
-
-    code: int
-    reason: str = ""
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +386,8 @@ class Application:
         in the pool (files never uploaded are dropped after `files_wait_blocks`)."""
         dropped: dict[TxHash, TxRejection] = {}
         failed: dict[TxHash, Verdict] = {}
-        selected = self._select(candidates, height, proposer, limits, dropped)
+        ctx = BlockContext.of(self.genesis, self.config, height, proposer)
+        selected = self._pack(candidates, ctx, limits, dropped)
         if not self.include_unverified_claims:
             registered = _registrations_for(self.view(), selected)
             claims = {
@@ -405,13 +398,15 @@ class Application:
             results = await self.ml.verify_claims(
                 list(claims.values()), budget_secs=self.config.proposal_verify_secs
             )
-            skip: set[TxHash] = set()
-            for tx_hash, result in zip(claims, results, strict=True):
+            verdicts: dict[TxHash, tuple[ArtefactClaim, Verdict]] = {}
+            unavailable: set[TxHash] = set()
+            for (tx_hash, claim), result in zip(claims.items(), results, strict=True):
                 if isinstance(result, MlUnavailable):
-                    skip.add(tx_hash)  # stays pooled: unavailable is not invalid
+                    unavailable.add(tx_hash)  # stays pooled: unavailable is not invalid
                     self._note_unavailable(tx_hash, height, result, dropped)
-                elif not result.ok:
-                    skip.add(tx_hash)
+                    continue
+                verdicts[tx_hash] = (claim, result)
+                if not result.ok:
                     failed[tx_hash] = result
                     dropped[tx_hash] = TxRejection(
                         result.reason or "ml_auth_failed", verdict_text(result)
@@ -419,10 +414,11 @@ class Application:
                 else:
                     self._waiting.pop(tx_hash, None)
                     self._retry_at.pop(tx_hash, None)
-            if skip:
-                kept = [tx for tx in selected if codec.compute_tx_hash(tx) not in skip]
-                # Removing a tx can break a later one from the same signer (a nonce gap).
-                selected = self._select(kept, height, proposer, limits, dropped)
+            if unavailable or failed:
+                # Again, with the verdicts: leaving a tx out can break a later one from the
+                # same signer (a nonce gap), or make room for another.
+                kept = [tx for tx in selected if codec.compute_tx_hash(tx) not in unavailable]
+                selected = self._pack(kept, ctx, limits, dropped, verdicts)
         elif any(isinstance(tx, TxRegisterModel) for tx in selected):
             unverified = sum(isinstance(tx, TxRegisterModel) for tx in selected)
             self.extra_status["unverified_claims_proposed"] = (
@@ -433,43 +429,38 @@ class Application:
             self._drop(dropped, failed)
         return Proposal(selected, dropped)
 
-    def _select(
+    def _pack(
         self,
         candidates: Sequence[Transaction],
-        height: Height,
-        proposer: AccountId,
+        ctx: BlockContext,
         limits: ProposalLimits,
         dropped: dict[TxHash, TxRejection],
+        verdicts: Verdicts | None = None,
     ) -> list[Transaction]:
+        """The candidates that fit `limits` and pass the block-tx pipeline (V_auth deferred
+        where `verdicts` has no answer), in order; those that can never pass go to `dropped`."""
         view = self.view()
+        run = BlockTxs(view, ctx, verdicts)
         out: list[Transaction] = []
         size = 0
-        artefacts = 0
-        claimed: set[Aid] = set()
         for tx in candidates:
             if len(out) >= limits.max_txs:
                 break
             tx_size = len(codec.encode(tx)) + limits.tx_overhead
             if size + tx_size > limits.max_bytes:
                 continue
-            if isinstance(tx, TxRegisterModel) and (
-                artefacts >= self.ml.max_artefacts_per_block
-                or tx.aid in claimed  # another claim on it goes first; V_auth decides
-                or self._retry_at.get(codec.compute_tx_hash(tx), (0, 0))[1] > height
-            ):
-                continue
-            try:
-                try_process_tx(view, tx, self.genesis, height, proposer)
-            except InvalidTx as exc:
-                stale = exc.reason is TxReason.BAD_NONCE and tx.nonce < _nonce_in(view, tx)
-                if exc.reason in PERMANENT or stale:
-                    dropped[codec.compute_tx_hash(tx)] = TxRejection(exc.reason, exc.detail)
+            tx_hash = codec.compute_tx_hash(tx)
+            retry_at = self._retry_at.get(tx_hash, (0, 0))[1]
+            if isinstance(tx, TxRegisterModel) and retry_at > ctx.height:
+                continue  # V_auth could not answer it lately: it waits its turn
+            result = run.run(tx)
+            if result.code:
+                stale = result.reason == TxReason.BAD_NONCE and tx.nonce < _nonce_in(view, tx)
+                if result.reason in PERMANENT or stale:
+                    dropped[tx_hash] = TxRejection(result.reason, result.detail)
                 continue
             out.append(tx)
             size += tx_size
-            if isinstance(tx, TxRegisterModel):
-                artefacts += 1
-                claimed.add(tx.aid)
         return out
 
     def _note_unavailable(
@@ -545,23 +536,36 @@ class Application:
     async def process_proposal(
         self, txs: Sequence[Transaction], height: Height, proposer: AccountId
     ) -> None:
-        """V_base's tx rules and V_auth on a proposed block at `height` (on the committed
-        state): InvalidBlock for a definite failure, MlUnavailable when V_auth had no answer."""
-        self.validate_txs_shape(txs)
+        """The block-tx pipeline on a proposed block at `height` (on the committed state): every
+        tx must pass. InvalidBlock names the first that does not; MlUnavailable when V_auth
+        had no answer for some claim and none failed. The cheap rules run on the whole block
+        before V_auth runs on any of it."""
+        check_tx_count(len(txs), self.config)
+        ctx = BlockContext.of(self.genesis, self.config, height, proposer)
         view = self.view()
-        registered = _registrations_for(view, txs)
-        execute_txs(view.child(), txs, self.genesis, height, proposer)
+        failure = first_failure(run_block_txs(view, txs, ctx).results)
+        if failure is not None:
+            raise failure
         if self.include_unverified_claims:
             return
-        await self.ml.check_block(txs, registered)
-
-    def validate_txs_shape(self, txs: Sequence[Transaction]) -> None:
-        """Tx count, and no Aid registered twice inside one block."""
-        if len(txs) > self.config.max_block_txs:
-            raise InvalidBlock(
-                BlockReason.TOO_MANY_TXS, f"{len(txs)} txs > {self.config.max_block_txs}"
-            )
-        validate_unique_aids(txs)
+        registered = _registrations_for(view, txs)
+        claims = {
+            codec.compute_tx_hash(tx): make_claim(tx, registered)
+            for tx in txs
+            if isinstance(tx, TxRegisterModel)
+        }
+        answers = await self.ml.verify_claims(list(claims.values()))
+        verdicts = {
+            tx_hash: (claim, answer)
+            for (tx_hash, claim), answer in zip(claims.items(), answers, strict=True)
+            if isinstance(answer, Verdict)
+        }
+        failure = first_failure(run_block_txs(view, txs, ctx, verdicts).results)
+        if failure is not None:
+            raise failure
+        unavailable = [a for a in answers if isinstance(a, MlUnavailable)]
+        if unavailable:
+            raise MlUnavailable(f"{len(unavailable)} of {len(claims)} claims: {unavailable[0]}")
 
     # --- FinalizeBlock ----------------------------------------------------------------------
 
@@ -587,66 +591,29 @@ class Application:
         view = self.view()
         decoded = [tx for tx in txs if tx is not None]
         registered = _registrations_for(view, decoded)
-        verdicts: dict[TxHash, tuple[ArtefactClaim, Verdict]] = {}
         claims = {
             codec.compute_tx_hash(tx): make_claim(tx, registered)
             for tx in decoded
             if isinstance(tx, TxRegisterModel)
         }
         answers = await self.ml.verify_claims(list(claims.values()))
+        verdicts: dict[TxHash, tuple[ArtefactClaim, Verdict]] = {}
         for (tx_hash, claim), answer in zip(claims.items(), answers, strict=True):
             if isinstance(answer, MlUnavailable):
                 raise answer
             verdicts[tx_hash] = (claim, answer)
-        child = view.child()
-        results: list[TxResult] = []
-        lineage: dict[Aid, tuple[Aid, ...]] = {}
-        seen_aids: set[Aid] = set()
-        for tx in txs:
-            result = self._execute(child, tx, height, proposer, verdicts, seen_aids, lineage)
-            if strict and result.code:
-                raise InvalidBlock(
-                    BlockReason.ML_AUTH_FAILED
-                    if result.reason == "ml_auth_failed"
-                    else BlockReason.INVALID_TX,
-                    f"tx {len(results)}: {result.reason}: {result.detail}",
-                )
-            results.append(result)
-        process_lineage(child, lineage)
-        writes = dict(child.writes)
+        ctx = BlockContext.of(self.genesis, self.config, height, proposer)
+        run = run_block_txs(view, txs, ctx, verdicts)
+        if strict and (failure := first_failure(run.results)) is not None:
+            raise failure
+        process_lineage(run.view, run.lineage)
+        writes = dict(run.view.writes)
         tree = self.tree.update(writes)
-        finalized = Finalized(height, Hash256(tree.root), tuple(results), lineage)
+        finalized = Finalized(height, Hash256(tree.root), tuple(run.results), run.lineage)
         hashes = [codec.compute_tx_hash(tx) for tx in decoded]
-        records = _block_claims(txs, results, verdicts, lineage, height)
+        records = _block_claims(txs, run.results, verdicts, run.lineage, height)
         self._pending = _Pending(finalized, writes, tree, hashes, records)
         return finalized
-
-    def _execute(
-        self,
-        view: StateView,
-        tx: Transaction | None,
-        height: Height,
-        proposer: AccountId,
-        verdicts: Mapping[TxHash, tuple[ArtefactClaim, Verdict]],
-        seen_aids: set[Aid],
-        lineage: dict[Aid, tuple[Aid, ...]],
-    ) -> TxResult:
-        if tx is None:
-            return TxResult(1, "invalid_tx", "not the canonical encoding of a transaction")
-        if isinstance(tx, TxRegisterModel):
-            if tx.aid in seen_aids:
-                return TxResult(1, BlockReason.DUPLICATE_AID, f"{tx.aid} registered twice")
-            claim, verdict = verdicts[codec.compute_tx_hash(tx)]
-            if not verdict.ok:
-                return TxResult(1, "ml_auth_failed", verdict_text(verdict))
-        try:
-            try_process_tx(view, tx, self.genesis, height, proposer)
-        except InvalidTx as exc:
-            return TxResult(1, exc.reason, exc.detail)
-        if isinstance(tx, TxRegisterModel):
-            seen_aids.add(tx.aid)
-            lineage[tx.aid] = get_lineage(claim, verdict)
-        return TxResult(0)
 
     # --- Commit -----------------------------------------------------------------------------
 
@@ -826,16 +793,6 @@ def _block_claims(
             )  # fmt: skip
         records[tx_hash] = record
     return records
-
-
-def verdict_text(v: Verdict) -> str:
-    """A failed verdict in one line: the verifier's reason and its statistics."""
-    names = ("trigger_acc", "feat_dist", "logit_stat", "p_value", "feat_p_value")
-    parts = [f"{n}={getattr(v, n):.6g}" for n in names if getattr(v, n) is not None]
-    text = f"V_auth failed: {v.reason or 'no reason given'}"
-    if v.detail:  # the verifier's own account names every statistic
-        return f"{text}: {v.detail:.500}"
-    return text + (f" ({', '.join(parts)})" if parts else "")
 
 
 __all__ = [

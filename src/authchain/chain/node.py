@@ -92,7 +92,6 @@ def open_parts(config: ChainConfig, *, verifier: MlVerifier | None = None) -> Pa
     verifier = verifier or HttpMlVerifier.from_config(config.ml_client, genesis.floors)
     ml = MlValidity(
         verifier,
-        max_artefacts_per_block=config.consensus.max_artefacts_per_block,
         max_concurrency=config.ml_client.max_concurrency,
         metrics=metrics,
     )

@@ -1,39 +1,30 @@
-"""`V_base` (seed `validation/base.rs`): every rule a block must meet that needs no ML.
+"""`V_base` (seed `validation/base.rs`) for the block itself: the header rules the embedded
+driver checks (`validate_header`; CometBFT checks its own headers), the tx count both drivers
+check, and the reasons a block is invalid.
 
-Rules, in order (each raises `InvalidBlock` with its own `BlockReason`):
-links (parent, height, timestamp), proposer (expected by round-robin, and its signature),
-shape (tx count, encoded size, tx_root, empty-block policy, pos_proof), duplicate Aid inside
-the block, then every transaction against the parent state (signature, nonce, fee, balance,
-the claim's floors, Aid not yet registered) and finally the resulting `state_root`, which also
-commits to the lineage V_auth found.
+Header rules, in order (each raises `InvalidBlock` with its own `BlockReason`): links (parent,
+height, timestamp), proposer (expected by round-robin, and its signature), shape (tx count,
+encoded size, tx_root, empty-block policy, pos_proof). What each tx must meet (V_base's state
+rules and V_auth) is `validation/pipeline.py`; the state root, which also commits to the
+lineage V_auth found, is checked against FinalizeBlock's app hash (`consensus/engine.py`).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
 
 from authchain.chain import codec, crypto
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.errors import Rejected, SignatureError
 from authchain.chain.state import (
     Genesis,
-    InvalidTx,
-    StateView,
     Validator,
-    compute_state_root,
-    process_lineage,
-    process_tx,
 )
 from authchain.chain.types import (
-    AccountId,
-    Aid,
     Block,
     BlockHash,
     Header,
     Height,
-    Transaction,
-    TxRegisterModel,
 )
 
 MAX_CLOCK_DRIFT_MS = 15_000
@@ -107,12 +98,16 @@ def validate_proposer(block: Block, genesis: Genesis) -> None:
         raise InvalidBlock(BlockReason.BAD_BLOCK_SIGNATURE, str(exc)) from exc
 
 
+def check_tx_count(count: int, config: ConsensusConfig) -> None:
+    """A block holds at most `max_block_txs` txs (both drivers; CometBFT's own limit is on
+    bytes)."""
+    if count > config.max_block_txs:
+        raise InvalidBlock(BlockReason.TOO_MANY_TXS, f"{count} txs > {config.max_block_txs}")
+
+
 def validate_shape(block: Block, config: ConsensusConfig) -> None:
     """Counts, size, tx_root, empty-block policy, no proof-of-stake proof under PoA."""
-    if len(block.txs) > config.max_block_txs:
-        raise InvalidBlock(
-            BlockReason.TOO_MANY_TXS, f"{len(block.txs)} txs > {config.max_block_txs}"
-        )
+    check_tx_count(len(block.txs), config)
     size = len(codec.encode(block))
     if size > config.max_block_size_bytes:
         raise InvalidBlock(BlockReason.TOO_LARGE, f"{size} bytes > {config.max_block_size_bytes}")
@@ -122,31 +117,6 @@ def validate_shape(block: Block, config: ConsensusConfig) -> None:
         raise InvalidBlock(BlockReason.EMPTY_BLOCK, "empty blocks are not allowed")
     if block.header.pos_proof:
         raise InvalidBlock(BlockReason.BAD_POS_PROOF, "proof-of-authority blocks carry no proof")
-
-
-def validate_unique_aids(txs: Sequence[Transaction]) -> None:
-    """No Aid is registered twice inside one block."""
-    seen: set[Aid] = set()
-    for i, tx in enumerate(txs):
-        if isinstance(tx, TxRegisterModel):
-            if tx.aid in seen:
-                raise InvalidBlock(BlockReason.DUPLICATE_AID, f"tx {i} registers {tx.aid} again")
-            seen.add(tx.aid)
-
-
-def execute_txs(
-    view: StateView,
-    txs: Sequence[Transaction],
-    genesis: Genesis,
-    height: Height,
-    proposer: AccountId,
-) -> None:
-    """Apply every tx to `view`; an invalid tx makes the block invalid."""
-    for i, tx in enumerate(txs):
-        try:
-            process_tx(view, tx, genesis, height, proposer)
-        except InvalidTx as exc:
-            raise InvalidBlock(BlockReason.INVALID_TX, f"tx {i}: {exc}") from exc
 
 
 def validate_header(
@@ -163,45 +133,3 @@ def validate_header(
     validate_header_links(block.header, parent_hash, parent, now_ms)
     validate_proposer(block, genesis)
     validate_shape(block, config)
-
-
-def validate_block_body(
-    view: StateView,
-    block: Block,
-    parent_hash: BlockHash,
-    parent: Header,
-    genesis: Genesis,
-    config: ConsensusConfig,
-    now_ms: int,
-) -> None:
-    """V_base up to the state root: raise InvalidBlock, or leave the block's writes in `view`."""
-    validate_header(block, parent_hash, parent, genesis, config, now_ms)
-    validate_unique_aids(block.txs)
-    execute_txs(view, block.txs, genesis, block.header.height, block.header.proposer)
-
-
-def validate_state_root(view: StateView, block: Block) -> None:
-    """The header's state_root is the root of the state the block leaves in `view`."""
-    root = compute_state_root(view.items())
-    if block.header.state_root != root:
-        raise InvalidBlock(BlockReason.BAD_STATE_ROOT, f"state_root is not {root}")
-
-
-def validate_block(
-    view: StateView,
-    block: Block,
-    parent_hash: BlockHash,
-    parent: Header,
-    genesis: Genesis,
-    config: ConsensusConfig,
-    now_ms: int,
-    lineage: Mapping[Aid, tuple[Aid, ...]] | None = None,
-) -> None:
-    """V_base on a whole block, given V_auth's `lineage` findings: raise InvalidBlock, or
-    leave the block's writes in `view`. The drivers run the same pieces split by phase: the
-    embedded engine checks the header (`validate_header`), `Application.process_proposal`
-    the txs (`validate_unique_aids`, `execute_txs`) and V_auth, and the engine the state
-    root after FinalizeBlock."""
-    validate_block_body(view, block, parent_hash, parent, genesis, config, now_ms)
-    process_lineage(view, lineage or {})
-    validate_state_root(view, block)

@@ -1,9 +1,9 @@
 """`V_auth` (seed `validation/ml.rs`): every model artefact in a block must pass the verifier.
 
-ML(B) is the set of (aid, evidence) claims made by the block's `TxRegisterModel`s, deduplicated
-by (aid, evidence_hash). A block with more than `max_artefacts_per_block` claims is invalid; the
-rest are verified concurrently (at most `max_concurrency` at once) and the block passes only if
-every claim passes.
+ML(B) is the set of claims made by the block's `TxRegisterModel`s (at most
+`max_artefacts_per_block` of them: `validation/pipeline.py`, which also says when V_auth runs in
+each phase). They are verified concurrently, at most `max_concurrency` at once, and a
+registration is applied only if its claim passes.
 
 Each claim is also checked against the registrations already in the parent state (derivative
 detection, DESIGN.md §5): a candidate that carries an earlier registration's watermark fails
@@ -13,7 +13,7 @@ names the earlier aid as lineage, which the block records in `ArtefactMetadata.p
 **Unavailable is not invalid.** A verifier that cannot answer raises `MlUnavailable`; so does an
 answer that says a file is not uploaded yet (`artefact_not_found`, `evidence_not_found`: raised
 as `FilesUnavailable`). The block is then neither accepted nor marked invalid, and the caller
-retries. Only an answered definitive `ok=false` makes a block invalid. Verdicts are cached: a
+retries. Only an answered definitive `ok=false` fails a registration. Verdicts are cached: a
 verdict is a pure function of (aid, scheme_id, evidence_hash, wm_profile, strength, owner, the
 earlier registrations), which is exactly the cache key (`ArtefactClaim.cache_key`, where a digest
 stands for the earlier registrations); the floors are fixed by genesis. "Not uploaded yet" is
@@ -44,7 +44,6 @@ from authchain.chain.types import (
     Transaction,
     TxRegisterModel,
 )
-from authchain.chain.validation.base import BlockReason, InvalidBlock
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +150,11 @@ class MlValidity:
         self,
         verifier: MlVerifier,
         *,
-        max_artefacts_per_block: int,
         max_concurrency: int = 4,
         cache_size: int = 10_000,
         metrics: ChainMetrics | None = None,
     ) -> None:
         self.verifier = verifier
-        self.max_artefacts_per_block = max_artefacts_per_block
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._cache: LRUCache[tuple[Aid, AccountId, EvidenceRef, Hash256], Verdict] = LRUCache(
             maxsize=cache_size
@@ -211,30 +208,6 @@ class MlValidity:
                 raise result
         return out
 
-    async def check_block(
-        self, txs: Sequence[Transaction], registered: Sequence[ArtefactMetadata] = ()
-    ) -> list[tuple[ArtefactClaim, Verdict]]:
-        """V_auth for a block whose parent state holds `registered`: InvalidBlock if a claim
-        fails or the cap is exceeded; MlUnavailable if any claim got no answer; else every
-        claim with its verdict."""
-        claims = get_claims(txs, registered)
-        if len(claims) > self.max_artefacts_per_block:
-            raise InvalidBlock(
-                BlockReason.TOO_MANY_ARTEFACTS,
-                f"{len(claims)} artefacts > max_artefacts_per_block {self.max_artefacts_per_block}",
-            )
-        results = await self.verify_claims(claims)
-        for claim, result in zip(claims, results, strict=True):
-            if isinstance(result, Verdict) and not result.ok:
-                why = result.reason or "failed"
-                if result.detail:
-                    why = f"{why} ({result.detail:.300})"
-                raise InvalidBlock(BlockReason.ML_AUTH_FAILED, f"artefact {claim.aid}: {why}")
-        unavailable = [r for r in results if isinstance(r, MlUnavailable)]
-        if unavailable:
-            raise MlUnavailable(f"{len(unavailable)} of {len(claims)} claims: {unavailable[0]}")
-        return [(c, r) for c, r in zip(claims, results, strict=True) if isinstance(r, Verdict)]
-
     def _count(self, result: str) -> None:
         if self._metrics:
             self._metrics.verifier_calls.labels(result=result).inc()
@@ -249,3 +222,13 @@ def get_lineage(claim: ArtefactClaim, verdict: Verdict) -> tuple[Aid, ...]:
         log.warning("verifier named %s as lineage of %s: not an earlier registration of its owner",
                     stray[0], claim.aid)  # fmt: skip
     return tuple(sorted({aid for aid in verdict.lineage if aid in owned}, key=bytes))
+
+
+def verdict_text(v: Verdict) -> str:
+    """A failed verdict in one line: the verifier's reason and its statistics."""
+    names = ("trigger_acc", "feat_dist", "logit_stat", "p_value", "feat_p_value")
+    parts = [f"{n}={getattr(v, n):.6g}" for n in names if getattr(v, n) is not None]
+    text = f"V_auth failed: {v.reason or 'no reason given'}"
+    if v.detail:  # the verifier's own account names every statistic
+        return f"{text}: {v.detail:.500}"
+    return text + (f" ({', '.join(parts)})" if parts else "")

@@ -1,0 +1,148 @@
+"""The block-tx pipeline: the one place that says what each tx of a block must meet, in the
+spirit of the Cosmos SDK's `runTx(mode)`. Every phase of both drivers runs it:
+
+    PrepareProposal   keeps the txs that pass (`Application.prepare_proposal`)
+    ProcessProposal   requires every tx to pass (`first_failure` is the block's verdict)
+    FinalizeBlock     applies the passing txs and records each tx's result
+
+Each tx, in this order; the first rule it breaks is its result, and only a tx that passes all
+of them is applied:
+1. it decodes (`invalid_tx`; the CometBFT driver passes None for bytes that do not);
+2. a registration: its aid is not registered by an earlier tx of the block (`duplicate_aid`),
+   and the block applies at most `max_artefacts` registrations (`too_many_artefacts`);
+3. V_base's state rules against the state the earlier txs left (`state.process_tx`:
+   signature, nonce, fee, balance, the claim's floors, aid not yet registered);
+4. a registration: V_auth's verdict passes (`ml_auth_failed`, with the verifier's account).
+
+Step 4 needs verdicts. Without them (`verdicts=None`, or no verdict for that tx) it is deferred:
+the proposer selects with the cheap rules first and then verifies only what it selected, and a
+validator runs the cheap rules on a proposal before any V_auth, so a proposer cannot make
+validators verify models for a block that fails anyway. Counting only applied txs (step 2)
+makes the three phases agree: a proposal holds only passing txs, a valid block has no failing
+one, and FinalizeBlock skips exactly the txs that fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from authchain.chain import codec
+from authchain.chain.config import ConsensusConfig
+from authchain.chain.state import Genesis, InvalidTx, StateView, process_tx
+from authchain.chain.types import AccountId, Aid, Height, Transaction, TxHash, TxRegisterModel
+from authchain.chain.validation.base import BlockReason, InvalidBlock
+from authchain.chain.validation.ml import ArtefactClaim, Verdict, get_lineage, verdict_text
+
+Verdicts = Mapping[TxHash, tuple[ArtefactClaim, Verdict]]
+"""V_auth's answers by tx hash, with the claim each answers (its lineage needs the claim)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    """One tx's outcome: code 0 applied, otherwise skipped with a reason (a plain string: it
+    is stored and sent as one)."""
+
+    code: int
+    reason: str = ""
+    detail: str = ""
+
+
+APPLIED = TxResult(0)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """What a block's txs are judged in, besides the state."""
+
+    genesis: Genesis
+    height: Height
+    proposer: AccountId
+    max_artefacts: int
+
+    @classmethod
+    def of(
+        cls, genesis: Genesis, config: ConsensusConfig, height: Height, proposer: AccountId
+    ) -> BlockContext:
+        return cls(genesis, height, proposer, config.max_artefacts_per_block)
+
+
+class BlockTxs:
+    """A block's txs run one at a time on a child of the parent state: `view` holds the
+    applied txs' writes, `results` each tx's result, `lineage` what V_auth found for each
+    applied registration."""
+
+    def __init__(self, parent: StateView, ctx: BlockContext, verdicts: Verdicts | None = None):
+        self.view = parent.child()
+        self.ctx = ctx
+        self.verdicts = verdicts
+        self.results: list[TxResult] = []
+        self.lineage: dict[Aid, tuple[Aid, ...]] = {}
+        self._registered: set[Aid] = set()
+
+    def run(self, tx: Transaction | None) -> TxResult:
+        """Judge the next tx, apply it if it passes, and return its result."""
+        result = self._judge(tx)
+        self.results.append(result)
+        return result
+
+    def _judge(self, tx: Transaction | None) -> TxResult:
+        if tx is None:
+            return TxResult(1, "invalid_tx", "not the canonical encoding of a transaction")
+        if isinstance(tx, TxRegisterModel):
+            if tx.aid in self._registered:
+                return TxResult(
+                    1,
+                    BlockReason.DUPLICATE_AID.value,
+                    f"{tx.aid} is registered earlier in the block",
+                )
+            if len(self._registered) >= self.ctx.max_artefacts:
+                return TxResult(
+                    1, BlockReason.TOO_MANY_ARTEFACTS.value,
+                    f"more than max_artefacts_per_block = {self.ctx.max_artefacts} registrations",
+                )  # fmt: skip
+        trial = self.view.child()
+        try:
+            process_tx(trial, tx, self.ctx.genesis, self.ctx.height, self.ctx.proposer)
+        except InvalidTx as exc:
+            return TxResult(1, str(exc.reason), exc.detail)
+        if isinstance(tx, TxRegisterModel):
+            judged = None if self.verdicts is None else self.verdicts.get(codec.compute_tx_hash(tx))
+            if judged is not None:
+                claim, verdict = judged
+                if not verdict.ok:
+                    return TxResult(1, BlockReason.ML_AUTH_FAILED.value, verdict_text(verdict))
+                self.lineage[tx.aid] = get_lineage(claim, verdict)
+            self._registered.add(tx.aid)
+        self.view.absorb(trial)
+        return APPLIED
+
+
+def run_block_txs(
+    parent: StateView,
+    txs: Sequence[Transaction | None],
+    ctx: BlockContext,
+    verdicts: Verdicts | None = None,
+) -> BlockTxs:
+    """Every tx of a block through the pipeline, in order."""
+    run = BlockTxs(parent, ctx, verdicts)
+    for tx in txs:
+        run.run(tx)
+    return run
+
+
+BLOCK_REASONS = {
+    BlockReason.DUPLICATE_AID.value: BlockReason.DUPLICATE_AID,
+    BlockReason.TOO_MANY_ARTEFACTS.value: BlockReason.TOO_MANY_ARTEFACTS,
+    BlockReason.ML_AUTH_FAILED.value: BlockReason.ML_AUTH_FAILED,
+}
+"""A failing tx's reason as the block's; any other (a state rule, undecodable) is invalid_tx."""
+
+
+def first_failure(results: Sequence[TxResult]) -> InvalidBlock | None:
+    """The block's verdict when every tx must pass: the first failing tx, or None."""
+    for i, result in enumerate(results):
+        if result.code:
+            reason = BLOCK_REASONS.get(result.reason, BlockReason.INVALID_TX)
+            return InvalidBlock(reason, f"tx {i}: {result.reason}: {result.detail}")
+    return None
