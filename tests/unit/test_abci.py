@@ -11,22 +11,33 @@ import dataclasses
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from authchain.chain import codec, crypto, queries
 from authchain.chain.abci.proto import abci
 from authchain.chain.abci.server import RETRY_SECS, frame, read_message
-from authchain.chain.app import META_APP_HASH, META_HEIGHT, Application, Misbehaviour
+from authchain.chain.app import META_APP_HASH, META_HEIGHT, Application, ProposalLimits
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.store import Commit
 from authchain.chain.errors import StorageError
+from authchain.chain.misbehaving import MisbehavingApplication, Misbehaviour
 from authchain.chain.state import compute_state_root, genesis_state
 from authchain.chain.storage import MemBlockStore
 from authchain.chain.storage.rocksdb import RocksDbBlockStore
 from authchain.chain.types import AccountId
+from authchain.chain.validation.base import InvalidBlock
 from authchain.chain.validation.ml import MlValidity
 from tests.support.abci import ADDRESS, COMET_KEY, FakeClock, call, init, make_server
-from tests.support.chain import CHAIN, OWNER, FakeVerifier, aid, make_genesis, register
+from tests.support.chain import (
+    CHAIN,
+    OWNER,
+    VALIDATOR,
+    FakeVerifier,
+    aid,
+    make_genesis,
+    register,
+)
 
 
 async def test_a_block_goes_through_every_phase() -> None:
@@ -47,7 +58,7 @@ async def test_a_block_goes_through_every_phase() -> None:
         ),
     )
     assert list(prepared.prepare_proposal.txs) == [good]  # nonce order; the forgery dropped
-    rejection = server.app.get_rejection(codec.compute_tx_hash(register(2, 1)))
+    rejection = server.app.records.rejection(codec.compute_tx_hash(register(2, 1)))
     assert rejection is not None and rejection.reason == "watermark_not_found"
 
     status = abci.ResponseProcessProposal
@@ -138,7 +149,7 @@ async def test_unavailable_verifier_never_records_anything_invalid() -> None:
     assert processed.process_proposal.status == abci.ResponseProcessProposal.REJECT
     assert 20.0 <= clock.now < 20.0 + max(RETRY_SECS)
     assert server.stats["unavailable_waits"] == len(clock.sleeps) > 4
-    assert server.app.get_rejection(codec.compute_tx_hash(register(1, 0))) is None
+    assert server.app.records.rejection(codec.compute_tx_hash(register(1, 0))) is None
     # a decided block waits for the verifier instead of guessing, however long that takes
     request = abci.RequestFinalizeBlock(txs=[raw], height=1, proposer_address=ADDRESS)
     finalize = asyncio.create_task(call(server, finalize_block=request))
@@ -154,14 +165,38 @@ async def test_unavailable_verifier_never_records_anything_invalid() -> None:
 def test_misbehaviour_switch_is_refused_outside_test_chains() -> None:
     ml = MlValidity(FakeVerifier())
     with pytest.raises(Misbehaviour, match="test chains"):
-        Application(
-            MemBlockStore(), make_genesis(), ConsensusConfig(), ml, include_unverified_claims=True
-        )
+        MisbehavingApplication(MemBlockStore(), make_genesis(), ConsensusConfig(), ml)
     genesis = dataclasses.replace(make_genesis(), chain_id="authchain-testnet")
-    app = Application(
-        MemBlockStore(), genesis, ConsensusConfig(), ml, include_unverified_claims=True
-    )
+    app = MisbehavingApplication(MemBlockStore(), genesis, ConsensusConfig(), ml)
     assert queries.status(app)["misbehaving"] is True
+    assert (
+        queries.status(Application(MemBlockStore(), genesis, ConsensusConfig(), ml))["misbehaving"]
+        is False
+    )
+
+
+async def test_the_misbehaving_app_skips_v_auth_in_proposals_but_not_in_finalize() -> None:
+    genesis = dataclasses.replace(make_genesis(), chain_id="authchain-testnet")
+    verifier = FakeVerifier(failing={aid(1)})
+    forged = crypto.sign_tx(
+        msgspec.structs.replace(register(1, 0), signature=b""), OWNER, genesis.chain_id
+    )
+    byzantine = MisbehavingApplication(
+        MemBlockStore(), genesis, ConsensusConfig(), MlValidity(verifier)
+    )
+    byzantine.init_chain()
+    limits = ProposalLimits(max_txs=10, max_bytes=10**6)
+    proposal = await byzantine.prepare_proposal([forged], 1, VALIDATOR.account, limits)
+    assert proposal.txs == [forged] and verifier.calls == 0
+    assert byzantine.extra_status["unverified_claims_proposed"] == 1
+    await byzantine.process_proposal([forged], 1, VALIDATOR.account)  # accepted unverified
+    assert verifier.calls == 0
+    honest = Application(MemBlockStore(), genesis, ConsensusConfig(), MlValidity(verifier))
+    honest.init_chain()
+    with pytest.raises(InvalidBlock, match="ml_auth_failed"):
+        await honest.process_proposal([forged], 1, VALIDATOR.account)
+    finalized = await byzantine.finalize_block([forged], 1, VALIDATOR.account)
+    assert [r.reason for r in finalized.results] == ["ml_auth_failed"]  # same app hash as honest
 
 
 async def test_init_chain_refuses_another_chain_id() -> None:

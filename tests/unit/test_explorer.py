@@ -80,7 +80,7 @@ async def test_rejected_claims_are_pruned_and_committed_ones_kept() -> None:
         await engine.propose_block(VALIDATOR, T0 + 5_000 * (i + 1))
     statuses = [c["status"] for c in queries.claims(engine.app, ClaimQuery())]
     assert statuses == ["committed"]  # the forgery's record aged out with its rejection
-    assert engine.app.get_rejection(codec.compute_tx_hash(register(2, 1))) is None
+    assert engine.app.records.rejection(codec.compute_tx_hash(register(2, 1))) is None
 
 
 # --- routes -------------------------------------------------------------------------------------

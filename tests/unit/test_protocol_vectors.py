@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from authchain.chain import codec, smt
-from authchain.chain.app import compute_genesis_block
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.crypto import KeyPair, sign_block, sign_tx
+from authchain.chain.genesis import compute_genesis_block
 from authchain.chain.state import Genesis, Validator
 from authchain.chain.types import (
     ZERO_HASH,

@@ -102,7 +102,7 @@ def tx_status(app: Application, tx_hash: TxHash) -> dict[str, Any] | None:
     pending = app.pool.get(tx_hash)
     if pending is not None:
         return {"status": "queued", "tx": tx_to_json(pending)}
-    rejection = app.get_rejection(tx_hash)
+    rejection = app.records.rejection(tx_hash)
     if rejection is not None:
         return {"status": "rejected", "reason": rejection.reason, "detail": rejection.detail}
     return None
@@ -120,7 +120,7 @@ def claims(app: Application, query: ClaimQuery) -> list[dict[str, Any]]:
             if (aid is None or tx.aid == aid) and (owner is None or tx.owner == owner):
                 out.append(pending_claim(tx_hash, tx))
     if status != "pending" and len(out) < limit:
-        judged = app.claim_index.find(
+        judged = app.records.claims.find(
             aid=aid, parent=parent, owner=owner, status=status, limit=limit - len(out)
         )
         out.extend(claim_json(tx_hash, record) for tx_hash, record in judged)
@@ -141,7 +141,7 @@ def status(app: Application) -> dict[str, Any]:
         "min_fee": g.min_fee,
         "impersonation": g.impersonation,
         "validators": [str(v.account) for v in g.validators],
-        "misbehaving": app.include_unverified_claims,
+        "misbehaving": app.misbehaving,
         "floors": dataclasses.asdict(g.floors),
         **app.extra_status,
     }

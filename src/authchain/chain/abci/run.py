@@ -11,6 +11,7 @@ from prometheus_client import make_asgi_app
 from authchain.chain.abci.server import AbciServer
 from authchain.chain.app import Application
 from authchain.chain.config import ChainConfig
+from authchain.chain.misbehaving import MisbehavingApplication
 from authchain.chain.ml_client import HttpMlVerifier
 from authchain.chain.node import open_parts
 from authchain.web import bind, make_server
@@ -22,14 +23,14 @@ async def run_abci(config: ChainConfig) -> None:
     """Serve the application until SIGINT/SIGTERM; then close the store."""
     parts = open_parts(config)
     try:
-        app = Application(
+        kind = MisbehavingApplication if config.abci.include_unverified_claims else Application
+        app = kind(
             parts.store,
             parts.genesis,
             config.consensus,
             parts.ml,
             metrics=parts.metrics,
             persist_pool=False,
-            include_unverified_claims=config.abci.include_unverified_claims,
         )
         server = AbciServer(app, unavailable_wait_secs=config.abci.unavailable_wait_secs)
         info = app.info()

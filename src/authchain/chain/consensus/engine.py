@@ -32,11 +32,12 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from authchain.chain import codec, crypto
-from authchain.chain.app import Application, ProposalLimits, TxRejection, compute_genesis_block
+from authchain.chain.app import Application, ProposalLimits, TxRejection
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.pool import TxPool
 from authchain.chain.consensus.store import BlockStore, Commit
 from authchain.chain.errors import Rejected, StorageError
+from authchain.chain.genesis import compute_genesis_block
 from authchain.chain.metrics.prometheus import ChainMetrics
 from authchain.chain.state import Genesis, StateView
 from authchain.chain.types import (
@@ -140,7 +141,7 @@ class ConsensusEngine:
 
     def get_rejection(self, tx_hash: TxHash) -> TxRejection | None:
         """Why a tx was dropped from the pool, if it was."""
-        return self.app.get_rejection(tx_hash)
+        return self.app.records.rejection(tx_hash)
 
     # --- CheckTx ----------------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class ConsensusEngine:
                 results.append(self.app.check_tx(tx, write=False))
             except Rejected as exc:
                 results.append(exc)
-        await self.app.flush_pool()
+        await self.app.pool.flush()
         return results
 
     # --- PrepareProposal --------------------------------------------------------------------
@@ -252,7 +253,7 @@ class ConsensusEngine:
 
     async def _commit(self, block: Block, block_hash: BlockHash, started: float) -> ImportResult:
         """Commit the finalized `block` as the new tip."""
-        await self.app.pool_writes_idle()
+        await self.app.pool.writes_idle()
         if self.metrics:
             self.metrics.block_validation_seconds.observe(time.perf_counter() - started)
         self.app.commit(

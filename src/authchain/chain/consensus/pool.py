@@ -20,6 +20,7 @@ mempool holds them, the pool is an in-memory mirror).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import heapq
 import itertools
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 from authchain.chain import codec
 from authchain.chain.consensus.store import BlockStore, Commit
-from authchain.chain.errors import Rejected
+from authchain.chain.errors import Rejected, StorageError
 from authchain.chain.state import (
     Genesis,
     StateView,
@@ -121,8 +122,11 @@ class TxPool:
         self._spend: dict[AccountId, int] = {}
         self.registrations = 0
         self._unsaved = Commit()
-        self.unsaved_seq = 0
-        """Counts adds with store writes: `take_unsaved` hands out all up to this one."""
+        self._unsaved_seq = 0
+        """Counts adds with store writes: `_take_unsaved` hands out all up to this one."""
+        self._written_seq = 0
+        """The last add whose writes are in the store."""
+        self._flush_task: asyncio.Future[None] | None = None
         if persist:
             for tx_hash, tx in store.pool_txs():  # a restart gives them a fresh ttl
                 self._insert(tx_hash, tx, height)
@@ -210,7 +214,7 @@ class TxPool:
 
     def add(self, view: StateView, tx: Transaction, height: Height) -> TxHash:
         """CheckTx, then keep the tx; an evicted tx is forgotten and recorded. The store
-        writes wait in `take_unsaved` (`Application.flush_pool` makes them durable)."""
+        writes wait for `write_unsaved`, `flush` or the next block's commit (`take_unsaved`)."""
         tx_hash, victim = self.check(view, tx)
         rejected = {}
         if victim is not None:
@@ -222,13 +226,52 @@ class TxPool:
             self._unsaved.pool_remove |= set(rejected)
         self._unsaved.rejected |= {h: codec.encode(r) for h, r in rejected.items()}
         if self.persist or rejected:
-            self.unsaved_seq += 1
+            self._unsaved_seq += 1
         self._insert(tx_hash, tx, height)
         return tx_hash
 
+    # --- durability: each admitted tx is in the store before its submitter hears "accepted" ---
+
+    def write_unsaved(self) -> None:
+        """Write the admitted txs' store writes now (one CheckTx at a time)."""
+        seq = self._unsaved_seq
+        if seq > self._written_seq:  # CometBFT's CheckTx usually has nothing to write
+            self._store.commit(self._take_unsaved())
+            self._written_seq = seq
+
+    async def flush(self) -> None:
+        """Make every tx admitted so far durable: one RocksDB write, in a worker thread, for
+        all the txs added since the last one (group commit); concurrent callers share it."""
+        target = self._unsaved_seq
+        while self._written_seq < target:
+            if self._flush_task is None:
+                self._flush_task = asyncio.ensure_future(self._flush_unsaved())
+            await asyncio.shield(self._flush_task)
+
+    async def _flush_unsaved(self) -> None:
+        try:
+            seq = self._unsaved_seq
+            if seq > self._written_seq:
+                await asyncio.to_thread(self._store.commit, self._take_unsaved())
+            self._written_seq = max(self._written_seq, seq)
+        finally:
+            self._flush_task = None
+
+    async def writes_idle(self) -> None:
+        """Wait for an in-flight pool write (a block commit that removes a tx must not be
+        overtaken by the write that adds it)."""
+        while self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
+
     def take_unsaved(self) -> Commit:
-        """The store writes of the txs added since the last call (the caller writes them:
-        many adds then share one durable write)."""
+        """The store writes not yet written, for a block's commit to carry (they then count
+        as written). Refused while a flush is in flight (await `writes_idle` first)."""
+        if self._flush_task is not None:
+            raise StorageError("commit while a pool write is in flight (await writes_idle)")
+        self._written_seq = self._unsaved_seq
+        return self._take_unsaved()
+
+    def _take_unsaved(self) -> Commit:
         unsaved, self._unsaved = self._unsaved, Commit()
         return unsaved
 

@@ -24,15 +24,21 @@ one, and FinalizeBlock skips exactly the txs that fail.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from authchain.chain import codec
 from authchain.chain.config import ConsensusConfig
-from authchain.chain.state import Genesis, InvalidTx, StateView, process_tx
+from authchain.chain.state import Genesis, InvalidTx, StateView, get_registrations, process_tx
 from authchain.chain.types import AccountId, Aid, Height, Transaction, TxHash, TxRegisterModel
 from authchain.chain.validation.base import BlockReason, InvalidBlock
-from authchain.chain.validation.ml import ArtefactClaim, Verdict, get_lineage, verdict_text
+from authchain.chain.validation.ml import (
+    ArtefactClaim,
+    Verdict,
+    get_lineage,
+    make_claim,
+    verdict_text,
+)
 
 Verdicts = Mapping[TxHash, tuple[ArtefactClaim, Verdict]]
 """V_auth's answers by tx hash, with the claim each answers (its lineage needs the claim)."""
@@ -129,6 +135,18 @@ def run_block_txs(
     for tx in txs:
         run.run(tx)
     return run
+
+
+def block_claims(
+    parent: StateView, txs: Iterable[Transaction | None]
+) -> dict[TxHash, ArtefactClaim]:
+    """The V_auth claim of each registration among `txs`, checked against the registrations
+    of the parent state (read only when some tx registers: it is an O(state) scan)."""
+    registrations = [tx for tx in txs if isinstance(tx, TxRegisterModel)]
+    if not registrations:
+        return {}
+    registered = get_registrations(parent)
+    return {codec.compute_tx_hash(tx): make_claim(tx, registered) for tx in registrations}
 
 
 BLOCK_REASONS = {

@@ -1,0 +1,63 @@
+"""A Byzantine validator, for test chains only: it proposes registrations without running
+V_auth, and accepts any proposal's claims unverified. FinalizeBlock still verifies (otherwise
+its app hash would fork from the honest validators'). It exists to show, with a real CometBFT
+network, that the honest validators' ProcessProposal refuses what it proposes
+(`tests/e2e/test_cometbft.py`); `abci.include_unverified_claims` turns it on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from authchain.chain.app import Application
+from authchain.chain.config import is_test_chain
+from authchain.chain.proposal import Proposal, ProposalLimits, Proposer
+from authchain.chain.state import Genesis, StateView
+from authchain.chain.types import Transaction, TxRegisterModel
+from authchain.chain.validation.pipeline import BlockContext
+
+log = logging.getLogger(__name__)
+
+
+class Misbehaviour(Exception):
+    """A misbehaviour switch was asked for where it is not allowed."""
+
+
+class UnverifiedProposer(Proposer):
+    """Proposes the registrations that pass the cheap rules, never asking V_auth."""
+
+    def __init__(self, *args: Any, counters: dict[str, int]) -> None:
+        super().__init__(*args)
+        self.counters = counters
+
+    async def authenticate(
+        self, view: StateView, ctx: BlockContext, limits: ProposalLimits, proposal: Proposal
+    ) -> None:
+        unverified = sum(isinstance(tx, TxRegisterModel) for tx in proposal.txs)
+        if unverified:
+            key = "unverified_claims_proposed"
+            self.counters[key] = self.counters.get(key, 0) + unverified
+            log.warning("MISBEHAVING: proposing %d registrations without V_auth", unverified)
+
+
+class MisbehavingApplication(Application):
+    """`Application` with V_auth left out of PrepareProposal and ProcessProposal."""
+
+    misbehaving: ClassVar[bool] = True
+
+    def __init__(self, store: Any, genesis: Genesis, *args: Any, **kwargs: Any) -> None:
+        if not is_test_chain(genesis.chain_id):
+            raise Misbehaviour(
+                f"misbehaviour switches run only on test chains (chain id ending in -test, "
+                f"-testnet or -devnet), not on {genesis.chain_id!r}"
+            )
+        super().__init__(store, genesis, *args, **kwargs)
+        self.proposer = UnverifiedProposer(self.ml, self.config, counters=self.extra_status)
+        log.warning("MISBEHAVING: proposing and accepting registrations without V_auth")
+
+    async def _authenticate_proposal(
+        self, view: StateView, txs: Sequence[Transaction], ctx: BlockContext
+    ) -> None:
+        return  # any proposal's claims are accepted unverified
