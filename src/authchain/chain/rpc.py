@@ -61,9 +61,10 @@ from authchain.chain.schemas import (
     batch_field,
     block_summary,
     block_to_public,
+    parse_block_ref,
     tx_to_json,
 )
-from authchain.chain.types import AccountId, Aid, Block, BlockHash, Transaction, TxHash
+from authchain.chain.types import AccountId, Aid, Block, Transaction, TxHash
 from authchain.web import ERROR_RESPONSES, ApiError, BodyLimit, install_error_handlers
 
 
@@ -243,10 +244,11 @@ async def get_block(
 ) -> BlockPublic:
     """A canonical block by height (decimal), or any stored block by hash (64 hex)."""
     store = ctx.engine.store
-    if len(ref) <= 19:  # the pattern allows only decimal digits here: below 2^63
-        return _block_or_404(store.get_block_by_height(int(ref)), f"at height {ref}")
-    block_hash = BlockHash.from_hex(ref, field="ref")
-    return _block_or_404(store.get_block(block_hash), str(block_hash))
+    match parse_block_ref(ref):
+        case int(height):
+            return _block_or_404(store.get_block_by_height(height), f"at height {height}")
+        case block_hash:
+            return _block_or_404(store.get_block(block_hash), str(block_hash))
 
 
 @state_router.get("/artefacts/{aid}", tags=["state"])

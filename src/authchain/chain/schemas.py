@@ -43,6 +43,16 @@ TX_TYPES: dict[type, str] = {
 }
 BLOCK_REF_PATTERN = r"^([0-9]{1,19}|(0x)?[0-9a-fA-F]{64})$"
 """A block reference in a path: a height (decimal, below 2^63) or a block hash (64 hex)."""
+
+
+def parse_block_ref(ref: str) -> int | BlockHash:
+    """A `BLOCK_REF_PATTERN` reference as a height or a block hash; InvalidField(`ref`)
+    otherwise."""
+    if ref.isascii() and ref.isdigit() and len(ref) <= 19:
+        return int(ref)
+    return BlockHash.from_hex(ref, field="ref")
+
+
 MAX_TX_BYTES = 64 * 1024
 """Largest accepted encoded transaction (an ML-DSA-65 signature and key are about 5 KiB)."""
 

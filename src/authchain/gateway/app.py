@@ -6,14 +6,16 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from authchain import __version__
+from authchain.chain.errors import Rejected
 from authchain.chain.schemas import MAX_BATCH_BYTES
 from authchain.gateway import explorer
 from authchain.gateway.comet_client import CometNodeClient
 from authchain.gateway.config import ApiSettings, get_settings
 from authchain.gateway.metrics import GatewayMetrics
-from authchain.gateway.node_client import HttpNodeClient, NodeClient
+from authchain.gateway.node_client import HttpNodeClient, NodeClient, NodeUnavailable, api_error
 from authchain.gateway.routes import ROUTERS
 from authchain.web import BodyLimit, add_metrics_route, install_error_handlers
 
@@ -36,6 +38,13 @@ def create_app(settings: ApiSettings | None = None, node: NodeClient | None = No
     )
     app.state.metrics = metrics = GatewayMetrics()
     install_error_handlers(app)
+
+    @app.exception_handler(Rejected)
+    @app.exception_handler(NodeUnavailable)
+    async def _node_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Rejected | NodeUnavailable)
+        return api_error(exc).response()
+
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(explorer.router)  # the web explorer's pages, at /

@@ -1,19 +1,20 @@
 """`CometNodeClient`: the gateway's `NodeClient` on a CometBFT network.
 
-It answers the node-RPC paths the gateway's routes use with the same JSON shapes as an
-embedded node, from CometBFT's own RPC (JSON-RPC 2.0 over HTTP), so that standard CometBFT
-tooling sees exactly the chain the gateway shows:
+Each method answers with the same schema as an embedded node's RPC, from CometBFT's own RPC
+(JSON-RPC 2.0 over HTTP), so that standard CometBFT tooling sees exactly the chain the gateway
+shows:
 
-    POST /txs                 broadcast_tx_sync (CheckTx's code and reason come back)
-    GET  /txs/{hash}          abci_query /txs/{hash}; when committed, `block` for its bytes and
-                              `tx?prove=true` for the inclusion proof against data_hash
-    GET  /blocks?limit=N      blockchain (block metas), newest first
-    GET  /blocks/latest|{ref} block / block_by_hash, the txs decoded
-    GET  /accounts/{id}       abci_query /accounts/{id}
-    GET  /artefacts/{aid}     abci_query /artefacts/{aid}
-    GET  /claims?...          abci_query /claims?... (this validator's V_auth records)
-    GET  /validators          validators (the account is BLAKE3 of the Ed25519 key)
-    GET  /status              status + abci_query /status
+    submit_tx         broadcast_tx_sync (CheckTx's code and reason come back)
+    submit_txs        broadcast_tx_sync for each, 8 in flight
+    tx                abci_query /txs/{hash}; when committed, `block` for its bytes and
+                      `tx?prove=true` for the inclusion proof against data_hash
+    blocks            blockchain (block metas), newest first
+    block             block / block_by_hash, the txs decoded
+    account(_proof)   abci_query /accounts/{id}[/proof]
+    artefact(_proof)  abci_query /artefacts/{aid}[/proof]
+    claims            abci_query /claims?... (this validator's V_auth records)
+    validators        validators (the account is BLAKE3 of the Ed25519 key)
+    status            status + abci_query /status + num_unconfirmed_txs
 
 authchain names txs by BLAKE3 of their canonical bytes; CometBFT by SHA-256 of the same bytes.
 The application indexes the first, and the second is computed from the bytes.
@@ -29,51 +30,71 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import parse_qsl
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from authchain import __version__
 from authchain.chain import codec
-from authchain.chain.errors import ChainError
-from authchain.chain.schemas import batch_field, tx_to_json
-from authchain.chain.types import Transaction
-from authchain.gateway.node_client import NodeUnavailable
+from authchain.chain.errors import ChainError, Rejected
+from authchain.chain.schemas import (
+    AccountPublic,
+    ArtefactPublic,
+    BlockList,
+    BlockPublic,
+    ClaimList,
+    ClaimQuery,
+    NodeStatus,
+    StateProofPublic,
+    SubmitTx,
+    SubmitTxAccepted,
+    SubmitTxBatch,
+    SubmitTxBatchItem,
+    SubmitTxBatchResult,
+    TxStatus,
+    ValidatorList,
+    batch_field,
+    tx_to_json,
+)
+from authchain.chain.types import AccountId, Aid, Transaction, TxHash
+from authchain.gateway.node_client import BlockRef, NodeUnavailable, NotFound, parse
 from authchain.web import Failover
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M", bound=BaseModel)
 
-class RpcError(Exception):
-    """CometBFT answered with a JSON-RPC error."""
+
+class RpcError(Rejected):
+    """CometBFT answered with a JSON-RPC error (`node_error`)."""
 
     def __init__(self, message: str, data: str) -> None:
-        super().__init__(f"{message}: {data}")
+        super().__init__("node_error", f"{message}: {data}")
         self.data = data
 
 
 BATCH_CONCURRENCY = 8
-"""`broadcast_tx_sync` calls in flight for one `POST /txs/batch`."""
-
-
-def _answer(status: int, body: Any) -> httpx.Response:
-    return httpx.Response(status, json=body)
-
-
-def _error(status: int, reason: str, detail: str, field: str | None = None) -> httpx.Response:
-    return _answer(status, {"reason": reason, "detail": detail, "field": field})
+"""`broadcast_tx_sync` calls in flight for one `submit_txs`."""
 
 
 class CometNodeClient:
     """`NodeClient` over one or more CometBFT RPC endpoints."""
 
-    def __init__(self, urls: Sequence[str], *, timeout_secs: float) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        timeout_secs: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.failover = Failover(urls, "CometNodeClient")
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_secs))
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_secs), transport=transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    # --- CometBFT's JSON-RPC, and the application's ABCI queries ---------------------------
 
     async def call(self, method: str, **params: Any) -> Any:
         """One JSON-RPC call's `result`; RpcError for an error answer."""
@@ -105,89 +126,79 @@ class CometNodeClient:
         value = base64.b64decode(response.get("value") or "")
         return int(response.get("code", 0)), json.loads(value) if value else {}
 
-    async def request(self, method: str, path: str, json: Any = None) -> httpx.Response:
-        route, _, params = path.partition("?")
-        parts = route.strip("/").split("/")
-        try:
-            match method, parts:
-                case "GET", ["blocks"]:
-                    return await self._blocks(dict(parse_qsl(params)).get("limit", "20"))
-                case "GET", ["claims"]:
-                    code, value = await self.query(path)
-                    return _answer(400 if code else 200, value)
-                case "GET", ["validators"]:
-                    return await self._validators()
-                case "POST", ["txs"]:
-                    return await self._submit(str((json or {}).get("tx", "")))
-                case "POST", ["txs", "batch"]:
-                    return await self._submit_batch([str(t) for t in (json or {}).get("txs", [])])
-                case "GET", ["txs", tx_hash]:
-                    return await self._tx_status(tx_hash)
-                case "GET", ["blocks", ref]:
-                    return await self._block(ref)
-                case "GET", ["accounts" | "artefacts", _] | ["accounts" | "artefacts", _, "proof"]:
-                    code, value = await self.query(path)
-                    if code:
-                        return _answer(400 if value.get("field") else 404, value)
-                    return _answer(200, value)
-                case "GET", ["status"]:
-                    return await self._status()
-                case "GET", ["health"]:
-                    await self.call("health")
-                    return _answer(200, {"status": "ok"})
-        except RpcError as exc:
-            return _error(400, "node_error", str(exc))
-        return _error(404, "unknown_path", f"{method} {path} is not a node route")
+    async def _read(self, kind: type[M], path: str) -> M:
+        """The application's answer to `path` as `kind`; its refusal as NotFound/Rejected."""
+        code, value = await self.query(path)
+        if code:
+            raise _refusal(value)
+        return parse(kind, value)
 
-    async def _submit(self, tx_hex: str) -> httpx.Response:
-        raw = bytes.fromhex(tx_hex.lower().removeprefix("0x"))
+    # --- NodeClient ------------------------------------------------------------------------
+
+    async def account(self, account: AccountId) -> AccountPublic:
+        return await self._read(AccountPublic, f"/accounts/{account}")
+
+    async def account_proof(self, account: AccountId) -> StateProofPublic:
+        return await self._read(StateProofPublic, f"/accounts/{account}/proof")
+
+    async def artefact(self, aid: Aid) -> ArtefactPublic:
+        return await self._read(ArtefactPublic, f"/artefacts/{aid}")
+
+    async def artefact_proof(self, aid: Aid) -> StateProofPublic:
+        return await self._read(StateProofPublic, f"/artefacts/{aid}/proof")
+
+    async def claims(self, query: ClaimQuery) -> ClaimList:
+        return await self._read(ClaimList, query.path())
+
+    async def submit_tx(self, body: SubmitTx) -> SubmitTxAccepted:
+        raw = bytes.fromhex(body.tx.lower().removeprefix("0x"))
         try:
             tx: Transaction = codec.decode(raw, Transaction)
         except ChainError as exc:
-            return _error(422, "invalid_tx", f"tx: {exc}", "tx")
+            raise Rejected("invalid_tx", f"tx: {exc}", field="tx") from exc
         try:
             result = await self.call("broadcast_tx_sync", tx=base64.b64encode(raw).decode())
         except RpcError as exc:
             if "cache" in exc.data:
-                return _error(400, "duplicate", "this tx is already pending")
+                raise Rejected("duplicate", "this tx is already pending") from exc
             if "full" in exc.data:
-                return _error(503, "pool_full", exc.data)
+                raise Rejected("pool_full", exc.data) from exc
             raise
         if int(result.get("code", 0)):
             try:
-                body = json.loads(result.get("log") or "{}")
+                refused = json.loads(result.get("log") or "{}")
             except ValueError:
-                body = {"reason": "check_tx_failed", "detail": result.get("log", "")}
-            return _answer(503 if body.get("reason") == "pool_full" else 400, body)
-        return _answer(202, {"status": "accepted", "tx_hash": str(codec.compute_tx_hash(tx))})
+                refused = {"reason": "check_tx_failed", "detail": result.get("log", "")}
+            raise _refusal(refused)
+        return SubmitTxAccepted(tx_hash=codec.compute_tx_hash(tx))
 
-    async def _submit_batch(self, txs: list[str]) -> httpx.Response:
+    async def submit_txs(self, body: SubmitTxBatch) -> SubmitTxBatchResult:
         """CometBFT takes txs one at a time: `broadcast_tx_sync` each, 8 in flight (a
         sender's nonces may arrive a few apart, within the pool's nonce gap); the same per-tx
         answers, in order, as the node's `POST /txs/batch`."""
         gate = asyncio.Semaphore(BATCH_CONCURRENCY)
 
-        async def one(i: int, tx_hex: str) -> dict[str, Any]:
-            async with gate:
-                answer = await self._submit(tx_hex)
-            body: dict[str, Any] = answer.json()
-            if answer.status_code == 202:
-                return body
-            return {
-                "status": "rejected", "reason": body.get("reason"), "detail": body.get("detail"),
-                "field": batch_field(i, body.get("field")),
-            }  # fmt: skip
+        async def one(i: int, tx_hex: str) -> SubmitTxBatchItem:
+            try:
+                async with gate:
+                    accepted = await self.submit_tx(SubmitTx(tx=tx_hex))
+            except Rejected as exc:
+                return SubmitTxBatchItem(
+                    status="rejected", reason=exc.reason, detail=exc.detail,
+                    field=batch_field(i, exc.field),
+                )  # fmt: skip
+            return SubmitTxBatchItem(status="accepted", tx_hash=accepted.tx_hash)
 
-        results = await asyncio.gather(*(one(i, t) for i, t in enumerate(txs)))
-        accepted = sum(r["status"] == "accepted" for r in results)
-        return _answer(200, {"accepted": accepted, "results": results})
+        results = await asyncio.gather(*(one(i, t) for i, t in enumerate(body.txs)))
+        accepted = sum(r.status == "accepted" for r in results)
+        return SubmitTxBatchResult(accepted=accepted, results=list(results))
 
-    async def _tx_status(self, tx_hash: str) -> httpx.Response:
+    async def tx(self, tx_hash: TxHash) -> TxStatus:
         code, status = await self.query(f"/txs/{tx_hash}")
         if code:
-            return _answer(404 if status.get("reason") == "unknown_tx" else 400, status)
+            raise _refusal(status)
         if status["status"] != "committed":
-            return _answer(200, {"tx_hash": tx_hash, **status})
+            return parse(TxStatus, {"tx_hash": str(tx_hash), **status})
         height, index = int(status["height"]), int(status["index"])
         block = await self.call("block", height=str(height))
         raw = base64.b64decode(block["block"]["data"]["txs"][index])
@@ -196,36 +207,33 @@ class CometNodeClient:
         )
         proof = found["proof"]
         tx: Transaction = codec.decode(raw, Transaction)
-        return _answer(
-            200,
+        root = proof["root_hash"]
+        return parse(
+            TxStatus,
             {
-                "tx_hash": tx_hash,
+                "tx_hash": str(tx_hash),
                 "status": "committed",
                 "tx": tx_to_json(tx),
                 "height": height,
                 "block_hash": block["block_id"]["hash"].lower(),
                 "index": index,
                 "tx_count": int(proof["proof"]["total"]),
-                "tx_root": base64.b64decode(proof["root_hash"]).hex()
-                if not _is_hex(proof["root_hash"])
-                else proof["root_hash"].lower(),
+                "tx_root": root.lower() if _is_hex(root) else base64.b64decode(root).hex(),
                 "proof": [base64.b64decode(a).hex() for a in proof["proof"]["aunts"] or []],
                 "proof_hash": "sha256",
                 "tx_bytes": raw.hex(),
             },
         )
 
-    async def _block(self, ref: str) -> httpx.Response:
-        if ref == "latest":
+    async def block(self, ref: BlockRef = None) -> BlockPublic:
+        if ref is None:
             found = await self.call("block")
-        elif ref.isascii() and ref.isdigit() and len(ref) <= 19:
-            found = await self.call("block", height=ref)
-        elif len(ref) == 64 and _is_hex(ref):
-            found = await self.call("block_by_hash", hash=base64.b64encode(bytes.fromhex(ref)))
+        elif isinstance(ref, int):
+            found = await self.call("block", height=str(ref))
         else:
-            return _error(422, "invalid_request", "ref: expected a height or a 64-hex hash", "ref")
+            found = await self.call("block_by_hash", hash=base64.b64encode(bytes(ref)).decode())
         if found.get("block") is None:
-            return _error(404, "unknown_block", f"no block {ref}")
+            raise NotFound("unknown_block", f"no block {'at the tip' if ref is None else ref}")
         block, header = found["block"], found["block"]["header"]
         raws = [base64.b64decode(t) for t in block["data"]["txs"] or []]
         txs = []
@@ -234,8 +242,8 @@ class CometNodeClient:
                 txs.append(tx_to_json(codec.decode(raw, Transaction)))
             except ChainError:
                 txs.append({"type": "undecodable", "hex": raw.hex()})
-        return _answer(
-            200,
+        return parse(
+            BlockPublic,
             {
                 "hash": found["block_id"]["hash"].lower(),
                 "height": int(header["height"]),
@@ -246,11 +254,8 @@ class CometNodeClient:
             },
         )
 
-    async def _blocks(self, limit_text: str) -> httpx.Response:
+    async def blocks(self, limit: int) -> BlockList:
         """The newest canonical blocks, newest first, from `blockchain` (20 metas a call)."""
-        if not (limit_text.isascii() and limit_text.isdigit() and 1 <= int(limit_text) <= 100):
-            return _error(422, "invalid_request", "limit: must be an integer in [1, 100]", "limit")
-        limit = int(limit_text)
         found = await self.call("blockchain")
         metas: list[dict[str, Any]] = list(found["block_metas"])
         top = int(found["last_height"])
@@ -273,9 +278,9 @@ class CometNodeClient:
             for m in metas[:limit]
             if int(m["header"]["height"]) <= top
         ]
-        return _answer(200, {"blocks": blocks})
+        return parse(BlockList, {"blocks": blocks})
 
-    async def _validators(self) -> httpx.Response:
+    async def validators(self) -> ValidatorList:
         found = await self.call("validators", per_page="100")
         validators = []
         for v in found["validators"]:
@@ -291,23 +296,24 @@ class CometNodeClient:
                     "proposer_priority": int(v["proposer_priority"]),
                 }
             )
-        return _answer(200, {"height": int(found["block_height"]), "validators": validators})
+        return parse(
+            ValidatorList, {"height": int(found["block_height"]), "validators": validators}
+        )
 
-    async def _status(self) -> httpx.Response:
+    async def status(self) -> NodeStatus:
         node = await self.call("status")
         _, app = await self.query("/status")
         sync = node["sync_info"]
-        millis = _millis(sync["latest_block_time"])
         mempool = await self.call("num_unconfirmed_txs")
-        return _answer(
-            200,
+        return parse(
+            NodeStatus,
             {
                 "version": __version__,
                 "chain_id": node["node_info"]["network"],
                 "genesis_hash": app["genesis_hash"],
                 "height": int(sync["latest_block_height"]),
                 "tip": sync["latest_block_hash"].lower() or "0" * 64,
-                "tip_timestamp_ms": millis,
+                "tip_timestamp_ms": _millis(sync["latest_block_time"]),
                 "pool_size": int(mempool["n_txs"]),
                 "min_fee": app["min_fee"],
                 "impersonation": app["impersonation"],
@@ -317,6 +323,16 @@ class CometNodeClient:
                 "floors": app.get("floors", {}),
             },
         )
+
+
+def _refusal(body: object) -> Rejected:
+    """The application's refusal (a query's or CheckTx's `{reason, detail, field}`)."""
+    fields = body if isinstance(body, dict) else {}
+    reason = str(fields.get("reason") or "node_error")
+    detail = str(fields.get("detail") or "")
+    field = fields.get("field")
+    kind = NotFound if reason.startswith("unknown_") and reason != "unknown_path" else Rejected
+    return kind(reason, detail, field=str(field) if field is not None else None)
 
 
 def _millis(timestamp: str) -> int:

@@ -1,7 +1,8 @@
 """The explorer: server-rendered pages of the chain at the gateway's `/`.
 
-Pages are Jinja2 templates rendered from the same node answers the JSON API relays, so the
-explorer works the same on a devnet (an embedded node) and on a CometBFT testnet. Two small
+Pages are Jinja2 templates rendered from the same typed node answers the JSON API relays
+(`NodeClient`, the schemas of `chain/schemas.py`), so the explorer works the same on a devnet
+(an embedded node) and on a CometBFT testnet. Two small
 scripts run in the browser, both served from here (no network beyond the gateway):
 
 - `explorer.js` refreshes the overview's live panel (`/fragments/overview`) every 2 seconds;
@@ -26,7 +27,7 @@ import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -34,16 +35,19 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from authchain.chain.schemas import ClaimQuery, ClaimStatus
-from authchain.chain.types import AccountId, Aid
+from authchain.chain.errors import Rejected
+from authchain.chain.schemas import BlockSummary, ClaimPublic, ClaimQuery, ClaimStatus
+from authchain.chain.types import AccountId, Aid, BlockHash, TxHash
 from authchain.gateway.deps import NodeDep
-from authchain.gateway.node_client import NodeClient
-from authchain.gateway.routes.common import call_node
+from authchain.gateway.node_client import NodeClient, NodeUnavailable, NotFound, api_error
 from authchain.web import ApiError
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 static = StaticFiles(directory=HERE / "static")
+
+T = TypeVar("T")
+Id = TypeVar("Id", Aid, AccountId, TxHash, BlockHash)
 
 HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 HEIGHT = re.compile(r"^[0-9]{1,19}$")
@@ -92,36 +96,35 @@ templates.env.filters.update(short=short, when=when, pow2=pow2)
 # --- reading the node ---------------------------------------------------------------------------
 
 
-async def fetch(node: NodeClient, path: str) -> Any:
-    """The node's answer, or None for a 404 (other errors propagate)."""
+async def fetch(read: Coroutine[Any, Any, T]) -> T | None:
+    """The node's answer, or None if it has no such thing (other errors propagate)."""
     try:
-        return await call_node(node, "GET", path)
-    except ApiError as exc:
-        if exc.status == 404:
-            return None
-        raise
+        return await read
+    except NotFound:
+        return None
 
 
-def blocks_per_minute(blocks: list[dict[str, Any]]) -> float | None:
+def blocks_per_minute(blocks: list[BlockSummary]) -> float | None:
     """The rate of the listed blocks (newest first), from their timestamps."""
     if len(blocks) < 2:
         return None
-    span = blocks[0]["timestamp_ms"] - blocks[-1]["timestamp_ms"]
+    span = blocks[0].timestamp_ms - blocks[-1].timestamp_ms
     return None if span <= 0 else (len(blocks) - 1) * 60_000 / span
 
 
-def verdict_points(claims: list[dict[str, Any]], floors: dict[str, float]) -> dict[str, Any]:
+def verdict_points(claims: list[ClaimPublic], floors: dict[str, float]) -> dict[str, Any]:
     """The overview chart: each judged claim's two p-values (as -log2) by height, and the
     floors as lines; SVG coordinates in a 600×220 box."""
     width, height, pad = 600, 220, 36
-    judged = [c for c in claims if c.get("log2_p_value") is not None]
+    judged = [c for c in claims if c.log2_p_value is not None]
     trigger_floor = float(floors.get("trigger_p_log2", 64))
     feature_floor = float(floors.get("feature_p_log2", 32))
     top: float = max(
-        [trigger_floor * 1.5, *(-float(c["log2_p_value"]) for c in judged)]
-        + [-float(c["log2_feat_p_value"]) for c in judged if c.get("log2_feat_p_value") is not None]
+        [trigger_floor * 1.5]
+        + [-c.log2_p_value for c in judged if c.log2_p_value is not None]
+        + [-c.log2_feat_p_value for c in judged if c.log2_feat_p_value is not None]
     )
-    heights = [int(c["height"]) for c in judged] or [0, 1]
+    heights = [c.height for c in judged] or [0, 1]
     lo, hi = min(heights), max(heights)
     hi = hi if hi > lo else lo + 1
 
@@ -133,13 +136,13 @@ def verdict_points(claims: list[dict[str, Any]], floors: dict[str, float]) -> di
 
     points = []
     for c in judged:
-        for factor, key in (("trigger", "log2_p_value"), ("signature", "log2_feat_p_value")):
-            if c.get(key) is not None:
+        for factor, log2 in (("trigger", c.log2_p_value), ("signature", c.log2_feat_p_value)):
+            if log2 is not None:
                 points.append(
                     {
-                        "x": x(c["height"]), "y": y(-c[key]), "factor": factor,
-                        "status": c["status"], "aid": c["aid"], "tx_hash": c["tx_hash"],
-                        "label": f"{factor} p = {pow2(c[key])} ({c['status']} at {c['height']})",
+                        "x": x(c.height), "y": y(-log2), "factor": factor,
+                        "status": c.status, "aid": str(c.aid), "tx_hash": str(c.tx_hash),
+                        "label": f"{factor} p = {pow2(log2)} ({c.status} at {c.height})",
                     }
                 )  # fmt: skip
     return {
@@ -159,27 +162,23 @@ async def overview_data(node: NodeClient) -> dict[str, Any]:
     live: list[tuple[ClaimStatus, int]] = [
         ("pending", LIVE_CLAIMS), ("committed", CHART_CLAIMS), ("rejected", CHART_CLAIMS),
     ]  # fmt: skip
-    status, blocks, pending, committed, rejected = await asyncio.gather(
-        call_node(node, "GET", "/status"),
-        call_node(node, "GET", f"/blocks?limit={LIVE_BLOCKS}"),
-        *(
-            call_node(node, "GET", ClaimQuery(status=kind, limit=limit).path())
-            for kind, limit in live
-        ),
-    )  # fmt: skip
-    judged = committed["claims"] + rejected["claims"]
+    status, blocks, (pending, committed, rejected) = await asyncio.gather(
+        node.status(),
+        node.blocks(LIVE_BLOCKS),
+        asyncio.gather(*(node.claims(ClaimQuery(status=k, limit=n)) for k, n in live)),
+    )
     return {
         "status": status,
-        "blocks": blocks["blocks"],
-        "rate": blocks_per_minute(blocks["blocks"]),
-        "pending": pending["claims"],
-        "rejected": rejected["claims"][:LIVE_CLAIMS],
-        "committed": committed["claims"][:LIVE_CLAIMS],
-        "chart": verdict_points(judged, status.get("floors", {})),
+        "blocks": blocks.blocks,
+        "rate": blocks_per_minute(blocks.blocks),
+        "pending": pending.claims,
+        "rejected": rejected.claims[:LIVE_CLAIMS],
+        "committed": committed.claims[:LIVE_CLAIMS],
+        "chart": verdict_points(committed.claims + rejected.claims, status.floors),
     }
 
 
-async def lineage(node: NodeClient, aid: str, parents: list[str]) -> dict[str, Any]:
+async def lineage(node: NodeClient, aid: Aid, parents: list[Aid]) -> dict[str, Any]:
     """The model's ancestors (each with its own parents) and its registered fine-tunes (each
     with theirs): `LINEAGE_DEPTH` generations each way, `LINEAGE_NODES` models at most
     (`truncated` says some were left out)."""
@@ -189,28 +188,26 @@ async def lineage(node: NodeClient, aid: str, parents: list[str]) -> dict[str, A
         budget[0] -= 1
         return budget[0] >= 0
 
-    async def ancestors(aids: list[str], depth: int) -> list[dict[str, Any]]:
+    async def ancestors(aids: list[Aid], depth: int) -> list[dict[str, Any]]:
         out = []
         for parent in aids:
             if not take():
                 break
-            artefact = await fetch(node, f"/artefacts/{parent}") if depth > 1 else None
-            above = artefact["parents"] if artefact else []
+            artefact = await fetch(node.artefact(parent)) if depth > 1 else None
+            above = artefact.parents if artefact else []
             out.append({"aid": parent, "parents": await ancestors(above, depth - 1)})
         return out
 
-    async def descendants(of: str, depth: int) -> list[dict[str, Any]]:
+    async def descendants(of: Aid, depth: int) -> list[dict[str, Any]]:
         if not depth or budget[0] < 0:
             return []
-        path = ClaimQuery(
-            parent=Aid.from_hex(of), status="committed", limit=min(budget[0] + 1, 100)
-        ).path()
+        query = ClaimQuery(parent=of, status="committed", limit=min(budget[0] + 1, 100))
         out = []
-        for c in (await call_node(node, "GET", path))["claims"]:
+        for c in (await node.claims(query)).claims:
             if not take():
                 break
-            children = await descendants(c["aid"], depth - 1)
-            out.append({"aid": c["aid"], "height": c["height"], "children": children})
+            children = await descendants(c.aid, depth - 1)
+            out.append({"aid": c.aid, "height": c.height, "children": children})
         return out
 
     return {
@@ -233,6 +230,9 @@ class HtmlRoute(APIRoute):
         async def html_errors(request: Request) -> Response:
             try:
                 return await handler(request)
+            except (Rejected, NodeUnavailable) as refused:
+                exc = api_error(refused)
+                return not_found(request, f"{exc.reason}: {exc.detail}", exc.status)
             except ApiError as exc:
                 return not_found(request, f"{exc.reason}: {exc.detail}", exc.status)
 
@@ -252,11 +252,11 @@ def not_found(request: Request, what: str, status: int = 404) -> Response:
     return page(request, "not_found.html", {"what": what}, status)
 
 
-def hex_id(value: str, what: str) -> str:
-    """`value` as lower-case hex without 0x; a 422 page saying it is not `what` otherwise."""
+def hex_id(kind: type[Id], value: str, what: str) -> Id:
+    """`value` as the id `kind`; a 422 page saying it is not `what` otherwise."""
     if not HEX64.match(value):
         raise ApiError(422, "invalid_request", f"{value!r} is not {what} (64 hex digits)")
-    return value.lower().removeprefix("0x")
+    return kind.from_hex(value.lower().removeprefix("0x"))
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -271,9 +271,12 @@ async def overview_fragment(request: Request, node: NodeDep) -> Response:
 
 @router.get("/block/{ref}", response_class=HTMLResponse)
 async def block_page(request: Request, ref: str, node: NodeDep) -> Response:
-    if not (HEIGHT.match(ref) or HEX64.match(ref)):
+    if HEIGHT.match(ref):
+        block = await fetch(node.block(int(ref)))
+    elif HEX64.match(ref):
+        block = await fetch(node.block(hex_id(BlockHash, ref, "a block hash")))
+    else:
         return not_found(request, f"{ref!r} is neither a height nor a block hash", 422)
-    block = await fetch(node, f"/blocks/{ref.lower().removeprefix('0x')}")
     if block is None:
         return not_found(request, f"no block {ref}")
     return page(request, "block.html", {"block": block})
@@ -281,50 +284,50 @@ async def block_page(request: Request, ref: str, node: NodeDep) -> Response:
 
 @router.get("/tx/{tx_hash}", response_class=HTMLResponse)
 async def tx_page(request: Request, tx_hash: str, node: NodeDep) -> Response:
-    status = await fetch(node, f"/txs/{hex_id(tx_hash, 'a transaction hash')}")
+    status = await fetch(node.tx(hex_id(TxHash, tx_hash, "a transaction hash")))
     if status is None:
         return not_found(request, f"no transaction {tx_hash} is pending, committed or rejected")
-    return page(request, "tx.html", {"s": status})
+    proof = status.model_dump(mode="json", exclude_none=True)  # what GET /txs/{hash} answers
+    return page(request, "tx.html", {"s": status, "proof": proof})
 
 
 @router.get("/model/{aid}", response_class=HTMLResponse)
 async def model_page(request: Request, aid: str, node: NodeDep) -> Response:
-    aid = hex_id(aid, "an artefact id")
-    artefact = await fetch(node, f"/artefacts/{aid}")
-    claims = (await call_node(node, "GET", ClaimQuery(aid=Aid.from_hex(aid)).path()))["claims"]
+    model = hex_id(Aid, aid, "an artefact id")
+    artefact = await fetch(node.artefact(model))
+    claims = (await node.claims(ClaimQuery(aid=model))).claims
     if artefact is None and not claims:
-        return not_found(request, f"no model {aid} is registered, pending or rejected")
-    status = await call_node(node, "GET", "/status")
-    committed = next((c for c in claims if c["status"] == "committed"), None)
-    tree = await lineage(node, aid, artefact["parents"] if artefact else [])
+        return not_found(request, f"no model {model} is registered, pending or rejected")
+    status = await node.status()
+    committed = next((c for c in claims if c.status == "committed"), None)
+    tree = await lineage(node, model, artefact.parents if artefact else [])
     return page(
         request,
         "model.html",
         {
-            "aid": aid, "artefact": artefact, "verdict": committed, "floors": status["floors"],
-            "others": [c for c in claims if c is not committed], "lineage": tree,
+            "aid": str(model), "artefact": artefact, "verdict": committed,
+            "floors": status.floors, "others": [c for c in claims if c is not committed],
+            "lineage": tree,
         },
     )  # fmt: skip
 
 
 @router.get("/account/{account}", response_class=HTMLResponse)
 async def account_page(request: Request, account: str, node: NodeDep) -> Response:
-    account = hex_id(account, "an account id")
-    state = await call_node(node, "GET", f"/accounts/{account}")
-    claims = (await call_node(node, "GET", ClaimQuery(owner=AccountId.from_hex(account)).path()))[
-        "claims"
-    ]
-    return page(request, "account.html", {"a": state, "claims": claims})
+    owner = hex_id(AccountId, account, "an account id")
+    state, claims = await asyncio.gather(node.account(owner), node.claims(ClaimQuery(owner=owner)))
+    return page(request, "account.html", {"a": state, "claims": claims.claims})
 
 
 @router.get("/validator-set", response_class=HTMLResponse)
 async def validators_page(request: Request, node: NodeDep) -> Response:
-    found = await call_node(node, "GET", "/validators")
-    blocks = (await call_node(node, "GET", f"/blocks?limit={LIVE_BLOCKS}"))["blocks"]
+    found, recent = await asyncio.gather(node.validators(), node.blocks(LIVE_BLOCKS))
     proposed: dict[str, int] = {}
-    for b in blocks:
-        proposed[b["proposer"]] = proposed.get(b["proposer"], 0) + 1
-    return page(request, "validators.html", {"v": found, "proposed": proposed, "n": len(blocks)})
+    for b in recent.blocks:
+        proposed[b.proposer] = proposed.get(b.proposer, 0) + 1
+    return page(
+        request, "validators.html", {"v": found, "proposed": proposed, "n": len(recent.blocks)}
+    )
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -337,15 +340,17 @@ async def search(request: Request, node: NodeDep, q: str = "") -> Response:
     if not HEX64.match(q):
         return not_found(request, f"search for {q!r}: enter a height or a 64-hex hash", 422)
     ref = q.lower().removeprefix("0x")
-    for path, target in (
-        (f"/txs/{ref}", "tx"), (f"/blocks/{ref}", "block"), (f"/artefacts/{ref}", "model"),
-    ):  # fmt: skip
-        if await fetch(node, path) is not None:
-            return RedirectResponse(f"/{target}/{ref}", status_code=303)
-    if (await call_node(node, "GET", ClaimQuery(aid=Aid.from_hex(ref), limit=1).path()))["claims"]:
+    if await fetch(node.tx(TxHash.from_hex(ref))) is not None:
+        return RedirectResponse(f"/tx/{ref}", status_code=303)
+    if await fetch(node.block(BlockHash.from_hex(ref))) is not None:
+        return RedirectResponse(f"/block/{ref}", status_code=303)
+    aid = Aid.from_hex(ref)
+    if await fetch(node.artefact(aid)) is not None:
         return RedirectResponse(f"/model/{ref}", status_code=303)
-    account = await call_node(node, "GET", f"/accounts/{ref}")
-    if account["nonce"] or account["balance"] or account["next_nonce"]:
+    if (await node.claims(ClaimQuery(aid=aid, limit=1))).claims:
+        return RedirectResponse(f"/model/{ref}", status_code=303)
+    account = await node.account(AccountId.from_hex(ref))
+    if account.nonce or account.balance or account.next_nonce:
         return RedirectResponse(f"/account/{ref}", status_code=303)
     return not_found(request, f"no transaction, block, model or account {ref} is known")
 

@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from authchain.chain.schemas import AccountPublic, NodeStatus, StateProofPublic
 from authchain.chain.types import AccountId
 from authchain.gateway.deps import NodeDep
-from authchain.gateway.routes.common import relay
 from authchain.web import ERROR_RESPONSES
 
 router = APIRouter(tags=["state"], responses=ERROR_RESPONSES)
@@ -17,17 +16,17 @@ router = APIRouter(tags=["state"], responses=ERROR_RESPONSES)
 @router.get("/accounts/{account}")
 async def get_account(account: AccountId, node: NodeDep) -> AccountPublic:
     """Balance, nonce and next nonce of an account."""
-    return await relay(node, AccountPublic, "GET", f"/accounts/{account}")
+    return await node.account(account)
 
 
 @router.get("/accounts/{account}/proof")
 async def get_account_proof(account: AccountId, node: NodeDep) -> StateProofPublic:
     """The account's state entry with its Merkle proof against the app hash at `height`:
     `StateProofPublic.verify()` checks it (compare `app_hash` with a header you trust)."""
-    return await relay(node, StateProofPublic, "GET", f"/accounts/{account}/proof")
+    return await node.account_proof(account)
 
 
 @router.get("/status")
 async def get_status(node: NodeDep) -> NodeStatus:
     """The node's chain: id, height, tip, pool size, impersonation."""
-    return await relay(node, NodeStatus, "GET", "/status")
+    return await node.status()

@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from authchain.chain.schemas import BLOCK_REF_PATTERN, BlockList, BlockPublic
+from authchain.chain.schemas import BLOCK_REF_PATTERN, BlockList, BlockPublic, parse_block_ref
 from authchain.gateway.deps import NodeDep
-from authchain.gateway.routes.common import relay
 from authchain.web import ERROR_RESPONSES
 
 router = APIRouter(prefix="/blocks", tags=["blocks"], responses=ERROR_RESPONSES)
@@ -19,13 +18,13 @@ async def recent_blocks(
     node: NodeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> BlockList:
     """The newest `limit` canonical blocks, newest first: height, hash, time, proposer, txs."""
-    return await relay(node, BlockList, "GET", f"/blocks?limit={limit}")
+    return await node.blocks(limit)
 
 
 @router.get("/latest")
 async def latest_block(node: NodeDep) -> BlockPublic:
     """The tip of the canonical chain."""
-    return await relay(node, BlockPublic, "GET", "/blocks/latest")
+    return await node.block()
 
 
 @router.get("/{ref}")
@@ -34,4 +33,4 @@ async def get_block(
     node: NodeDep,
 ) -> BlockPublic:
     """A block by height (decimal) or hash (64 hex)."""
-    return await relay(node, BlockPublic, "GET", f"/blocks/{ref}")
+    return await node.block(parse_block_ref(ref))

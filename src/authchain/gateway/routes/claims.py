@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query
 from authchain.chain.schemas import MAX_CLAIMS, ClaimList, ClaimQuery, ClaimStatus, ValidatorList
 from authchain.chain.types import AccountId, Aid
 from authchain.gateway.deps import NodeDep
-from authchain.gateway.routes.common import relay
 from authchain.web import ERROR_RESPONSES
 
 router = APIRouter(tags=["state"], responses=ERROR_RESPONSES)
@@ -29,10 +28,10 @@ async def get_claims(
     `parent` the committed claims whose lineage names it (its registered fine-tunes); `owner`
     one account's. These are the answering validator's records, not consensus state."""
     query = ClaimQuery(aid=aid, parent=parent, owner=owner, status=status, limit=limit)
-    return await relay(node, ClaimList, "GET", query.path())
+    return await node.claims(query)
 
 
 @router.get("/validators")
 async def get_validators(node: NodeDep) -> ValidatorList:
     """The validator set: genesis' proof-of-authority set, or CometBFT's with voting power."""
-    return await relay(node, ValidatorList, "GET", "/validators")
+    return await node.validators()

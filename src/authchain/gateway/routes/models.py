@@ -16,8 +16,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from authchain.chain.consensus.pool import PoolReason
+from authchain.chain.errors import Rejected
 from authchain.chain.metrics.prometheus import metric_reason
-from authchain.chain.schemas import ArtefactPublic, StateProofPublic, encode_tx_hex
+from authchain.chain.schemas import ArtefactPublic, StateProofPublic, SubmitTx, encode_tx_hex
 from authchain.chain.state import TxReason
 from authchain.chain.types import (
     AccountId,
@@ -28,7 +29,7 @@ from authchain.chain.types import (
     WmProfile,
 )
 from authchain.gateway.deps import MetricsDep, NodeDep
-from authchain.gateway.routes.common import call_node, relay
+from authchain.gateway.node_client import NodeUnavailable, api_error
 from authchain.web import ERROR_RESPONSES, ApiError
 from authchain.wire import WmProfileJson
 
@@ -79,8 +80,8 @@ async def register_model(
     body: RegisterModelRequest, node: NodeDep, metrics: MetricsDep
 ) -> RegisterQueued:
     """Queue an unsigned registration (devnet impersonation only)."""
-    status = await call_node(node, "GET", "/status")
-    if not status.get("impersonation"):
+    status = await node.status()
+    if not status.impersonation:
         metrics.registrations.labels(result="signature_required").inc()
         raise ApiError(401, "signature_required", SIGN_HINT)
     p = body.wm_profile
@@ -95,17 +96,18 @@ async def register_model(
     owner = str(body.owner_account_hex)
     async with _owner_locks[hash(owner) % OWNER_LOCK_STRIPES]:
         for attempt in range(NONCE_RETRIES):
-            account = await call_node(node, "GET", f"/accounts/{owner}")
+            account = await node.account(body.owner_account_hex)
             tx = TxRegisterModel(
                 body.owner_account_hex,
                 body.aid_hex,
                 evidence,
-                fee=int(status.get("min_fee", 0)),
-                nonce=int(account["next_nonce"]),
+                fee=status.min_fee,
+                nonce=account.next_nonce,
             )
             try:
-                answer = await call_node(node, "POST", "/txs", {"tx": encode_tx_hex(tx)})
-            except ApiError as exc:
+                answer = await node.submit_tx(SubmitTx(tx=encode_tx_hex(tx)))
+            except (Rejected, NodeUnavailable) as refused:
+                exc = api_error(refused)
                 if exc.reason == "nonce_taken" and attempt + 1 < NONCE_RETRIES:
                     continue  # another gateway used that nonce: take the next one
                 metrics.registrations.labels(
@@ -114,9 +116,9 @@ async def register_model(
                 if exc.field and exc.field.startswith("evidence."):  # name the seed body's field
                     exc.field = exc.field.removeprefix("evidence.")
                     exc.detail = exc.detail.removeprefix("evidence.")
-                raise
+                raise exc from refused
             metrics.registrations.labels(result="queued").inc()
-            return RegisterQueued(aid=body.aid_hex, tx_hash=answer["tx_hash"])
+            return RegisterQueued(aid=body.aid_hex, tx_hash=str(answer.tx_hash))
     raise ApiError(409, "nonce_taken", "could not find a free nonce; retry")
 
 
@@ -124,10 +126,10 @@ async def register_model(
 async def get_model_proof(aid: Aid, node: NodeDep) -> StateProofPublic:
     """The model's registration record with its Merkle proof against the app hash (or a proof
     that no such aid is registered)."""
-    return await relay(node, StateProofPublic, "GET", f"/artefacts/{aid}/proof")
+    return await node.artefact_proof(aid)
 
 
 @router.get("/{aid}")
 async def get_model(aid: Aid, node: NodeDep) -> ArtefactPublic:
     """A registered model: owner, watermark claim, registration height, uses."""
-    return await relay(node, ArtefactPublic, "GET", f"/artefacts/{aid}")
+    return await node.artefact(aid)

@@ -14,7 +14,6 @@ from authchain.chain.schemas import (
 )
 from authchain.chain.types import TxHash
 from authchain.gateway.deps import NodeDep
-from authchain.gateway.routes.common import relay
 from authchain.web import ERROR_RESPONSES
 
 router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONSES)
@@ -23,16 +22,16 @@ router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONS
 @router.post("", status_code=202)
 async def submit_tx(body: SubmitTx, node: NodeDep) -> SubmitTxAccepted:
     """Submit a signed transaction (hex of its canonical bytes; `authchain register` makes one)."""
-    return await relay(node, SubmitTxAccepted, "POST", "/txs", body.model_dump())
+    return await node.submit_tx(body)
 
 
 @router.post("/batch")
 async def submit_txs(body: SubmitTxBatch, node: NodeDep) -> SubmitTxBatchResult:
     """Submit up to 500 signed transactions at once; per-tx answers in the order given."""
-    return await relay(node, SubmitTxBatchResult, "POST", "/txs/batch", body.model_dump())
+    return await node.submit_txs(body)
 
 
 @router.get("/{tx_hash}", response_model_exclude_none=True)
 async def get_tx(tx_hash: TxHash, node: NodeDep) -> TxStatus:
     """queued, committed (height, block, RFC 6962 inclusion proof) or rejected (reason)."""
-    return await relay(node, TxStatus, "GET", f"/txs/{tx_hash}")
+    return await node.tx(tx_hash)
