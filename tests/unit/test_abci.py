@@ -185,6 +185,7 @@ async def test_the_misbehaving_app_skips_v_auth_in_proposals_but_not_in_finalize
         MemBlockStore(), genesis, ConsensusConfig(), MlValidity(verifier)
     )
     byzantine.init_chain()
+    byzantine.extra_status = {}  # as the ABCI server does, with its own counters
     limits = ProposalLimits(max_txs=10, max_bytes=10**6)
     proposal = await byzantine.prepare_proposal([forged], 1, VALIDATOR.account, limits)
     assert proposal.txs == [forged] and verifier.calls == 0

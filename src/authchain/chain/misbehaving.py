@@ -15,7 +15,7 @@ from authchain.chain.app import Application
 from authchain.chain.config import is_test_chain
 from authchain.chain.proposal import Proposal, ProposalLimits, Proposer
 from authchain.chain.state import Genesis, StateView
-from authchain.chain.types import Transaction, TxRegisterModel
+from authchain.chain.types import AccountId, Height, Transaction, TxRegisterModel
 from authchain.chain.validation.pipeline import BlockContext
 
 log = logging.getLogger(__name__)
@@ -28,18 +28,10 @@ class Misbehaviour(Exception):
 class UnverifiedProposer(Proposer):
     """Proposes the registrations that pass the cheap rules, never asking V_auth."""
 
-    def __init__(self, *args: Any, counters: dict[str, int]) -> None:
-        super().__init__(*args)
-        self.counters = counters
-
     async def authenticate(
         self, view: StateView, ctx: BlockContext, limits: ProposalLimits, proposal: Proposal
     ) -> None:
-        unverified = sum(isinstance(tx, TxRegisterModel) for tx in proposal.txs)
-        if unverified:
-            key = "unverified_claims_proposed"
-            self.counters[key] = self.counters.get(key, 0) + unverified
-            log.warning("MISBEHAVING: proposing %d registrations without V_auth", unverified)
+        return
 
 
 class MisbehavingApplication(Application):
@@ -54,8 +46,23 @@ class MisbehavingApplication(Application):
                 f"-testnet or -devnet), not on {genesis.chain_id!r}"
             )
         super().__init__(store, genesis, *args, **kwargs)
-        self.proposer = UnverifiedProposer(self.ml, self.config, counters=self.extra_status)
+        self.proposer = UnverifiedProposer(self.ml, self.config)
         log.warning("MISBEHAVING: proposing and accepting registrations without V_auth")
+
+    async def prepare_proposal(
+        self,
+        candidates: Sequence[Transaction],
+        height: Height,
+        proposer: AccountId,
+        limits: ProposalLimits,
+    ) -> Proposal:
+        proposal = await super().prepare_proposal(candidates, height, proposer, limits)
+        unverified = sum(isinstance(tx, TxRegisterModel) for tx in proposal.txs)
+        if unverified:  # `extra_status` is the driver's (the ABCI server swaps in its own)
+            key = "unverified_claims_proposed"
+            self.extra_status[key] = self.extra_status.get(key, 0) + unverified
+            log.warning("MISBEHAVING: proposing %d registrations without V_auth", unverified)
+        return proposal
 
     async def _authenticate_proposal(
         self, view: StateView, txs: Sequence[Transaction], ctx: BlockContext
