@@ -3,6 +3,10 @@
     .venv/bin/python expts/soundness.py                 # the full run (~35 min on 2 CPU cores)
     .venv/bin/python expts/soundness.py --quick         # a smoke run (~2 min)
 
+`--cache DIR` keeps the computed rows under DIR, keyed by the settings and a digest of the ML
+code and of this script, and a later run with the same key only redraws (the test suite's
+smoke run does this, as it caches its trained models).
+
 All models are the *tiny* SmallResNet (stem 8, widths 16/32/32): the full one trains for over
 a minute per model, and this needs hundreds. Everything is trained on scikit-learn's bundled
 digits; nothing is downloaded.
@@ -45,7 +49,11 @@ import argparse
 import csv
 import json
 import math
+import os
+import shutil
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -545,6 +553,47 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
         return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
+ROWS = ("null", "true_accepts", "attacks")
+
+
+def compute(args: argparse.Namespace) -> tuple[list[dict[str, Any]], ...]:
+    """The three experiments' rows: null pairs, true accepts, attacked copies."""
+    grid = attack_grid(args.quick)
+    with ProcessPoolExecutor(args.workers) as pool:
+        null_jobs = [(m, args.keys, 4) for m in range(args.null_models)]
+        null = [row for rows in run_all(pool, null_model, null_jobs) for row in rows]
+        accepts = run_all(pool, true_accept, list(range(args.true_models)))
+        owners = run_all(pool, train_owner, [(o, args.out / "owners") for o in range(args.owners)])
+        jobs = [(o["owner"], i, args.out / "owners", args.quick, o["accuracy"], o["examples"])
+                for i in range(len(grid)) for o in owners]  # fmt: skip
+        attacked = run_all(pool, run_attack, jobs)
+    return null, accepts, attacked
+
+
+def run_key(args: argparse.Namespace) -> str:
+    """The cache entry of a run: its settings and the code it runs."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    if repo not in sys.path:  # run as a script: the repository's tests package
+        sys.path.insert(0, repo)
+    from tests.support.models import training_code_digest
+
+    settings = (args.null_models, args.keys, args.true_models, args.owners)
+    return f"soundness-{training_code_digest(Path(__file__))[:16]}-" + "-".join(map(str, settings))
+
+
+def keep(entry: Path, *rows: list[dict[str, Any]]) -> None:
+    """Write a run's rows to `entry` (atomically: a concurrent run finds all or nothing)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".soundness-", dir=entry.parent))
+    for name, table in zip(ROWS, rows, strict=True):
+        write_csv(work / f"{name}.csv", table)
+    (work / "precision.json").write_text(json.dumps(PRECISION))
+    try:
+        os.rename(work, entry)
+    except OSError:  # another run got there first
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/expts/soundness"))
@@ -554,6 +603,7 @@ def main() -> None:
     parser.add_argument("--owners", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="processes (one thread each)")
     parser.add_argument("--quick", action="store_true", help="3 x 10 null, 2 true, 1 owner")
+    parser.add_argument("--cache", type=Path, help="reuse the rows of an identical earlier run")
     parser.add_argument("--replot", action="store_true",
                         help="only redraw the plots and the table from --out's CSVs")  # fmt: skip
     args = parser.parse_args()
@@ -567,15 +617,15 @@ def main() -> None:
         args.null_models, args.keys, args.true_models, args.owners = 3, 10, 2, 1
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    grid = attack_grid(args.quick)
-    with ProcessPoolExecutor(args.workers) as pool:
-        null_jobs = [(m, args.keys, 4) for m in range(args.null_models)]
-        null = [row for rows in run_all(pool, null_model, null_jobs) for row in rows]
-        accepts = run_all(pool, true_accept, list(range(args.true_models)))
-        owners = run_all(pool, train_owner, [(o, args.out / "owners") for o in range(args.owners)])
-        jobs = [(o["owner"], i, args.out / "owners", args.quick, o["accuracy"], o["examples"])
-                for i in range(len(grid)) for o in owners]  # fmt: skip
-        attacked = run_all(pool, run_attack, jobs)
+    cached = args.cache and args.cache / run_key(args)
+    if cached and (cached / "precision.json").exists():
+        null, accepts, attacked = (read_csv(cached / f"{n}.csv") for n in ROWS)
+        PRECISION.update(json.loads((cached / "precision.json").read_text()))
+        print(f"rows from {cached} (the same settings and code ran before)")
+    else:
+        null, accepts, attacked = compute(args)
+        if cached:
+            keep(cached, null, accepts, attacked)
     write_csv(args.out / "null.csv", null)
     plot_null(null, args.out / "null_pvalues.png")
     write_csv(args.out / "true_accepts.csv", accepts)
@@ -601,7 +651,7 @@ def main() -> None:
         "true_accept_rate": sum(r["accepted"] for r in accepts) / len(accepts),
         "watermark_accuracy_cost": round(statistics.mean(
             r["clean_test_accuracy"] - r["test_accuracy"] for r in accepts), 4),
-        "owners": len(owners),
+        "owners": args.owners,
         "attack_runs": len(attacked),
         "attack_runs_counted": len(counted),
         "caught": sum(r["caught"] for r in counted),

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.models import ModelCache
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -19,8 +21,11 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_soundness_quick_run_meets_its_targets(tmp_path: Path) -> None:
-    result = run("expts/soundness.py", "--quick", "--out", str(tmp_path))
+def test_soundness_quick_run_meets_its_targets(tmp_path: Path, model_cache: ModelCache) -> None:
+    """Its rows are kept beside the trained models: a second run with the same code redraws
+    only (a change to the ML code or the script computes them again)."""
+    cache = str(model_cache.root)
+    result = run("expts/soundness.py", "--quick", "--out", str(tmp_path), "--cache", cache)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["null_pairs"] == 30 and summary["null_false_accepts"] == 0

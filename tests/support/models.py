@@ -81,11 +81,11 @@ class TrainedModel:
 
 
 @cache
-def training_code_digest() -> str:
-    """A digest of what a trained model depends on besides its recipe."""
+def training_code_digest(*also: Path) -> str:
+    """A digest of what a trained model depends on besides its recipe (and of `also`)."""
     digest = blake3.blake3()
     files = [*sorted((SRC / "ml_service").rglob("*.py")), SRC / "watermark.py", SRC / "floors.py"]
-    for path in [*files, Path(__file__)]:
+    for path in [*files, Path(__file__), *also]:
         digest.update(path.relative_to(SRC.parent.parent).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
     digest.update(f"torch {torch.__version__} sklearn {sklearn.__version__}".encode())
