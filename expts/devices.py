@@ -331,8 +331,13 @@ def check(root: Path, out: Path) -> int:
         disagreements += len(differing)
         spread = max(abs(r["logit_stat"] - ref["logit_stat"]) for r in results[claim.name].values())
         carried = sum(c[2] for c in ref["carries"])
+        redone = " / ".join(
+            str(max(r["exact_rows"] for label, r in results[claim.name].items()
+                    if label.startswith(device) and label.endswith("/fast")))
+            for device in dict.fromkeys(d for d, _ in configs)
+        )  # fmt: skip
         rows.append((claim.group, claim.name, ref["reason"] or "accepted",
-                     f"{carried}/{len(ref['carries'])}", f"{spread:.1e}",
+                     f"{carried}/{len(ref['carries'])}", f"{spread:.1e}", redone,
                      ", ".join(differing) or "none"))  # fmt: skip
 
     env = {
@@ -356,8 +361,10 @@ def check(root: Path, out: Path) -> int:
         "",
         *(f"Not loadable here: {line}" for line in unloadable),
         "",
-        "| group | claim | reference verdict | priors carried | logit_stat spread | differs in |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| group | claim | reference verdict | priors carried | logit_stat spread "
+        f"| fast: rows in float64 ({' / '.join(dict.fromkeys(d for d, _ in configs))}) "
+        "| differs in |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         *(f"| {' | '.join(row)} |" for row in rows),
         "",
         "| model | device | inputs | fp32 forward ms | fast ms | x forward | float64 ms |",

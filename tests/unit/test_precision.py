@@ -19,6 +19,7 @@ from authchain.ml_service.watermark.verify import (
     compute_stats,
     decide,
     exact_logits,
+    ieee_fp32,
     judge,
 )
 from tests.support.models import TrainedModel
@@ -163,3 +164,20 @@ def test_guard_rows_are_exact(watermarked: TrainedModel) -> None:
     error = (fast.logits - ref).abs().amax(dim=1)
     assert bool((error <= fast.guard + 1e-12).all())
     assert bool((fast.logits.argmax(dim=1) == ref.argmax(dim=1)).all())
+
+
+def test_the_fp32_pass_is_ieee_fp32_and_the_flags_come_back() -> None:
+    """On CUDA, TF32 (cuDNN's default for convolutions) would fail every audit and send every
+    pass to float64 (seen on an H200); the pass turns it off, also while another thread's pass
+    is in flight, and restores what was set when the last one ends."""
+    backends = torch.backends
+    before = (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32)
+    try:
+        backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = True, True
+        with ieee_fp32():
+            with ieee_fp32():  # a second pass, as another verifier thread's
+                assert not backends.cudnn.allow_tf32 and not backends.cuda.matmul.allow_tf32
+            assert not backends.cudnn.allow_tf32  # the first pass still runs
+        assert backends.cudnn.allow_tf32 and backends.cuda.matmul.allow_tf32
+    finally:
+        backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = before

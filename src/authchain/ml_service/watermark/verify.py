@@ -52,7 +52,8 @@ from __future__ import annotations
 import copy
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -284,6 +285,40 @@ def _fp32_net(model: nn.Module, device: str) -> nn.Module:
     return copy.deepcopy(model).to(device=device, dtype=torch.float32).eval()
 
 
+class _Tf32Off:
+    """Counts the fp32 passes in flight (threads share torch's backend flags)."""
+
+    lock = threading.Lock()
+    depth = 0
+    saved = (False, False)
+
+
+@contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """IEEE float32 on CUDA for the duration: no TF32 in convolutions (cuDNN's default on
+    Ampere and later) or matrix products, whose 10-bit mantissa exceeds the guard; on an H200
+    every audit then failed and every pass was redone in float64. Other threads' work in the
+    meantime runs without TF32 too; the flags come back when the last pass ends."""
+    with _Tf32Off.lock:
+        if _Tf32Off.depth == 0:
+            _Tf32Off.saved = (
+                torch.backends.cudnn.allow_tf32,
+                torch.backends.cuda.matmul.allow_tf32,
+            )
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        _Tf32Off.depth += 1
+    try:
+        yield
+    finally:
+        with _Tf32Off.lock:
+            _Tf32Off.depth -= 1
+            if _Tf32Off.depth == 0:
+                cudnn, matmul = _Tf32Off.saved
+                torch.backends.cudnn.allow_tf32 = cudnn
+                torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 @dataclass(frozen=True)
 class ExactLogits:
     """Logits whose every argmax is the float64 argmax, with each row's error bound."""
@@ -312,12 +347,13 @@ def exact_logits(
     _hook(net)
     outputs, magnitudes = [], []
     try:
-        for i in range(0, n, CHUNK):
-            chunk = inputs[i : i + CHUNK].to(device=device, dtype=torch.float32)
-            _magnitudes.value = chunk.abs().reshape(len(chunk), -1).amax(dim=1)
-            out = net(chunk)
-            outputs.append(out)
-            magnitudes.append(_magnitudes.value)
+        with ieee_fp32():
+            for i in range(0, n, CHUNK):
+                chunk = inputs[i : i + CHUNK].to(device=device, dtype=torch.float32)
+                _magnitudes.value = chunk.abs().reshape(len(chunk), -1).amax(dim=1)
+                out = net(chunk)
+                outputs.append(out)
+                magnitudes.append(_magnitudes.value)
     finally:
         _magnitudes.value = None
     logits = (torch.cat(outputs) if outputs else torch.empty(0, num_classes)).to(torch.float64)
