@@ -47,11 +47,11 @@ for path in (REPO, REPO / "src"):  # run from anywhere, with or without the pack
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from tests.support.precision import Amplifier, NearTie  # noqa: E402
+from tests.support.precision import Amplifier, NearTie, rebuilt, with_own_reference  # noqa: E402
 
 from authchain.floors import DEFAULT_FLOORS  # noqa: E402
 from authchain.ml_service.artefact import load_artefact  # noqa: E402
-from authchain.ml_service.models import SmallResNetConfig  # noqa: E402
+from authchain.ml_service.models import SmallResNet, SmallResNetConfig  # noqa: E402
 from authchain.ml_service.models.timm_arch import timm_models_allowed  # noqa: E402
 from authchain.ml_service.watermark.evidence import (  # noqa: E402
     Evidence,
@@ -60,7 +60,6 @@ from authchain.ml_service.watermark.evidence import (  # noqa: E402
 )
 from authchain.ml_service.watermark.verify import (  # noqa: E402
     Thresholds,
-    as_float64,
     compute_stats,
     compute_stats_and_carry,
     decide,
@@ -68,7 +67,7 @@ from authchain.ml_service.watermark.verify import (  # noqa: E402
 
 TIMM = ["test_resnet", "test_efficientnet", "test_vit", "test_convnext"]
 SEED_PROFILE = (0.9, 0.2, -0.05, 0.05)
-FORWARDS: dict[str, type[nn.Module]] = {"near_tie": NearTie, "amplifier": Amplifier}
+FORWARDS: dict[str, type[SmallResNet]] = {"near_tie": NearTie, "amplifier": Amplifier}
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def prepare(root: Path) -> None:
     from authchain.ml_service import attacks
     from authchain.ml_service.artefact import encode_artefact
     from authchain.ml_service.data import load_digits_split
-    from authchain.ml_service.models import SmallResNet, get_architecture
+    from authchain.ml_service.models import get_architecture
     from authchain.ml_service.owner import train_model
     from authchain.ml_service.watermark.embed import EmbedSpec
 
@@ -189,9 +188,7 @@ def prepare(root: Path) -> None:
         claims.append(Claim(label, "attack", path, oe, SEED_PROFILE, [oe, ce]))
 
     for kind, model_class in FORWARDS.items():
-        model = model_class(config)
-        model.load_state_dict(stolen.state_dict())
-        own_reference = with_reference(model.eval(), evidence)
+        own_reference = with_own_reference(rebuilt(model_class, stolen), evidence)
         claims.append(
             Claim(f"fp32-adversarial {kind}", "adversarial", om,
                   keep_evidence(own_reference, kind), SEED_PROFILE, forward=kind)
@@ -211,15 +208,6 @@ def prepare(root: Path) -> None:
     print(f"wrote {len(claims)} claims to {root} ({size / 2**20:.1f} MiB)")
 
 
-def with_reference(model: nn.Module, evidence: Evidence) -> Evidence:
-    """The evidence with its reference logits remade from `model` in float64 (as an owner
-    would)."""
-    key = KeyMaterial.from_evidence(evidence)
-    with torch.no_grad():
-        reference = as_float64(model, "cpu")(key.probe_inputs())
-    return evidence.model_copy(update={"reference_logits": reference.tolist()})
-
-
 # --- check (on each device) --------------------------------------------------------------------
 
 
@@ -227,9 +215,7 @@ def load_claim(root: Path, claim: Claim) -> tuple[nn.Module, Evidence, list[Evid
     with timm_models_allowed(TIMM):
         model = load_artefact(root / claim.model).model
     if claim.forward != "plain":
-        adversarial = FORWARDS[claim.forward](SmallResNetConfig.tiny())
-        adversarial.load_state_dict(model.state_dict())
-        model = adversarial.eval()
+        model = rebuilt(FORWARDS[claim.forward], model)
     evidence = parse_evidence((root / claim.evidence).read_bytes())
     return model, evidence, [parse_evidence((root / p).read_bytes()) for p in claim.priors]
 

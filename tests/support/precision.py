@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from authchain.ml_service.models import SmallResNet
+from authchain.ml_service.models import SmallResNet, SmallResNetConfig
+from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial
+from authchain.ml_service.watermark.verify import as_float64
 
 
 class NearTie(SmallResNet):
@@ -29,3 +32,18 @@ class Amplifier(SmallResNet):
         noise = (f - (f * 3.0) / 3.0) @ signs.to(f.device, f.dtype)
         logits: torch.Tensor = self.fc(f) + 1e7 * noise
         return logits
+
+
+def rebuilt(kind: type[SmallResNet], model: nn.Module) -> SmallResNet:
+    """A tiny SmallResNet's weights in the adversarial forward `kind`, in eval mode."""
+    adversarial = kind(SmallResNetConfig.tiny())
+    adversarial.load_state_dict(model.state_dict())
+    return adversarial.eval()
+
+
+def with_own_reference(model: nn.Module, evidence: Evidence) -> Evidence:
+    """The evidence, its reference logits remade from `model` in float64 (as an owner would)."""
+    key = KeyMaterial.from_evidence(evidence)
+    with torch.no_grad():
+        reference = as_float64(model, "cpu")(key.probe_inputs())
+    return evidence.model_copy(update={"reference_logits": reference.tolist()})

@@ -9,7 +9,7 @@ from torch import nn
 
 from authchain.floors import DEFAULT_FLOORS
 from authchain.ml_service.artefact import load_artefact
-from authchain.ml_service.models import SmallResNet, SmallResNetConfig
+from authchain.ml_service.models import SmallResNet
 from authchain.ml_service.watermark.evidence import Evidence, KeyMaterial, parse_evidence
 from authchain.ml_service.watermark.verify import (
     FactorStats,
@@ -23,7 +23,7 @@ from authchain.ml_service.watermark.verify import (
     judge,
 )
 from tests.support.models import TrainedModel
-from tests.support.precision import Amplifier, NearTie
+from tests.support.precision import Amplifier, NearTie, rebuilt, with_own_reference
 
 SEED = Thresholds(0.9, 0.2, -0.05, 0.05)
 
@@ -60,20 +60,10 @@ def naive_fp32_correct(model: nn.Module, evidence: Evidence) -> int:
     return int((logits.argmax(dim=1) == key.trigger_labels()).sum())
 
 
-def with_own_reference(model: nn.Module, evidence: Evidence) -> Evidence:
-    """The evidence, its reference logits remade from `model` in float64 (as an owner would)."""
-    key = KeyMaterial.from_evidence(evidence)
-    with torch.no_grad():
-        reference = as_float64(model, "cpu")(key.probe_inputs())
-    return evidence.model_copy(update={"reference_logits": reference.tolist()})
-
-
 def adversarial(kind: type[SmallResNet], trained: TrainedModel) -> tuple[SmallResNet, Evidence]:
     """The trained model's weights in an adversarial forward, with evidence to match."""
     base, evidence = load(trained)
-    model = kind(SmallResNetConfig.tiny())
-    model.load_state_dict(base.state_dict())
-    model.eval()
+    model = rebuilt(kind, base)
     return model, with_own_reference(model, evidence)
 
 

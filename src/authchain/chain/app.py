@@ -282,6 +282,8 @@ class Application:
         """V_auth on a proposal that passed the cheap rules, then the pipeline with its
         verdicts."""
         claims = block_claims(view, txs)
+        if not claims:  # the cheap pass was the whole pipeline
+            return
         answers = await self.ml.verify_claims(list(claims.values()))
         verdicts = {
             tx_hash: (claim, answer)

@@ -199,14 +199,16 @@ class Proposer:
             tx_size = len(codec.encode(tx)) + limits.tx_overhead
             if size + tx_size > limits.max_bytes:
                 continue
-            tx_hash = codec.compute_tx_hash(tx)
-            if isinstance(tx, TxRegisterModel) and not self.retries.due(tx_hash, ctx.height):
+            if isinstance(tx, TxRegisterModel) and not self.retries.due(
+                codec.compute_tx_hash(tx), ctx.height
+            ):
                 continue  # V_auth could not answer it lately: it waits its turn
             result = run.run(tx)
             if result.code:
                 used = result.reason == TxReason.BAD_NONCE and tx.nonce < _nonce_in(view, tx)
                 if result.reason in PERMANENT or used:
-                    proposal.dropped[tx_hash] = TxRejection(result.reason, result.detail)
+                    rejection = TxRejection(result.reason, result.detail)
+                    proposal.dropped[codec.compute_tx_hash(tx)] = rejection
                 continue
             out.append(tx)
             size += tx_size

@@ -122,14 +122,14 @@ def model_train(
             )  # fmt: skip
         print_report(report, as_json)
         return
-    try:
-        with progress_bar("watermarking" if watermark else "training (no watermark)") as on_step:
-            report = train_model(
-                owner_id, out, tiny=tiny, epochs=epochs, seed=seed, watermark=watermark,
-                base=base, spec=spec, floors=floors, on_step=on_step,
-            )  # fmt: skip
-    except MlServiceError as exc:
-        fail(f"--from {base}: {exc.reason}: {exc.detail}")
+    with (
+        failing_on(MlServiceError, what=f"--from {base}: "),
+        progress_bar("watermarking" if watermark else "training (no watermark)") as on_step,
+    ):
+        report = train_model(
+            owner_id, out, tiny=tiny, epochs=epochs, seed=seed, watermark=watermark,
+            base=base, spec=spec, floors=floors, on_step=on_step,
+        )  # fmt: skip
     print_report(report, as_json)
 
 
@@ -156,10 +156,8 @@ def model_evidence(
 
     spec = EmbedSpec(trigger_count=triggers, signature_bits=bits)
     floors = floors_of(chain_config)
-    try:
+    with failing_on(MlServiceError, what=f"{artefact}: "):
         report = evidence_for(artefact, owner_bytes(key_file, owner), out, spec, floors)
-    except MlServiceError as exc:
-        fail(f"{artefact}: {exc.reason}: {exc.detail}")
     print_report(report, as_json)
 
 
@@ -183,15 +181,11 @@ def model_verify(
     from authchain.ml_service.watermark.verify import Thresholds
 
     floors = floors_of(chain_config)
-    try:
+    with failing_on(MlServiceError), failing_on(OSError, what="unreadable: "):
         verdict = verify_local(
             artefact, evidence, owner, Thresholds(tau_input, tau_feat, band_low, band_high),
             floors,
         )  # fmt: skip
-    except MlServiceError as exc:
-        fail(f"{exc.reason}: {exc.detail}")
-    except OSError as exc:
-        fail(f"unreadable: {exc}")
     print_report(verdict, as_json)
     if not verdict.ok:
         raise typer.Exit(1)

@@ -58,7 +58,7 @@ from authchain.chain.schemas import (
     tx_to_json,
 )
 from authchain.chain.types import AccountId, Aid, Transaction, TxHash
-from authchain.gateway.node_client import BlockRef, NodeUnavailable, NotFound, parse
+from authchain.gateway.node_client import BlockRef, NodeUnavailable, NotFound, parse, rejection
 from authchain.web import Failover
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class CometNodeClient:
         """The application's answer to `path` as `kind`; its refusal as NotFound/Rejected."""
         code, value = await self.query(path)
         if code:
-            raise _refusal(value)
+            raise rejection(value)
         return parse(kind, value)
 
     # --- NodeClient ------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class CometNodeClient:
                 refused = json.loads(result.get("log") or "{}")
             except ValueError:
                 refused = {"reason": "check_tx_failed", "detail": result.get("log", "")}
-            raise _refusal(refused)
+            raise rejection(refused)
         return SubmitTxAccepted(tx_hash=codec.compute_tx_hash(tx))
 
     async def submit_txs(self, body: SubmitTxBatch) -> SubmitTxBatchResult:
@@ -196,7 +196,7 @@ class CometNodeClient:
     async def tx(self, tx_hash: TxHash) -> TxStatus:
         code, status = await self.query(f"/txs/{tx_hash}")
         if code:
-            raise _refusal(status)
+            raise rejection(status)
         if status["status"] != "committed":
             return parse(TxStatus, {"tx_hash": str(tx_hash), **status})
         height, index = int(status["height"]), int(status["index"])
@@ -323,16 +323,6 @@ class CometNodeClient:
                 "floors": app.get("floors", {}),
             },
         )
-
-
-def _refusal(body: object) -> Rejected:
-    """The application's refusal (a query's or CheckTx's `{reason, detail, field}`)."""
-    fields = body if isinstance(body, dict) else {}
-    reason = str(fields.get("reason") or "node_error")
-    detail = str(fields.get("detail") or "")
-    field = fields.get("field")
-    kind = NotFound if reason.startswith("unknown_") and reason != "unknown_path" else Rejected
-    return kind(reason, detail, field=str(field) if field is not None else None)
 
 
 def _millis(timestamp: str) -> int:

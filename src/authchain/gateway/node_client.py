@@ -121,18 +121,26 @@ class NodeClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-def refusal(status: int, body: object) -> Rejected | NodeUnavailable:
-    """The error an embedded node's non-2xx answer (`ErrorBody`) stands for."""
+def rejection(body: object, *, missing: bool | None = None, detail: str = "") -> Rejected:
+    """A node's `{reason, detail, field}` refusal: NotFound when `missing` (by default, when its
+    reason names an unknown thing: `unknown_tx`, `unknown_block`, ...), else Rejected."""
     fields = body if isinstance(body, dict) else {}
     reason = str(fields.get("reason") or "node_error")
-    detail = str(fields.get("detail") or f"HTTP {status}")
     field = fields.get("field")
-    field = str(field) if field is not None else None
-    if status == 404:
-        return NotFound(reason, detail, field=field)
-    if status >= 500 and reason != "pool_full":
-        return NodeUnavailable(f"HTTP {status}: {reason}: {detail}")
-    return Rejected(reason, detail, field=field)
+    if missing is None:
+        missing = reason.startswith("unknown_") and reason != "unknown_path"
+    kind = NotFound if missing else Rejected
+    return kind(
+        reason, str(fields.get("detail") or detail), field=None if field is None else str(field)
+    )
+
+
+def refusal(status: int, body: object) -> Rejected | NodeUnavailable:
+    """The error an embedded node's non-2xx answer (`ErrorBody`) stands for."""
+    refused = rejection(body, missing=status == 404, detail=f"HTTP {status}")
+    if status >= 500 and refused.reason != "pool_full":
+        return NodeUnavailable(f"HTTP {status}: {refused.reason}: {refused.detail}")
+    return refused
 
 
 def parse(kind: type[M], body: Any) -> M:

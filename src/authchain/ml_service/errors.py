@@ -15,10 +15,11 @@ from __future__ import annotations
 
 
 class MlServiceError(Exception):
-    """Base: a refusal with a stable reason code."""
+    """Base: a refusal with a stable reason code; shown as `reason: detail`, as the chain's
+    `Rejected` is."""
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
+        super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
 

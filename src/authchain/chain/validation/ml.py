@@ -41,7 +41,6 @@ from authchain.chain.types import (
     EvidenceHash,
     EvidenceRef,
     Hash256,
-    Transaction,
     TxRegisterModel,
 )
 
@@ -127,20 +126,6 @@ def make_claim(tx: TxRegisterModel, registered: Iterable[ArtefactMetadata]) -> A
         if m.evidence.num_classes == classes and m.aid != tx.aid
     )
     return ArtefactClaim(tx.aid, tx.owner, tx.evidence, earlier)
-
-
-def get_claims(
-    txs: Iterable[Transaction], registered: Sequence[ArtefactMetadata] = ()
-) -> list[ArtefactClaim]:
-    """ML(B): the block's registration claims, first per (aid, evidence_hash), in order, each
-    against the registrations of the parent state."""
-    claims: dict[tuple[Aid, bytes], ArtefactClaim] = {}
-    for tx in txs:
-        if isinstance(tx, TxRegisterModel):
-            key = (tx.aid, bytes(tx.evidence.evidence_hash))
-            if key not in claims:
-                claims[key] = make_claim(tx, registered)
-    return list(claims.values())
 
 
 class MlValidity:
