@@ -4,7 +4,8 @@ Validator i gets the loopback address 127.0.0.(i+1) (`first_ip` moves the range)
 CometBFT's default ports, and processes of its own:
 
     ML service     127.0.0.(i+1):8080   its own model and evidence store; fetches missing
-                                        files from the other validators' services by hash
+                                        files from the other validators' services by hash,
+                                        signing evidence requests with its validator key
     authchain abci 127.0.0.(i+1):26658  the application, its own RocksDB, metrics on :9898
     cometbft       127.0.0.(i+1):26656 (p2p), :26657 (RPC), :26660 (Prometheus)
 
@@ -13,8 +14,11 @@ and one gateway at 127.0.0.1:8081 (metrics :9899) reads and writes through Comet
 `init()` writes everything once: `cometbft testnet` makes the CometBFT homes (keys, genesis,
 peers); their config.toml gets each validator's addresses and the consensus timeouts; every
 validator's authchain config (`DIR/nodeI/authchain.toml`) is `configs/devnet.toml` with the
-chain id, the CometBFT validators' Ed25519 keys as genesis.validators and local paths. A second
-run on the same DIR reuses it, so a stopped testnet starts again where it stopped.
+chain id, the CometBFT validators' Ed25519 keys as genesis.validators and local paths; every
+validator's ML service config (`DIR/nodeI/ml-service.toml`) names its peers, the same
+validator keys as the only readers of its evidence, and its own CometBFT key file to sign its
+fetches with. A second run on the same DIR reuses it, so a stopped testnet starts again where
+it stopped.
 """
 
 from __future__ import annotations
@@ -79,6 +83,10 @@ class Validator:
     def config_path(self) -> Path:
         return self.root / "authchain.toml"
 
+    @property
+    def ml_config_path(self) -> Path:
+        return self.root / "ml-service.toml"
+
 
 @dataclass
 class Testnet:
@@ -124,9 +132,16 @@ class Testnet:
     # --- init -----------------------------------------------------------------------------
 
     def init(self) -> None:
-        """Write the CometBFT homes and authchain configs, unless DIR already has them."""
-        if all(n.config_path.exists() for n in self.nodes):
-            return
+        """Write the CometBFT homes and authchain configs, unless DIR already has them (a
+        DIR from before ML service configs existed gets those, from its own keys)."""
+        if not all(n.config_path.exists() for n in self.nodes):
+            self._init_homes()
+        keys = [self._public_key(n) for n in self.nodes]
+        for node in self.nodes:
+            if not node.ml_config_path.exists():
+                node.ml_config_path.write_text(tomli_w.dumps(self._ml_config(node, keys)))
+
+    def _init_homes(self) -> None:
         cometbft = self.cometbft or find_cometbft(self.repo)
         shutil.rmtree(self.root / "cometbft", ignore_errors=True)
         peers = (
@@ -149,6 +164,7 @@ class Testnet:
             node.root.mkdir(parents=True, exist_ok=True)
             (node.root / "logs").mkdir(exist_ok=True)
             node.config_path.write_text(tomli_w.dumps(self._authchain_config(node, keys)))
+            node.ml_config_path.unlink(missing_ok=True)
 
     def _public_key(self, node: Validator) -> bytes:
         key = json.loads((node.home / "config" / "priv_validator_key.json").read_text())
@@ -195,6 +211,33 @@ class Testnet:
         ]
         return config
 
+    def _ml_config(self, node: Validator, keys: list[bytes]) -> dict[str, Any]:
+        """Validator `node`'s ML service: its store, its peers, and who may read evidence."""
+        others = [n for n in self.nodes if n is not node]
+        if self.compose:
+            home = f"/testnet/cometbft/node{node.index}"
+            config: dict[str, Any] = {
+                "listen_addr": "0.0.0.0:8080",
+                "model_root": "/data/models",
+                "evidence_root": "/data/evidence",
+                "peers": [f"http://ml{n.index}:8080" for n in others],
+            }
+        else:
+            home = str(node.home)
+            config = {
+                "listen_addr": f"{node.host}:8080",
+                "model_root": str(node.root / "models"),
+                "evidence_root": str(node.root / "evidence"),
+                "peers": [n.ml_url for n in others],
+                "torch_threads": 1,
+            }
+        config["peer_auth"] = {
+            "chain_id": self.chain_id,
+            "key_file": f"{home}/config/priv_validator_key.json",
+            "validators": [{"scheme": "ed25519", "public_key": key.hex()} for key in keys],
+        }
+        return config
+
     # --- processes ------------------------------------------------------------------------
 
     def start(self, timeout: float = 120.0) -> None:
@@ -220,17 +263,9 @@ class Testnet:
         self.wait_height(1, timeout)
 
     def _start_ml(self, node: Validator) -> None:
-        peers = [n.ml_url for n in self.nodes if n is not node]
-        env = {
-            "ML_SERVICE_LISTEN_ADDR": f"{node.host}:8080",
-            "ML_SERVICE_MODEL_ROOT": str(node.root / "models"),
-            "ML_SERVICE_EVIDENCE_ROOT": str(node.root / "evidence"),
-            "ML_SERVICE_PEERS": json.dumps(peers),
-            "ML_SERVICE_TORCH_THREADS": "1",
-        }
         log = node.root / "logs" / "ml-service.log"
         self.processes[f"ml{node.index}"] = Process(
-            ["ml-service"], log, env=env, cwd=self.repo
+            ["ml-service", "--config", str(node.ml_config_path)], log, cwd=self.repo
         ).start()
 
     def start_validator(

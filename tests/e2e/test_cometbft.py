@@ -135,10 +135,15 @@ def test_honest_registration_is_committed_by_all_four(
     # the proof is CometBFT's own: its data_hash for that height
     header = net.rpc(1, "block", height=str(status.height))["block"]["header"]
     assert header["data_hash"].lower() == str(status.tx_root)
-    for node in net.nodes:  # every validator verified it: each fetched the files from a peer
+    evidence = f"/evidence/{watermarked.evidence_hash}"
+    for node in net.nodes:  # every validator verified it: each fetched the files from a peer,
         assert httpx.get(f"{node.ml_url}/artefacts/{watermarked.aid}").status_code == 200
+        assert httpx.get(f"{node.ml_url}{evidence}").status_code == 200  # signing for evidence
         model = net.rpc(node.index, "abci_query", path=f"/artefacts/{watermarked.aid}", data="")
         assert model["response"]["code"] == 0
+        # and no stranger reads the evidence (the key) from any of them
+        refused = httpx.get(f"{node.ml_url}{evidence}/content")
+        assert refused.status_code == 401 and refused.json()["reason"] == "peer_auth_required"
     body = httpx.get(f"{gw.http.base_url}/models/{watermarked.aid}").json()
     assert body["owner"] == watermarked.owner
     block = gw.block(status.height or 0)

@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from authchain.chain.config import load_chain_config
 from authchain.cli import app
+from authchain.ml_service.config import load_ml_settings
+from authchain.ml_service.peer_auth import read_peer_key
 
 REPO = Path(__file__).resolve().parents[2]
 TESTNET = yaml.safe_load((REPO / "deploy" / "docker-compose.testnet.yml").read_text())
@@ -33,3 +35,16 @@ def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> N
             assert f"@cometbft{j}:26656" in comet
         command = services[f"app{i}"]["command"]
         assert command[-1] == f"/testnet/node{i}/authchain.toml"
+        # the ML service: its peers, and the validators alone may read its evidence
+        ml = load_ml_settings(tmp_path / f"node{i}" / "ml-service.toml")
+        assert services[f"ml{i}"]["command"][-1] == f"/testnet/node{i}/ml-service.toml"
+        assert "testnet:/testnet:ro" in services[f"ml{i}"]["volumes"]
+        assert ml.peers == [f"http://ml{j}:8080" for j in range(4) if j != i]
+        auth = ml.peer_auth
+        assert auth.chain_id == chain.chain_id
+        assert [bytes.fromhex(v.public_key) for v in auth.validators] == [
+            v.public_key for v in chain.genesis.validators
+        ]
+        home = f"cometbft/node{i}/config/priv_validator_key.json"
+        assert str(auth.key_file) == f"/testnet/{home}"
+        assert read_peer_key(tmp_path / home).public_key == chain.genesis.validators[i].public_key

@@ -23,36 +23,21 @@ from typing import Self, TypeVar
 
 import msgspec
 from cachetools import LRUCache
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
+from authchain import signing
 from authchain.chain import codec
 from authchain.chain.errors import SignatureError
 from authchain.chain.types import AccountId, Block, SigScheme, Transaction, get_signer
 
 DEFAULT_SCHEME = SigScheme.ML_DSA_65
 
-_PUBLIC_KEY_LEN = {SigScheme.ML_DSA_65: 1952, SigScheme.ED25519: 32}
-_SIGNATURE_LEN = {SigScheme.ML_DSA_65: 3309, SigScheme.ED25519: 64}
-
 
 def signature_size(scheme: SigScheme) -> int:
     """Bytes in one signature of `scheme`."""
-    return _SIGNATURE_LEN[scheme]
+    return signing.SIGNATURE_LEN[scheme]
 
 
 _Tx = TypeVar("_Tx", bound=Transaction)
-_PrivateKey = mldsa.MLDSA65PrivateKey | ed25519.Ed25519PrivateKey
-
-
-def _private_from_seed(scheme: SigScheme, seed: bytes) -> _PrivateKey:
-    if len(seed) != 32:
-        raise SignatureError(f"{scheme} private key seed must be 32 bytes, got {len(seed)}")
-    if scheme is SigScheme.ML_DSA_65:
-        return mldsa.MLDSA65PrivateKey.from_seed_bytes(seed)
-    if scheme is SigScheme.ED25519:
-        return ed25519.Ed25519PrivateKey.from_private_bytes(seed)
-    raise SignatureError(f"cannot make a private key for scheme {scheme!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,34 +57,25 @@ class KeyPair:
     @classmethod
     def from_seed(cls, scheme: SigScheme, seed: bytes) -> Self:
         """The key pair determined by a 32-byte seed (deterministic: for dev keys and tests)."""
-        public = _private_from_seed(scheme, seed).public_key().public_bytes_raw()
+        try:
+            public = signing.public_key(scheme, seed)
+        except signing.BadSignature as exc:
+            raise SignatureError(str(exc)) from exc
         return cls(scheme, seed, public, codec.compute_account_id(public))
 
     def sign(self, message: bytes) -> bytes:
         """Sign `message` with this key."""
-        return _private_from_seed(self.scheme, self.seed).sign(message)
+        return signing.sign(self.scheme, self.seed, message)
 
 
 def verify_signature(
     scheme: SigScheme, public_key: bytes, message: bytes, signature: bytes
 ) -> None:
     """Raise `SignatureError` unless `signature` by `public_key` over `message` verifies."""
-    expected_key = _PUBLIC_KEY_LEN.get(scheme)
-    if expected_key is None:
-        raise SignatureError(f"unsupported signature scheme {scheme!r}")
-    if len(public_key) != expected_key:
-        raise SignatureError(f"{scheme} public key must be {expected_key} bytes")
-    if len(signature) != _SIGNATURE_LEN[scheme]:
-        raise SignatureError(f"{scheme} signature must be {_SIGNATURE_LEN[scheme]} bytes")
     try:
-        if scheme is SigScheme.ML_DSA_65:
-            mldsa.MLDSA65PublicKey.from_public_bytes(public_key).verify(signature, message)
-        else:
-            ed25519.Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except InvalidSignature as exc:
-        raise SignatureError("signature does not verify") from exc
-    except ValueError as exc:  # malformed key bytes
-        raise SignatureError(f"malformed {scheme} public key: {exc}") from exc
+        signing.verify(scheme, public_key, message, signature)
+    except signing.BadSignature as exc:
+        raise SignatureError(str(exc)) from exc
 
 
 def sign_tx(tx: _Tx, key: KeyPair, chain_id: str) -> _Tx:

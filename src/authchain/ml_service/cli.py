@@ -68,11 +68,23 @@ def run_service(config: Path | None, listen: str | None, log_level: str) -> None
             f"listen_addr {settings.listen_addr} is reachable beyond this machine: set "
             "upload_token (ML_SERVICE_UPLOAD_TOKEN) so that strangers cannot upload"
         )
-    app = create_app(settings)
-    logging.getLogger(__name__).info(
+    from authchain.ml_service.peer_auth import PeerKeyError
+
+    try:
+        app = create_app(settings)
+    except PeerKeyError as exc:
+        raise ConfigError(f"peer_auth.key_file: {exc}") from exc
+    log = logging.getLogger(__name__)
+    log.info(
         "ML service on http://%s (models %s, evidence %s, device %s)",
         settings.listen_addr, settings.model_root, settings.evidence_root,
         app.state.service.verifier.device,
+    )  # fmt: skip
+    auth = settings.peer_auth
+    log.info(
+        "evidence is served to %d validator key(s) of chain %s; fetches from %d peer(s) are %s",
+        len(auth.validators), auth.chain_id, len(settings.peers),
+        "signed" if auth.key_file else "unsigned (peers will not send evidence)",
     )  # fmt: skip
 
     asyncio.run(serve_until_signalled([(app, settings.listen_addr)], log_level))

@@ -9,13 +9,46 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from authchain.ml_service.models.timm_arch import DEFAULT_TIMM_MODELS, MODEL_NAME
 from authchain.settings import ListenAddr, TomlSettings, load_settings
 
 DEFAULT_CONFIG = Path("configs/ml-service.toml")
+
+
+class PeerValidator(BaseModel):
+    """A validator whose ML service may fetch evidence from this one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheme: Literal["ed25519", "ml-dsa-65"] = "ed25519"
+    public_key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$|^[0-9a-f]{3904}$")]
+    """Hex: 32 bytes for Ed25519, 1,952 for ML-DSA-65."""
+
+
+class PeerAuthSettings(BaseModel):
+    """Who may read evidence (`GET /evidence/{hash}/content`), and how this service signs its
+    own fetches from peers (`peer_auth.py`). A testnet writes it for every validator."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chain_id: str | None = Field(None, min_length=1, max_length=128)
+    """The network the signatures are bound to."""
+    validators: list[PeerValidator] = Field(default_factory=list, max_length=1024)
+    """The validator set (a testnet: CometBFT's genesis validators). Empty: evidence is
+    served to nobody."""
+    key_file: Path | None = None
+    """This validator's key, to sign its fetches from peers: an authchain key file or
+    CometBFT's `priv_validator_key.json`."""
+    max_clock_skew_secs: int = Field(60, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _bound_to_a_chain(self) -> PeerAuthSettings:
+        if (self.validators or self.key_file) and self.chain_id is None:
+            raise ValueError("peer_auth.chain_id is needed with validators or key_file")
+        return self
 
 
 class MlServiceSettings(TomlSettings):
@@ -48,6 +81,8 @@ class MlServiceSettings(TomlSettings):
     """Largest non-upload request body (`/verify` names up to 100,000 registrations)."""
     peers: list[str] = Field(default_factory=list, max_length=64)
     """Peer ML services (other validators') to fetch missing files from, by hash."""
+    peer_auth: PeerAuthSettings = PeerAuthSettings()
+    """Evidence is served only to requests signed by a validator key."""
     timm_models: list[Annotated[str, Field(pattern=MODEL_NAME.pattern)]] = Field(
         default_factory=lambda: list(DEFAULT_TIMM_MODELS), max_length=1024
     )

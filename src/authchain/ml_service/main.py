@@ -8,7 +8,8 @@
     GET  /artefacts/{aid}/content         the stored bytes (peers fetch missing files here)
     PUT  /evidence/{evidence_hash}        raw evidence bytes; stored only if BLAKE3 matches
     GET  /evidence/{evidence_hash}        whether it is stored (404 if not)
-    GET  /evidence/{evidence_hash}/content  the stored bytes
+    GET  /evidence/{evidence_hash}/content  the stored bytes, only for a request signed by a
+                                          validator key (`peer_auth.py`); anyone else: 401
     GET  /metrics                         Prometheus text format
 
 Malformed input is a 422 naming the field; an upload over its limit is a 413; a hash that does
@@ -38,6 +39,12 @@ from starlette.status import HTTP_201_CREATED
 from authchain import __version__
 from authchain.ml_service.config import MlServiceSettings, get_settings
 from authchain.ml_service.models import set_allowed_timm_models
+from authchain.ml_service.peer_auth import (
+    PeerAuthenticator,
+    PeerAuthError,
+    RequestSigner,
+    read_peer_key,
+)
 from authchain.ml_service.peers import PeerFetcher
 from authchain.ml_service.registry import FilesystemStore, UploadError
 from authchain.ml_service.schemas import (
@@ -52,6 +59,7 @@ from authchain.web import (
     ERROR_RESPONSES,
     ApiError,
     BodyLimit,
+    ErrorBody,
     add_metrics_route,
     install_error_handlers,
 )
@@ -75,6 +83,12 @@ class ServiceMetrics:
             "Time to answer a verification request",
             registry=self.registry,
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.evidence_reads = Counter(
+            "ml_evidence_reads",
+            "Requests for an evidence file's bytes, by result (served or the refusal's reason)",
+            ["result"],
+            registry=self.registry,
         )
         self.uploads = Counter(
             "ml_uploads",
@@ -103,11 +117,26 @@ class Service:
             stats_cache_size=settings.stats_cache_size,
         )
         self.metrics = ServiceMetrics()
+        auth = settings.peer_auth
+        self.authenticator = PeerAuthenticator(
+            auth.chain_id,
+            [(v.scheme, bytes.fromhex(v.public_key)) for v in auth.validators],
+            auth.max_clock_skew_secs,
+        )
+        signer = None
+        if auth.key_file is not None and auth.chain_id is not None:
+            signer = RequestSigner(read_peer_key(auth.key_file), auth.chain_id)
+        elif settings.peers:
+            log.warning(
+                "peers are set but peer_auth.key_file is not: peers will refuse to "
+                "send this service evidence, so claims it lacks stay unavailable"
+            )
         self.peers = PeerFetcher(
             self.store,
             settings.peers,
             max_artefact_bytes=settings.max_artefact_bytes,
             max_evidence_bytes=settings.max_evidence_bytes,
+            signer=signer,
         )
 
 
@@ -224,10 +253,28 @@ async def get_evidence(evidence_hash: HexPath, service: ServiceDep) -> StoredFil
     return _describe("evidence", evidence_hash, service.store.find_evidence(evidence_hash))
 
 
-@router.get("/evidence/{evidence_hash}/content", tags=["files"], response_class=FileResponse)
-async def get_evidence_content(evidence_hash: HexPath, service: ServiceDep) -> FileResponse:
-    """The stored evidence file's bytes."""
-    return _content("evidence", evidence_hash, service.store.find_evidence(evidence_hash))
+@router.get(
+    "/evidence/{evidence_hash}/content",
+    tags=["files"],
+    response_class=FileResponse,
+    responses={401: {"model": ErrorBody, "description": "not a validator's signed request"}},
+)
+async def get_evidence_content(
+    evidence_hash: HexPath, request: Request, service: ServiceDep
+) -> FileResponse:
+    """The stored evidence file's bytes, for a validator peer only: the request must be signed
+    by a key in `peer_auth.validators` (evidence holds the watermark key); anyone else gets
+    401 with the reason."""
+    try:
+        peer = service.authenticator.check("GET", request.url.path, request.headers)
+    except PeerAuthError as exc:
+        service.metrics.evidence_reads.labels(result=exc.reason).inc()
+        raise ApiError(401, exc.reason, exc.detail) from exc
+    path = service.store.find_evidence(evidence_hash)
+    service.metrics.evidence_reads.labels(result="served" if path else "not_found").inc()
+    if path is not None:
+        log.info("served evidence %s to validator %s", evidence_hash[:12], peer[:24])
+    return _content("evidence", evidence_hash, path)
 
 
 def _content(kind: str, file_id: str, path: Path | None) -> FileResponse:

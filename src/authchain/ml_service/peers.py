@@ -7,6 +7,9 @@ the same path as an upload, which keeps a file only if its BLAKE3 is the id it w
 A peer that sends other bytes is skipped. A file no peer has stays missing: the verdict is then
 `artefact_not_found` / `evidence_not_found`, which the chain reads as "unavailable", never as
 invalid. Peers serve only what they hold themselves, so a fetch never recurses.
+
+Evidence is served only to validators: each evidence request is signed with this validator's
+key (`peer_auth.RequestSigner`). Artefacts are public, and fetched unsigned.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from authchain.ml_service.peer_auth import RequestSigner
 from authchain.ml_service.registry import FilesystemStore, UploadError
 
 log = logging.getLogger(__name__)
@@ -32,8 +36,10 @@ class PeerFetcher:
         max_artefact_bytes: int,
         max_evidence_bytes: int,
         timeout_secs: float = 30.0,
+        signer: RequestSigner | None = None,
     ) -> None:
         self.store = store
+        self.signer = signer
         self.peers = [p.rstrip("/") for p in peers]
         self.limits = {"artefacts": max_artefact_bytes, "evidence": max_evidence_bytes}
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_secs))
@@ -52,11 +58,23 @@ class PeerFetcher:
     async def fetch(self, kind: str, file_id: str) -> bool:
         """Try each peer in turn; True once one sent bytes whose hash is `file_id`."""
         put = self.store.put_artefact if kind == "artefacts" else self.store.put_evidence
+        path = f"/{kind}/{file_id}/content"
         for peer in self.peers:
-            url = f"{peer}/{kind}/{file_id}/content"
+            headers = {}
+            if kind == "evidence" and self.signer is not None:
+                headers = self.signer.headers("GET", httpx.URL(peer + path).path)
             try:
-                async with self._client.stream("GET", url) as response:
+                async with self._client.stream("GET", peer + path, headers=headers) as response:
                     if response.status_code != 200:
+                        if response.status_code == 401:
+                            await response.aread()
+                            log.warning(
+                                "peer %s refused %s %s: %s",
+                                peer,
+                                kind,
+                                file_id[:12],
+                                response.text[:300],
+                            )
                         continue
                     await put(file_id, response.aiter_bytes(), self.limits[kind])
             except httpx.HTTPError as exc:
