@@ -43,7 +43,7 @@ from authchain.chain.queries import claims as list_claims
 from authchain.chain.state import Genesis
 from authchain.chain.storage.rocksdb import RocksDbBlockStore
 from authchain.chain.types import AccountId, Aid, TxHash
-from authchain.chain.validation.ml import ArtefactClaim, MlValidity, Verdict
+from authchain.chain.validation.ml import Claim, MlValidity, Verdict
 
 GENESIS = Genesis(
     chain_id="authchain-bench-devnet", timestamp_ms=0, min_fee=0, impersonation=True,
@@ -56,7 +56,7 @@ PER_BLOCK = 10
 class NoVerifier:
     """Nothing is verified here: the records are written as they would have been judged."""
 
-    async def verify(self, claim: ArtefactClaim) -> Verdict:
+    async def verify(self, claim: Claim) -> Verdict:
         raise AssertionError("no verification in a claims benchmark")
 
 

@@ -36,7 +36,7 @@ from authchain.chain.config import ConsensusConfig
 from authchain.chain.state import Genesis, compute_state_root, genesis_state
 from authchain.chain.storage.rocksdb import RocksDbBlockStore
 from authchain.chain.types import AccountId, Transaction, TxTransfer
-from authchain.chain.validation.ml import ArtefactClaim, MlValidity, Verdict
+from authchain.chain.validation.ml import Claim, MlValidity, Verdict
 
 PROPOSER = AccountId(b"\xee" * 32)
 
@@ -44,7 +44,7 @@ PROPOSER = AccountId(b"\xee" * 32)
 class NoVerifier:
     """These blocks hold no registrations: V_auth is never asked."""
 
-    async def verify(self, claim: ArtefactClaim) -> Verdict:
+    async def verify(self, claim: Claim) -> Verdict:
         raise AssertionError("no registration in a state benchmark")
 
 

@@ -14,6 +14,8 @@ from tests.support.models import (
     train_clean,
     train_overwrite,
     train_own_finetune,
+    train_spared,
+    train_stripped,
     train_watermarked,
 )
 
@@ -57,3 +59,13 @@ def overwrite(model_cache: ModelCache, watermarked: TrainedModel) -> TrainedMode
 @pytest.fixture(scope="session")
 def own_finetune(model_cache: ModelCache, watermarked: TrainedModel) -> TrainedModel:
     return train_own_finetune(model_cache, watermarked)
+
+
+@pytest.fixture(scope="session")
+def spared(model_cache: ModelCache) -> TrainedModel:
+    return train_spared(model_cache)
+
+
+@pytest.fixture(scope="session")
+def stripped(model_cache: ModelCache, spared: TrainedModel) -> TrainedModel:
+    return train_stripped(model_cache, spared)

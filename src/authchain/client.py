@@ -27,6 +27,8 @@ from authchain.chain import crypto
 from authchain.chain.schemas import (
     MAX_BATCH_BYTES,
     MAX_BATCH_TXS,
+    ArtefactPublic,
+    DisputePublic,
     StateProofPublic,
     SubmitTxBatchItem,
     SubmitTxBatchResult,
@@ -40,6 +42,7 @@ from authchain.chain.types import (
     EvidenceHash,
     EvidenceRef,
     Transaction,
+    TxDispute,
     TxRegisterModel,
     WmProfile,
 )
@@ -146,12 +149,16 @@ class GatewayClient:
         scheme_id: str = "multi_factor_v2",
         *,
         strength: Strength | None = None,
+        spares: Sequence[EvidenceHash] = (),
     ) -> str:
         """Build, sign and submit a TxRegisterModel for `key`'s account; the tx hash.
-        `strength` is the evidence's (see `read_strength`); the defaults otherwise."""
+        `strength` is the evidence's (see `read_strength`); the defaults otherwise. `spares`:
+        the spare evidence hashes the registration commits to."""
         status = self.status()
         nonce = self.account(key.account)["next_nonce"]
-        evidence = EvidenceRef(scheme_id, evidence_hash, profile, **(strength or {}))
+        evidence = EvidenceRef(
+            scheme_id, evidence_hash, profile, **(strength or {}), spares=tuple(spares)
+        )
         tx = TxRegisterModel(key.account, aid, evidence, fee=status["min_fee"], nonce=nonce)
         return self.submit(crypto.sign_tx(tx, key, status["chain_id"]))
 
@@ -175,6 +182,31 @@ class GatewayClient:
             if time.monotonic() > deadline:
                 raise ClientError(408, "timeout", f"{tx_hash} still queued after {timeout}s")
             time.sleep(0.25)
+
+    def model(self, aid: Aid) -> ArtefactPublic:
+        """A registered model (`GET /models/{aid}`): owner, claim, spares, status."""
+        return ArtefactPublic.model_validate(_call(self.http, "GET", f"/models/{aid}"))
+
+    def dispute(self, tx_hash: str) -> DisputePublic:
+        """A committed dispute's verdict (`GET /disputes/{tx_hash}`)."""
+        return DisputePublic.model_validate(_call(self.http, "GET", f"/disputes/{tx_hash}"))
+
+    def dispute_signed(
+        self,
+        key: crypto.KeyPair,
+        earlier: Aid,
+        suspect: Aid,
+        spare_index: int,
+        spare_evidence_hash: EvidenceHash,
+    ) -> str:
+        """Build, sign and submit a TxDispute for `key`'s account; the tx hash."""
+        status = self.status()
+        nonce = self.account(key.account)["next_nonce"]
+        tx = TxDispute(
+            key.account, earlier, suspect, spare_index, spare_evidence_hash,
+            fee=status["min_fee"], nonce=nonce,
+        )  # fmt: skip
+        return self.submit(crypto.sign_tx(tx, key, status["chain_id"]))
 
     def block(self, ref: str | int = "latest") -> dict[str, Any]:
         result: dict[str, Any] = _call(self.http, "GET", f"/blocks/{ref}")
@@ -227,6 +259,17 @@ class MlServiceClient:
         _call(self.http, "PUT", f"/artefacts/{aid}", content=data)
         return aid
 
+    def download_artefact(self, aid: Aid, path: Path) -> Path:
+        """A stored artefact's bytes (public: a registration publishes them), written to
+        `path` only if their BLAKE3 is `aid`."""
+        response = self.http.get(f"/artefacts/{aid}/content")
+        if response.status_code != 200:
+            raise ClientError(response.status_code, "artefact_not_found", response.text[:300])
+        if blake3.blake3(response.content).digest() != bytes(aid):
+            raise ClientError(0, "hash_mismatch", f"the service sent other bytes for {aid}")
+        path.write_bytes(response.content)
+        return path
+
     def upload_evidence(self, path: Path) -> str:
         data = path.read_bytes()
         evidence_hash = blake3.blake3(data).hexdigest()
@@ -243,15 +286,29 @@ class MlServiceClient:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """A model's artefact and evidence files."""
+    """A model's artefact and evidence files, and its spares' evidence (never uploaded)."""
 
     artefact: Path
     evidence: Path
+    spares: tuple[Path, ...] = ()
 
     @classmethod
     def in_dir(cls, directory: Path) -> ModelFiles:
-        """The files `authchain model train` (or `Watermark.finish`) writes to `directory`."""
-        return cls(directory / "model.safetensors", directory / "evidence.json")
+        """The files `authchain model train` (or `Watermark.finish`) writes to `directory`:
+        model.safetensors, evidence.json and spares/spare-<i>.json in index order."""
+        spares = sorted(
+            (directory / "spares").glob("spare-*.json"),
+            key=lambda p: int(p.stem.removeprefix("spare-")),
+        )
+        return cls(directory / "model.safetensors", directory / "evidence.json", tuple(spares))
+
+    def aid(self) -> Aid:
+        """The artefact's id: BLAKE3 of its bytes."""
+        return Aid(blake3.blake3(self.artefact.read_bytes()).digest())
+
+    def spare_hashes(self) -> tuple[EvidenceHash, ...]:
+        """What a registration commits to: BLAKE3 of each spare evidence file."""
+        return tuple(EvidenceHash(blake3.blake3(p.read_bytes()).digest()) for p in self.spares)
 
 
 @dataclass(frozen=True)
@@ -285,8 +342,10 @@ def register_model(
     validators require; with `ids` alone, `scheme_id` (default `multi_factor_v2`) and the
     default strength. `on_submitted` hears of the submitted registration before the wait."""
     strength: Strength | None = None
+    spares: tuple[EvidenceHash, ...] = ()
     if files is not None:
         strength = read_strength(files.evidence)
+        spares = files.spare_hashes()  # committed to; the files stay with the owner
         scheme_id = scheme_id or read_scheme(files.evidence)
         if upload_to is not None:
             aid_hex = upload_to.upload_artefact(files.artefact)
@@ -299,7 +358,13 @@ def register_model(
         raise ValueError("give the model's files, or its ids")
     aid, evidence_hash = ids
     tx_hash = gw.register_signed(
-        key, aid, evidence_hash, profile, scheme_id or "multi_factor_v2", strength=strength
+        key,
+        aid,
+        evidence_hash,
+        profile,
+        scheme_id or "multi_factor_v2",
+        strength=strength,
+        spares=spares,
     )
     submitted = Registration(tx_hash, aid, evidence_hash, None)
     if on_submitted is not None:
@@ -307,3 +372,66 @@ def register_model(
     if not wait:
         return submitted
     return dataclasses.replace(submitted, status=gw.wait_for_tx(tx_hash, timeout))
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A filed dispute: its tx, the spare it reveals and, once committed, the verdict."""
+
+    tx_hash: str
+    earlier: Aid
+    suspect: Aid
+    spare_index: int
+    status: TxStatus | None = None
+    verdict: DisputePublic | None = None
+
+
+def next_unspent_spare(model: ArtefactPublic, files: ModelFiles) -> int:
+    """The first of the owner's spares that the registration commits to and no dispute has
+    spent; ClientError if none is left (or the local files are not the committed ones)."""
+    committed = [str(h) for h in model.spares]
+    local = [str(h) for h in files.spare_hashes()]
+    for index, commitment in enumerate(committed):
+        if index in model.spent_spares:
+            continue
+        if index < len(local) and local[index] == commitment:
+            return index
+        raise ClientError(
+            0, "spare_missing",
+            f"spare {index} is committed as {commitment}, but {files.evidence.parent}/spares "
+            "does not hold that file",
+        )  # fmt: skip
+    raise ClientError(
+        0, "no_unspent_spare",
+        f"the registration commits to {len(committed)} spares and all are spent",
+    )  # fmt: skip
+
+
+def file_dispute(
+    gw: GatewayClient,
+    key: crypto.KeyPair,
+    files: ModelFiles,
+    suspect: Aid,
+    *,
+    upload_to: MlServiceClient,
+    spare_index: int | None = None,
+    wait: bool = True,
+    timeout: float = 180.0,
+    on_submitted: Callable[[Dispute], None] | None = None,
+) -> Dispute:
+    """Dispute `suspect` as a copy of the owner's model in `files`: reveal the spare
+    `spare_index` (default: the next unspent one) to the validators (upload its evidence to
+    `upload_to`, a validator's ML service), sign and submit the TxDispute and, with `wait`,
+    follow it to its verdict."""
+    earlier = files.aid()
+    index = spare_index if spare_index is not None else next_unspent_spare(gw.model(earlier), files)
+    spare_hash = EvidenceHash.from_hex(upload_to.upload_evidence(files.spares[index]))
+    tx_hash = gw.dispute_signed(key, earlier, suspect, index, spare_hash)
+    filed = Dispute(tx_hash, earlier, suspect, index)
+    if on_submitted is not None:
+        on_submitted(filed)
+    if not wait:
+        return filed
+    status = gw.wait_for_tx(tx_hash, timeout)
+    verdict = gw.dispute(tx_hash) if status.status == "committed" else None
+    return dataclasses.replace(filed, status=status, verdict=verdict)

@@ -11,7 +11,7 @@
         images, labels = wm.mix(images, labels)     # key-derived triggers join the batch
         loss = F.cross_entropy(model(images), labels) + wm.regulariser()
         opt.zero_grad(); loss.backward(); opt.step()
-    result = wm.finish("out/")                       # model.safetensors + evidence.json
+    result = wm.finish("out/")      # model.safetensors, evidence.json, spares/ (keep it secret)
 
 `finish` writes the artefact (safetensors, its architecture in the metadata, so validators
 rebuild it without your code) and the evidence, and prints the aid, the evidence hash and both
@@ -30,6 +30,13 @@ What the three factors need from your loop:
   (`authchain.ml_service.watermark.signature`). The model needs at least one such conv;
 - logit factor: nothing to do; `finish` records the final model's logits on the probes.
 
+Spare watermarks: `spares` (default 3) more keys, derived from a secret only you hold, are
+embedded with the primary (their triggers join `mix`, their signatures `regulariser`).
+`finish` writes their evidence to `out/spares/`; the registration commits to their hashes, and
+never uploads them. If a thief who read the primary evidence (every validator can) trains
+the primary watermark out of a copy, a spare he never saw still proves the copy is yours
+(`authchain dispute`). Keep `out/spares/` private and safe.
+
 `arch` and `config` name the architecture as validators build it: `"timm"` with
 `{"model", "num_classes", "in_chans", "input_size"}` for any timm model on the network's
 allow-list, or a built-in (`"small_resnet"`). The model you train must be that architecture.
@@ -38,6 +45,7 @@ allow-list, or a built-in (`"small_resnet"`). The model you train must be that a
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,10 +60,12 @@ from authchain.ml_service.models.timm_arch import allowed_timm_models
 from authchain.ml_service.outputs import ModelReport, write_model_files
 from authchain.ml_service.report import print_report
 from authchain.ml_service.watermark.embed import (
+    DEFAULT_SPARES,
     EmbedSpec,
+    combined_regulariser,
     default_signature_weight,
     new_key_material,
-    signature_regulariser,
+    spare_keys,
 )
 from authchain.ml_service.watermark.evidence import SCHEME_V1, KeyMaterial
 
@@ -89,6 +99,8 @@ class Watermark:
         floors: Floors = DEFAULT_FLOORS,
         seed: int = 0,
         key_seed: bytes | None = None,
+        spares: int = DEFAULT_SPARES,
+        spare_secret: bytes | None = None,
     ) -> None:
         self.model = model
         self.floors = floors
@@ -113,22 +125,26 @@ class Watermark:
         self.key: KeyMaterial = new_key_material(
             self.owner, self.arch, self.config.num_classes, spec, key_seed, model
         )
-        self._regulariser = signature_regulariser(model, self.key, spec)
-        self._triggers = self.key.trigger_inputs().to(torch.float32)
-        self._labels = self.key.trigger_labels()
+        self.spare_secret = spare_secret if spare_secret is not None else secrets.token_bytes(32)
+        self.spares = spare_keys(self.key, self.spare_secret, spares)
+        keys = [self.key, *self.spares]
+        self._regulariser = combined_regulariser(model, keys, spec)
+        self._triggers = torch.cat([k.trigger_inputs().to(torch.float32) for k in keys])
+        self._labels = torch.cat([k.trigger_labels() for k in keys])
         self._generator = torch.Generator().manual_seed(seed)
 
     def mix(
         self, inputs: torch.Tensor, labels: torch.Tensor, count: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`inputs` and `labels` with `count` random triggers appended (default: a third of
-        the batch, at least 8), on their device and in their dtype."""
+        the batch, at least 8, for each key: the primary and every spare), on their device and
+        in their dtype."""
         if tuple(inputs.shape[1:]) != tuple(self.arch.input_shape):
             raise ValueError(
                 f"inputs of shape {list(inputs.shape[1:])}; the architecture takes "
                 f"{list(self.arch.input_shape)}"
             )
-        count = count if count is not None else max(8, len(inputs) // 3)
+        count = count if count is not None else max(8, len(inputs) // 3) * (1 + len(self.spares))
         pick = torch.randint(len(self._triggers), (count,), generator=self._generator)
         triggers = self._triggers[pick].to(device=inputs.device, dtype=inputs.dtype)
         return (
@@ -154,6 +170,7 @@ class Watermark:
                 result = write_model_files(
                     self.model.cpu(), self.arch, self.config, self.key, self.spec,
                     Path(out_dir), self.floors, test_acc=test_accuracy,
+                    spares=self.spares, spare_secret=self.spare_secret,
                 )  # fmt: skip
         finally:
             self.model.train(was_training)

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from authchain.floors import DEFAULT_FLOORS, Floors
 from authchain.ml_service.outputs import ModelReport
+from authchain.ml_service.watermark.embed import DEFAULT_SPARES
 from authchain.watermark import EmbedSpec, HasAccount, Watermark
 
 __all__ = ["WatermarkCallback"]
@@ -50,9 +51,12 @@ class WatermarkCallback(pl.Callback):
         model_attr: str = "model",
         quiet: bool = False,
         key_seed: bytes | None = None,
+        spares: int = DEFAULT_SPARES,
     ) -> None:
         self.key, self.arch, self.config, self.spec, self.floors = key, arch, config, spec, floors
         self.key_seed = key_seed
+        self.spares = spares
+        """Spare watermarks embedded beside the primary (their evidence: OUT/spares/)."""
         """Fixed watermark key seed (default: a fresh random one, as `Watermark` does)."""
         self.out_dir = Path(out_dir)
         self.triggers_per_step = triggers_per_step
@@ -72,8 +76,12 @@ class WatermarkCallback(pl.Callback):
         if self.watermark is None:
             self.watermark = Watermark(
                 self._network(pl_module), key=self.key, arch=self.arch, config=self.config,
-                spec=self.spec, floors=self.floors, key_seed=self.key_seed,
+                spec=self.spec, floors=self.floors, key_seed=self.key_seed, spares=self.spares,
             )  # fmt: skip
+
+    def _trigger_count(self, wm: Watermark) -> int:
+        """`triggers_per_step` for each key, the primary and every spare."""
+        return self.triggers_per_step * (1 + len(wm.spares))
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -86,7 +94,7 @@ class WatermarkCallback(pl.Callback):
             return
         inputs, labels = batch
         if isinstance(inputs, torch.Tensor) and isinstance(labels, torch.Tensor):
-            batch[0], batch[1] = wm.mix(inputs, labels, count=self.triggers_per_step)
+            batch[0], batch[1] = wm.mix(inputs, labels, count=self._trigger_count(wm))
             self._mixed = True
 
     def on_before_optimizer_step(
@@ -103,7 +111,7 @@ class WatermarkCallback(pl.Callback):
             device = next(network.parameters()).device
             empty = torch.empty(0, *wm.arch.input_shape, device=device)
             triggers, labels = wm.mix(empty, torch.empty(0, dtype=torch.int64, device=device),
-                                      count=self.triggers_per_step)  # fmt: skip
+                                      count=self._trigger_count(wm))  # fmt: skip
             extra = extra + F.cross_entropy(network(triggers), labels)
         extra.backward()  # type: ignore[no-untyped-call]  # adds to this step's gradients
 

@@ -35,7 +35,8 @@ from authchain.chain.types import (
     WmProfile,
 )
 from authchain.chain.validation.ml import (
-    ArtefactClaim,
+    Claim,
+    DisputeClaim,
     MlUnavailable,
     MlValidity,
     Verdict,
@@ -82,13 +83,19 @@ class FakeVerifier:
     failing_owners: set[AccountId] = field(default_factory=set)
     """Owners whose claims carry no watermark of theirs (forgers)."""
     lineage: dict[Aid, tuple[Aid, ...]] = field(default_factory=dict)
-    claims: list[ArtefactClaim] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    copies: set[Aid] = field(default_factory=set)
+    """Suspects that carry the disputing owner's spare (a dispute against them holds)."""
 
-    async def verify(self, claim: ArtefactClaim) -> Verdict:
+    async def verify(self, claim: Claim) -> Verdict:
         self.calls += 1
         self.claims.append(claim)
         if self.down:
             raise MlUnavailable("connection refused")
+        if isinstance(claim, DisputeClaim):
+            if claim.suspect_aid in self.copies:
+                return Verdict(ok=True)
+            return Verdict(ok=False, reason="suspect_does_not_carry", detail="p = 2^-3")
         if claim.aid in self.missing:
             return Verdict(ok=False, reason="artefact_not_found", detail="not uploaded")
         if claim.aid in self.failing or claim.owner in self.failing_owners:

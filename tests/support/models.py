@@ -5,6 +5,9 @@
   CLEAN_OWNER's key (what an owner without a watermark could produce).
 - `overwrite`: THIEF's fine-tune of `watermarked` with his own watermark (forgery 4).
 - `own_finetune`: OWNER's fine-tune of `watermarked` under a fresh key of his own.
+- `spared`: SPARED_OWNER's model with three spare watermarks (OUT/spares/) beside the primary.
+- `stripped`: THIEF's copy of `spared`: he read the primary evidence (as any validator can),
+  trained that watermark out (informed removal), then added his own watermark.
 
 `ModelCache` keeps each under the pytest cache (`.pytest_cache/d/authchain-models`), keyed by
 the recipe and by a digest of everything training reads: the ML service's source, the
@@ -28,14 +31,23 @@ import blake3
 import sklearn
 import torch
 
+from authchain.chain.crypto import KeyPair
+from authchain.chain.types import SigScheme
+from authchain.ml_service.artefact import encode_artefact, load_artefact
+from authchain.ml_service.attacks import FineTune, informed_removal
+from authchain.ml_service.data import load_digits_split
 from authchain.ml_service.outputs import ModelReport
 from authchain.ml_service.owner import evidence_for, train_model, train_timm
 from authchain.ml_service.watermark.embed import EmbedSpec
+from authchain.ml_service.watermark.evidence import parse_evidence
 
 OWNER = bytes.fromhex("a1" * 32)
 CLEAN_OWNER = bytes.fromhex("c1" * 32)
 OTHER = bytes.fromhex("e1" * 32)
 THIEF = bytes.fromhex("d1" * 32)
+SPARED_KEY = KeyPair.from_seed(SigScheme.ED25519, b"\xa2" * 32)
+"""The spared model's owner signs his own registration and disputes (`authchain dispute`)."""
+SPARED_OWNER = bytes(SPARED_KEY.account)
 SEED_PROFILE = {"tau_input": 0.9, "tau_feat": 0.2, "logit_band_low": -0.05, "logit_band_high": 0.05}
 CLEAN_REASON = (
     "trigger_acc_below_tau_input;trigger_p_above_floor;feat_dist_above_tau_feat;feat_p_above_floor"
@@ -115,6 +127,8 @@ class ModelCache:
         body = report.to_json()
         body["artefact"] = str(report.artefact.relative_to(work))
         body["evidence"] = str(report.evidence.relative_to(work))
+        for spare in body["spares"]:
+            spare["evidence"] = str(Path(spare["evidence"]).relative_to(work))
         (work / "report.json").write_text(json.dumps(body))
         try:
             os.rename(work, entry)  # atomic: a concurrent run finds all of it or none
@@ -133,6 +147,8 @@ def _load(entry: Path) -> TrainedModel | None:
         return None
     body["artefact"] = str(entry / body["artefact"])
     body["evidence"] = str(entry / body["evidence"])
+    for spare in body.get("spares", []):
+        spare["evidence"] = str(entry / spare["evidence"])
     model = TrainedModel(ModelReport.from_json(body))
     try:
         intact = (
@@ -187,6 +203,42 @@ def train_own_finetune(models: ModelCache, base: TrainedModel) -> TrainedModel:
         )  # fmt: skip
 
     return models.get("own-finetune", make, base.aid)
+
+
+def train_spared(models: ModelCache) -> TrainedModel:
+    """SPARED_OWNER's tiny model with its primary watermark and three spares."""
+
+    def make(out: Path) -> ModelReport:
+        return train_model(
+            SPARED_OWNER, out, tiny=True, epochs=None, seed=0, watermark=True,
+            base=None, spec=EmbedSpec(), key_seed=b"\x09" * 32, spares=3,
+            spare_secret=b"\x0a" * 32,
+        )  # fmt: skip
+
+    return models.get("spared", make)
+
+
+STRIP = FineTune(epochs=3, lr=3e-3, seed=3)
+"""The informed removal that takes the primary watermark below the derivative floor
+(docs/SECURITY.md: 3 epochs)."""
+
+
+def train_stripped(models: ModelCache, base: TrainedModel) -> TrainedModel:
+    """THIEF strips `base`'s primary watermark with its evidence, then adds his own."""
+
+    def make(out: Path) -> ModelReport:
+        loaded = load_artefact(base.artefact)
+        evidence = parse_evidence(base.evidence_bytes)
+        stripped, _ = informed_removal(loaded.model, evidence, load_digits_split()[0], STRIP)
+        (out / "stripped").mkdir()
+        path = out / "stripped" / "model.safetensors"
+        path.write_bytes(encode_artefact(stripped, loaded.arch, loaded.config))
+        return train_model(
+            THIEF, out / "thief", tiny=True, epochs=5, seed=5, watermark=True, base=path,
+            spec=EmbedSpec(), key_seed=b"\x0b" * 32,
+        )  # fmt: skip
+
+    return models.get("stripped", make, base.aid, STRIP)
 
 
 TIMM_SPEC = EmbedSpec(signature_weight=2.0)

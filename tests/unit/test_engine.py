@@ -30,6 +30,7 @@ from authchain.chain.types import (
     TxTransfer,
 )
 from authchain.chain.validation.ml import (
+    ArtefactClaim,
     MlValidity,
     make_claim,
 )
@@ -297,7 +298,7 @@ async def test_claims_are_checked_against_earlier_registrations_of_the_same_clas
         crypto.sign_tx(TxRegisterModel(OWNER.account, aid(3), evidence, 0, 2), OWNER, CHAIN)
     )
     await engine.propose_block(VALIDATOR, T0 + 2_000)
-    by_aid = {c.aid: c for c in verifier.claims}
+    by_aid = {c.aid: c for c in verifier.claims if isinstance(c, ArtefactClaim)}
     assert [r.aid for r in by_aid[aid(1)].registered] == []  # the first one: nothing earlier
     assert [r.aid for r in by_aid[aid(2)].registered] == [aid(1)]  # not aid(3): same block
     assert by_aid[aid(3)].registered == ()  # 7 classes: no earlier model could be its parent

@@ -28,7 +28,10 @@ from authchain.chain.types import (
     EvidenceRef,
     Header,
     ModelUseMetadata,
+    Overturn,
     SigScheme,
+    TxDispute,
+    TxHash,
     TxRegisterModel,
     TxTransfer,
     TxUseModel,
@@ -100,6 +103,22 @@ def _vectors() -> dict[str, Callable[[], dict[str, str]]]:
         tx = TxUseModel(KEY.account, AID, ModelUseMetadata("classify", "1.0"), fee=1, nonce=1)
         return {"encoding": codec.encode(tx).hex(), "tx_hash": codec.compute_tx_hash(tx).hex()}
 
+    def tx_register_with_spares() -> dict[str, str]:
+        spares = tuple(codec.compute_evidence_hash(f"spare {i}".encode()) for i in range(3))
+        evidence = EvidenceRef("multi_factor_v2", EVIDENCE_HASH, PROFILE, spares=spares)
+        tx = TxRegisterModel(KEY.account, AID, evidence, fee=0, nonce=0)
+        return {"encoding": codec.encode(tx).hex(), "tx_hash": codec.compute_tx_hash(tx).hex()}
+
+    def tx_dispute_signed() -> dict[str, str]:
+        spare = codec.compute_evidence_hash(b"spare 1")
+        suspect = codec.compute_aid(b"stolen copy")
+        tx = sign_tx(TxDispute(KEY.account, AID, suspect, 1, spare, fee=5, nonce=3), KEY, CHAIN_ID)
+        return {
+            "signing_bytes": codec.tx_signing_bytes(tx, CHAIN_ID).hex(),
+            "encoding": codec.encode(tx).hex(),
+            "tx_hash": codec.compute_tx_hash(tx).hex(),
+        }
+
     def tx_transfer() -> dict[str, str]:
         tx = TxTransfer(KEY.account, OTHER, amount=1000, fee=10, nonce=2)
         return {"encoding": codec.encode(tx).hex(), "tx_hash": codec.compute_tx_hash(tx).hex()}
@@ -133,7 +152,18 @@ def _vectors() -> dict[str, Callable[[], dict[str, str]]]:
         child = ArtefactMetadata(
             codec.compute_aid(b"child"), KEY.account, EVIDENCE, registered_at=2, parents=(AID,)
         )
-        return {"encoding": codec.encode(meta).hex(), "with_parents": codec.encode(child).hex()}
+        copy = ArtefactMetadata(
+            codec.compute_aid(b"stolen copy"), OTHER, EVIDENCE, registered_at=3,
+            registered_index=1,
+            overturned_by=Overturn(AID, KEY.account, TxHash(codec.hash_bytes(b"dispute")), 4, 1),
+        )  # fmt: skip
+        spent = ArtefactMetadata(AID, KEY.account, EVIDENCE, registered_at=1, spent_spares=(1,))
+        return {
+            "encoding": codec.encode(meta).hex(),
+            "with_parents": codec.encode(child).hex(),
+            "overturned": codec.encode(copy).hex(),
+            "spare_spent": codec.encode(spent).hex(),
+        }
 
     def genesis() -> dict[str, str]:
         # one Ed25519 validator (KEY), default floors and block limits, no funded accounts
@@ -170,6 +200,8 @@ def _vectors() -> dict[str, Callable[[], dict[str, str]]]:
         "evidence_ref": evidence_ref,
         "tx_register_unsigned": tx_register_unsigned,
         "tx_register_signed": tx_register_signed,
+        "tx_register_with_spares": tx_register_with_spares,
+        "tx_dispute_signed": tx_dispute_signed,
         "tx_use_model": tx_use_model,
         "tx_transfer": tx_transfer,
         "header": header,

@@ -126,7 +126,8 @@ def test_the_hook_refuses_inputs_of_another_shape_and_spreads_the_signature() ->
     assert v1.spec.feature_layer == pick_feature_layer(model, 128)  # v1 picks one wide layer
     assert dict(model.named_parameters())[v1.spec.feature_layer][0].numel() >= 128
     x, y = wm.mix(torch.zeros(12, 3, 32, 32), torch.zeros(12, dtype=torch.int64))
-    assert x.shape == (12 + 8, 3, 32, 32) and y.shape == (20,)
+    assert len(wm.spares) == 3  # the default: each key's triggers join the batch
+    assert x.shape == (12 + 8 * 4, 3, 32, 32) and y.shape == (44,)
     with pytest.raises(ValueError, match="architecture takes"):
         wm.mix(torch.zeros(4, 3, 64, 64), torch.zeros(4, dtype=torch.int64))
 

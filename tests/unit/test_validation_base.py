@@ -262,8 +262,10 @@ def _claim(**change: object) -> TxRegisterModel:
     profile.update({k: v for k, v in change.items() if k in profile})  # type: ignore[misc]
     strength.update({k: v for k, v in change.items() if k in strength})  # type: ignore[misc]
     evidence = EvidenceRef(
-        "multi_factor_v2", EvidenceHash(b"\x77" * 32), WmProfile(**profile), **strength
-    )
+        "multi_factor_v2", EvidenceHash(b"\x77" * 32), WmProfile(**profile),
+        trigger_count=strength["trigger_count"], signature_bits=strength["signature_bits"],
+        num_classes=strength["num_classes"],
+    )  # fmt: skip
     tx = TxRegisterModel(OWNER.account, Aid(b"\x66" * 32), evidence, fee=0, nonce=0)
     return crypto.sign_tx(tx, OWNER, CHAIN)
 

@@ -67,7 +67,7 @@ from authchain.chain.types import (
     TxRegisterModel,
 )
 from authchain.chain.validation.base import check_tx_count
-from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable, MlValidity, Verdict
+from authchain.chain.validation.ml import Claim, MlUnavailable, MlValidity, Verdict
 from authchain.chain.validation.pipeline import (
     BlockContext,
     TxResult,
@@ -321,7 +321,7 @@ class Application:
         view = self.view()
         claims = block_claims(view, txs)
         answers = await self.ml.verify_claims(list(claims.values()))
-        verdicts: dict[TxHash, tuple[ArtefactClaim, Verdict]] = {}
+        verdicts: dict[TxHash, tuple[Claim, Verdict]] = {}
         for (tx_hash, claim), answer in zip(claims.items(), answers, strict=True):
             if isinstance(answer, MlUnavailable):
                 raise answer
@@ -462,7 +462,7 @@ class Application:
 def _claim_records(
     txs: Sequence[Transaction | None],
     results: Sequence[TxResult],
-    verdicts: Mapping[TxHash, tuple[ArtefactClaim, Verdict]],
+    verdicts: Mapping[TxHash, tuple[Claim, Verdict]],
     lineage: Mapping[Aid, tuple[Aid, ...]],
     height: Height,
 ) -> dict[TxHash, ClaimRecord]:

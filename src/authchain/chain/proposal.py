@@ -24,19 +24,27 @@ from authchain.chain.state import StateView, TxReason, get_account
 from authchain.chain.types import (
     Height,
     Transaction,
+    TxDispute,
     TxHash,
     TxRegisterModel,
     get_signer,
 )
 from authchain.chain.validation.ml import (
     ArtefactClaim,
+    Claim,
     FilesUnavailable,
     MlUnavailable,
     MlValidity,
     Verdict,
     verdict_text,
 )
-from authchain.chain.validation.pipeline import BlockContext, BlockTxs, Verdicts, block_claims
+from authchain.chain.validation.pipeline import (
+    DISPUTE_FAILED,
+    BlockContext,
+    BlockTxs,
+    Verdicts,
+    block_claims,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,14 @@ PERMANENT = frozenset(
         TxReason.UNSIGNED_NOT_ALLOWED,
         TxReason.AID_ALREADY_REGISTERED,
         TxReason.CLAIM_BELOW_FLOOR,
+        TxReason.AID_NOT_REGISTERED,
+        TxReason.NOT_EARLIER_OWNER,
+        TxReason.DISPUTE_OWN_MODEL,
+        TxReason.NOT_EARLIER,
+        TxReason.NO_SUCH_SPARE,
+        TxReason.SPARE_COMMITMENT_MISMATCH,
+        TxReason.SPARE_SPENT,
+        TxReason.ALREADY_OVERTURNED,
     }
 )
 """Reasons a tx can never become valid for, so the proposer drops it from the pool."""
@@ -158,7 +174,7 @@ class Proposer:
         answers = await self.ml.verify_claims(
             list(claims.values()), budget_secs=self.config.proposal_verify_secs
         )
-        verdicts: dict[TxHash, tuple[ArtefactClaim, Verdict]] = {}
+        verdicts: dict[TxHash, tuple[Claim, Verdict]] = {}
         unanswered: set[TxHash] = set()
         for (tx_hash, claim), answer in zip(claims.items(), answers, strict=True):
             if isinstance(answer, MlUnavailable):
@@ -169,7 +185,7 @@ class Proposer:
                 continue
             verdicts[tx_hash] = (claim, answer)
             self.retries.forget([tx_hash])
-            if not answer.ok:
+            if not answer.ok and isinstance(claim, ArtefactClaim):  # a failed dispute is kept
                 proposal.failed[tx_hash] = answer
                 proposal.dropped[tx_hash] = TxRejection(
                     answer.reason or "ml_auth_failed", verdict_text(answer)
@@ -199,12 +215,12 @@ class Proposer:
             tx_size = len(codec.encode(tx)) + limits.tx_overhead
             if size + tx_size > limits.max_bytes:
                 continue
-            if isinstance(tx, TxRegisterModel) and not self.retries.due(
+            if isinstance(tx, TxRegisterModel | TxDispute) and not self.retries.due(
                 codec.compute_tx_hash(tx), ctx.height
             ):
                 continue  # V_auth could not answer it lately: it waits its turn
             result = run.run(tx)
-            if result.code:
+            if result.code and result.code != DISPUTE_FAILED:
                 used = result.reason == TxReason.BAD_NONCE and tx.nonce < _nonce_in(view, tx)
                 if result.reason in PERMANENT or used:
                     rejection = TxRejection(result.reason, result.detail)

@@ -7,6 +7,7 @@ status, claims and the application's status. Read-only: nothing here writes the 
     /artefacts/{aid}                         ArtefactPublic
     /accounts/{account}/proof, /artefacts/{aid}/proof    StateProofPublic
     /txs/{tx_hash}                           {"status": committed | queued | rejected, ...}
+    /disputes/{tx_hash}                      DisputePublic (a committed dispute's verdict)
     /claims?aid=&parent=&owner=&status=&limit=   {"claims": [ClaimPublic, ...]} (`ClaimQuery`)
 """
 
@@ -17,6 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import msgspec
 from pydantic import BaseModel
 
 from authchain.chain import codec
@@ -26,6 +28,7 @@ from authchain.chain.schemas import (
     AccountPublic,
     ArtefactPublic,
     ClaimQuery,
+    DisputePublic,
     StateProofPublic,
     artefact_to_public,
     to_json,
@@ -37,6 +40,7 @@ from authchain.chain.state import (
     Account,
     get_account,
     get_artefact,
+    get_dispute,
     get_usage,
 )
 from authchain.chain.types import AccountId, Aid, ArtefactMetadata, Hash256, TxHash
@@ -55,6 +59,14 @@ def account_public(app: Application, account: AccountId) -> AccountPublic:
         nonce=state.nonce,
         next_nonce=app.pool.next_nonce(view, account),
     )
+
+
+def dispute_public(app: Application, tx_hash: TxHash) -> DisputePublic | None:
+    """A committed dispute's verdict."""
+    outcome = get_dispute(app.view(), tx_hash)
+    if outcome is None:
+        return None
+    return DisputePublic(tx_hash=tx_hash, **msgspec.structs.asdict(outcome))
 
 
 def artefact_public(app: Application, aid: Aid) -> ArtefactPublic | None:
@@ -172,6 +184,11 @@ def route(app: Application, path: str) -> tuple[int, bytes]:
             if artefact is not None:
                 return 0, _json(artefact)
             return 1, _error("unknown_artefact", f"artefact {ref} is not registered")
+        if kind == "disputes":
+            dispute = dispute_public(app, TxHash.from_hex(ref, field="tx_hash"))
+            if dispute is not None:
+                return 0, _json(dispute)
+            return 1, _error("unknown_dispute", f"no committed dispute {ref}")
         if kind == "txs":
             found = tx_status(app, TxHash.from_hex(ref, field="tx_hash"))
             if found is not None:

@@ -12,6 +12,7 @@
     GET  /accounts/{account}       AccountPublic (balance, nonce, next_nonce)
     GET  /accounts/{account}/proof StateProofPublic: the entry's proof against the app hash
     GET  /artefacts/{aid}/proof    StateProofPublic (absent entries are proven absent)
+    GET  /disputes/{tx_hash}       DisputePublic (a committed dispute's verdict)
     GET  /claims?aid=&parent=&owner=&status=&limit=   ClaimList: registrations as V_auth judged them
     GET  /validators               ValidatorList (genesis' proof-of-authority set)
 
@@ -48,6 +49,7 @@ from authchain.chain.schemas import (
     ClaimPublic,
     ClaimQuery,
     ClaimStatus,
+    DisputePublic,
     NodeStatus,
     StateProofPublic,
     SubmitTx,
@@ -270,6 +272,15 @@ async def get_account_route(account: AccountId, ctx: ContextDep) -> AccountPubli
 async def get_account_proof(account: AccountId, ctx: ContextDep) -> StateProofPublic:
     """The account's state entry and its Merkle proof against the committed app hash."""
     return queries.account_proof(ctx.engine.app, account)
+
+
+@state_router.get("/disputes/{tx_hash}", tags=["state"])
+async def get_dispute_route(tx_hash: TxHash, ctx: ContextDep) -> DisputePublic:
+    """A committed dispute's verdict: upheld (the suspect is overturned) or failed."""
+    dispute = queries.dispute_public(ctx.engine.app, tx_hash)
+    if dispute is None:
+        raise ApiError(404, "unknown_dispute", f"no committed dispute {tx_hash}")
+    return dispute
 
 
 @state_router.get("/artefacts/{aid}/proof", tags=["state"])

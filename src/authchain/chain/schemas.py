@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import urlencode
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from authchain.chain import codec, smt
@@ -30,6 +31,7 @@ from authchain.chain.types import (
     Hash256,
     Record,
     Transaction,
+    TxDispute,
     TxHash,
     TxRegisterModel,
     TxTransfer,
@@ -40,6 +42,7 @@ TX_TYPES: dict[type, str] = {
     TxRegisterModel: "register_model",
     TxUseModel: "use_model",
     TxTransfer: "transfer",
+    TxDispute: "dispute",
 }
 BLOCK_REF_PATTERN = r"^([0-9]{1,19}|(0x)?[0-9a-fA-F]{64})$"
 """A block reference in a path: a height (decimal, below 2^63) or a block hash (64 hex)."""
@@ -250,6 +253,16 @@ class AccountPublic(_Schema):
     next_nonce: int = Field(description="nonce for a new tx, counting pending ones")
 
 
+class OverturnPublic(_Schema):
+    """Why a registration no longer stands."""
+
+    earlier_aid: Aid
+    earlier_owner: AccountId
+    dispute_tx: TxHash
+    height: int = Field(description="the block that overturned it")
+    spare_index: int
+
+
 class ArtefactPublic(_Schema):
     """A registered artefact (seed `ArtefactMetadata`) and its use count."""
 
@@ -264,6 +277,15 @@ class ArtefactPublic(_Schema):
     registered_at: int
     parents: list[Aid] = Field(
         description="lineage: earlier registrations of the same owner this model derives from"
+    )
+    spares: list[Hash256] = Field(
+        description="BLAKE3 of each spare watermark's evidence, committed at registration; "
+        "the owner reveals one only in a dispute"
+    )
+    spent_spares: list[int] = Field(description="spares revealed by upheld disputes")
+    status: Literal["registered", "overturned"]
+    overturned_by: OverturnPublic | None = Field(
+        None, description="the dispute that proved it a copy of an earlier registration"
     )
     uses: int
     last_used_at: int | None
@@ -282,9 +304,29 @@ def artefact_to_public(meta: ArtefactMetadata, uses: int, last_used_at: int) -> 
         num_classes=meta.evidence.num_classes,
         registered_at=meta.registered_at,
         parents=list(meta.parents),
+        spares=list(meta.evidence.spares),
+        spent_spares=list(meta.spent_spares),
+        status="overturned" if meta.overturned_by is not None else "registered",
+        overturned_by=(
+            OverturnPublic(**msgspec.structs.asdict(meta.overturned_by))
+            if meta.overturned_by is not None
+            else None
+        ),
         uses=uses,
         last_used_at=last_used_at if uses else None,
     )
+
+
+class DisputePublic(_Schema):
+    """A committed dispute's verdict (consensus state: every validator holds the same)."""
+
+    tx_hash: TxHash
+    earlier_aid: Aid
+    suspect_aid: Aid
+    spare_index: int
+    upheld: bool
+    reason: str = Field(description="why it failed (empty when upheld)")
+    height: int
 
 
 class ClaimPublic(_Schema):

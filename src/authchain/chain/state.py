@@ -5,6 +5,7 @@ State is a flat map of byte keys to canonical record bytes:
     b"acct/" + AccountId -> Account{balance, nonce}
     b"art/"  + Aid       -> ArtefactMetadata{aid, owner, evidence, registered_at}
     b"use/"  + Aid       -> ModelUsage{uses, last_used_at}
+    b"dsp/"  + TxHash    -> DisputeOutcome{earlier_aid, suspect_aid, spare_index, upheld, ...}
 
 A block is executed on a `StateView` (an overlay over the committed state); its writes, and the
 previous values they replace, become one atomic `Commit`. `state_root`
@@ -17,6 +18,11 @@ Transaction rules (also the CheckTx rules, minus what needs a block):
 - TxRegisterModel: the claim meets genesis' floors (evidence strength, and a `wm_profile`
   that only tightens them: see `authchain.floors`); the Aid was never registered.
 - TxUseModel: the Aid is registered.
+- TxDispute: signed by the owner of `earlier_aid`, which stands (not overturned) and was
+  registered before `suspect_aid` (a lower height, or earlier in the same block); the suspect
+  is someone else's and stands; the spare exists, is unspent, and `spare_evidence_hash` is its
+  commitment. Applying it charges the fee; `apply_overturn` (after V_auth's dispute verdict
+  holds) overturns the suspect and spends the spare.
 Fees go to the block's proposer.
 """
 
@@ -40,9 +46,12 @@ from authchain.chain.types import (
     Hash256,
     Height,
     Nonce,
+    Overturn,
     Record,
     SigScheme,
     Transaction,
+    TxDispute,
+    TxHash,
     TxRegisterModel,
     TxTransfer,
     TxUseModel,
@@ -53,6 +62,7 @@ from authchain.floors import DEFAULT_FLOORS, Floors, check_profile
 ACCOUNT_PREFIX = b"acct/"
 ARTEFACT_PREFIX = b"art/"
 USAGE_PREFIX = b"use/"
+DISPUTE_PREFIX = b"dsp/"
 
 
 class Account(Record, frozen=True):
@@ -69,6 +79,18 @@ class ModelUsage(Record, frozen=True):
     last_used_at: Height = 0
 
 
+class DisputeOutcome(Record, frozen=True):
+    """A committed dispute's verdict: upheld (the suspect is overturned) or failed, with
+    V_auth's reason (the dispute then only paid its fee)."""
+
+    earlier_aid: Aid
+    suspect_aid: Aid
+    spare_index: int
+    upheld: bool
+    reason: str
+    height: Height
+
+
 class TxReason(enum.StrEnum):
     """Why a transaction is invalid; stable strings that clients can match on."""
 
@@ -81,6 +103,13 @@ class TxReason(enum.StrEnum):
     AID_NOT_REGISTERED = "aid_not_registered"
     BALANCE_OVERFLOW = "balance_overflow"
     CLAIM_BELOW_FLOOR = "claim_below_floor"
+    NOT_EARLIER_OWNER = "not_earlier_owner"
+    DISPUTE_OWN_MODEL = "dispute_own_model"
+    NOT_EARLIER = "not_earlier"
+    NO_SUCH_SPARE = "no_such_spare"
+    SPARE_COMMITMENT_MISMATCH = "spare_commitment_mismatch"
+    SPARE_SPENT = "spare_spent"
+    ALREADY_OVERTURNED = "already_overturned"
 
 
 class InvalidTx(Rejected):
@@ -286,6 +315,61 @@ def check_tx_state(
         raise InvalidTx(TxReason.AID_ALREADY_REGISTERED, f"aid {tx.aid} is already registered")
     if isinstance(tx, TxUseModel) and get_artefact(view, tx.aid) is None:
         raise InvalidTx(TxReason.AID_NOT_REGISTERED, f"aid {tx.aid} is not registered")
+    if isinstance(tx, TxDispute):
+        check_dispute(view, tx)
+
+
+def check_dispute(view: StateView, tx: TxDispute) -> tuple[ArtefactMetadata, ArtefactMetadata]:
+    """A dispute's state rules, each with its own reason; the earlier and suspect records."""
+    earlier = get_artefact(view, tx.earlier_aid)
+    suspect = get_artefact(view, tx.suspect_aid)
+    for name, meta, aid in (("earlier_aid", earlier, tx.earlier_aid),
+                            ("suspect_aid", suspect, tx.suspect_aid)):  # fmt: skip
+        if meta is None:
+            raise InvalidTx(TxReason.AID_NOT_REGISTERED, f"{name} {aid} is not registered",
+                            field=name)  # fmt: skip
+        if meta.overturned_by is not None:
+            raise InvalidTx(
+                TxReason.ALREADY_OVERTURNED,
+                f"{name} {aid} was overturned at height {meta.overturned_by.height}", field=name,
+            )  # fmt: skip
+    assert earlier is not None and suspect is not None
+    if earlier.owner != tx.owner:
+        raise InvalidTx(
+            TxReason.NOT_EARLIER_OWNER,
+            f"earlier_aid {tx.earlier_aid} is owned by {earlier.owner}, not the signer",
+            field="owner",
+        )  # fmt: skip
+    if suspect.owner == tx.owner:
+        raise InvalidTx(TxReason.DISPUTE_OWN_MODEL, "the suspect is the signer's own "
+                        "registration", field="suspect_aid")  # fmt: skip
+    if (earlier.registered_at, earlier.registered_index) >= (
+        suspect.registered_at,
+        suspect.registered_index,
+    ):
+        raise InvalidTx(
+            TxReason.NOT_EARLIER,
+            f"earlier_aid was registered at height {earlier.registered_at} (tx "
+            f"{earlier.registered_index}), not before the suspect (height "
+            f"{suspect.registered_at}, tx {suspect.registered_index})", field="earlier_aid",
+        )  # fmt: skip
+    spares = earlier.evidence.spares
+    if tx.spare_index >= len(spares):
+        raise InvalidTx(
+            TxReason.NO_SUCH_SPARE,
+            f"spare_index {tx.spare_index}: the earlier registration commits to {len(spares)} "
+            "spares", field="spare_index",
+        )  # fmt: skip
+    if spares[tx.spare_index] != tx.spare_evidence_hash:
+        raise InvalidTx(
+            TxReason.SPARE_COMMITMENT_MISMATCH,
+            f"spare_evidence_hash is not the commitment of spare {tx.spare_index} "
+            f"({spares[tx.spare_index]})", field="spare_evidence_hash",
+        )  # fmt: skip
+    if tx.spare_index in earlier.spent_spares:
+        raise InvalidTx(TxReason.SPARE_SPENT, f"spare {tx.spare_index} was spent by an "
+                        "earlier dispute", field="spare_index")  # fmt: skip
+    return earlier, suspect
 
 
 def check_claim_floors(evidence: EvidenceRef, floors: Floors) -> None:
@@ -317,9 +401,15 @@ def _credit(view: StateView, account: AccountId, amount: int) -> None:
 
 
 def process_tx(
-    view: StateView, tx: Transaction, genesis: Genesis, height: Height, proposer: AccountId
+    view: StateView,
+    tx: Transaction,
+    genesis: Genesis,
+    height: Height,
+    proposer: AccountId,
+    index: int = 0,
 ) -> None:
-    """Check `tx` against `view` and apply it; on InvalidTx, `view` may hold partial writes."""
+    """Check `tx` (the block's tx `index`) against `view` and apply it; on InvalidTx, `view`
+    may hold partial writes. A dispute only pays here: `apply_overturn` does the rest."""
     check_tx_auth(tx, genesis)
     check_tx_state(view, tx, genesis)
     signer_id = get_signer(tx)
@@ -331,13 +421,49 @@ def process_tx(
     _credit(view, proposer, tx.fee)
     match tx:
         case TxRegisterModel():
-            meta = ArtefactMetadata(tx.aid, tx.owner, tx.evidence, registered_at=height)
+            meta = ArtefactMetadata(
+                tx.aid, tx.owner, tx.evidence, registered_at=height, registered_index=index
+            )
             view.put(ARTEFACT_PREFIX + tx.aid, codec.encode(meta))
         case TxUseModel():
             usage = get_usage(view, tx.aid)
             view.put(USAGE_PREFIX + tx.aid, codec.encode(ModelUsage(usage.uses + 1, height)))
         case TxTransfer():
             _credit(view, tx.recipient, tx.amount)
+
+
+def get_dispute(view: StateView, tx_hash: TxHash) -> DisputeOutcome | None:
+    """A committed dispute's outcome."""
+    raw = view.get(DISPUTE_PREFIX + tx_hash)
+    return None if raw is None else codec.decode(raw, DisputeOutcome)
+
+
+def record_dispute(
+    view: StateView, tx: TxDispute, tx_hash: TxHash, height: Height, reason: str | None
+) -> None:
+    """A dispute's verdict, once V_auth answered: `reason` None upholds it (`apply_overturn`),
+    otherwise it failed for that reason and only its fee was paid."""
+    if reason is None:
+        apply_overturn(view, tx, height, tx_hash)
+    outcome = DisputeOutcome(
+        tx.earlier_aid, tx.suspect_aid, tx.spare_index, reason is None, reason or "", height
+    )
+    view.put(DISPUTE_PREFIX + tx_hash, codec.encode(outcome))
+
+
+def apply_overturn(view: StateView, tx: TxDispute, height: Height, tx_hash: TxHash) -> None:
+    """A dispute whose verdict holds: the suspect is overturned, the spare spent."""
+    earlier, suspect = check_dispute(view, tx)
+    spent = tuple(sorted({*earlier.spent_spares, tx.spare_index}))
+    view.put(
+        ARTEFACT_PREFIX + earlier.aid,
+        codec.encode(msgspec.structs.replace(earlier, spent_spares=spent)),
+    )
+    overturn = Overturn(earlier.aid, earlier.owner, tx_hash, height, tx.spare_index)
+    view.put(
+        ARTEFACT_PREFIX + suspect.aid,
+        codec.encode(msgspec.structs.replace(suspect, overturned_by=overturn)),
+    )
 
 
 def process_lineage(view: StateView, lineage: Mapping[Aid, tuple[Aid, ...]]) -> None:

@@ -60,7 +60,9 @@ def model_train(
     key_file: Path | None = KEY_OPT,
     owner: str | None = OWNER_OPT,
     tiny: bool = typer.Option(False, "--tiny", help="A tiny SmallResNet (seconds, for tests)."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Default 6 (5 with --from)."),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Default 6 (5 with --from; 12 with --tiny and spares)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
     watermark: bool = typer.Option(
         True, "--watermark/--no-watermark", help="Embed the watermark (default) or not."
@@ -86,6 +88,14 @@ def model_train(
         min=0.0,
         help="Weight of the signature regulariser (default 1).",
     ),
+    spares: int = typer.Option(
+        3,
+        "--spares",
+        min=0,
+        max=16,
+        help="Spare watermarks embedded with the primary, under keys only you hold "
+        "(OUT/spares/: keep it private; the registration commits to their hashes).",
+    ),
     chain_config: Path = FLOORS_CONFIG_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -95,7 +105,10 @@ def model_train(
     (randomly initialised) with the `authchain.watermark` hook, on the digits resized to
     --input-size. Writes OUT/model.safetensors and OUT/evidence.json and prints the aid, the
     evidence hash, both p-values against the chain's floors and, if the model passes them, a
-    recommended wm_profile. The watermark key is bound to the owner's account.
+    recommended wm_profile. The watermark key is bound to the owner's account. With --spares
+    S (default 3), S more watermarks under keys derived from a fresh secret go in with it;
+    their evidence (OUT/spares/) is never uploaded, and proves a copy is yours even after a
+    thief who read the primary evidence trains that watermark out.
     """
     from authchain.ml_service.cli import progress_bar
     from authchain.ml_service.errors import MlServiceError
@@ -118,7 +131,7 @@ def model_train(
         ):
             report = train_timm(
                 owner_id, out, model_name=arch, input_size=input_size, epochs=epochs or 6,
-                seed=seed, spec=spec, floors=floors, on_step=on_step,
+                seed=seed, spec=spec, floors=floors, on_step=on_step, spares=spares,
             )  # fmt: skip
         print_report(report, as_json)
         return
@@ -128,7 +141,7 @@ def model_train(
     ):
         report = train_model(
             owner_id, out, tiny=tiny, epochs=epochs, seed=seed, watermark=watermark,
-            base=base, spec=spec, floors=floors, on_step=on_step,
+            base=base, spec=spec, floors=floors, on_step=on_step, spares=spares,
         )  # fmt: skip
     print_report(report, as_json)
 

@@ -1,4 +1,4 @@
-"""Using a chain: `authchain register` and `status` against a running one; `devnet`,
+"""Using a chain: `authchain register`, `dispute` and `status` against a running one; `devnet`,
 `testnet` and `demo`, which start one (and stop everything they started)."""
 
 from __future__ import annotations
@@ -87,6 +87,69 @@ def register(
         out.print(f"status:  {status.status} ({detail})")
         if status.status != "committed":
             raise typer.Exit(1)
+
+
+@app.command("dispute")
+def dispute(
+    key_file: Path = typer.Option(..., "--key", "-k", help="Owner's key file (signs the tx)."),
+    model_dir: Path = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="The owner's model directory: model.safetensors and spares/ (from `model train`).",
+    ),
+    suspect: str = typer.Option(..., "--suspect", help="Aid of the registration to dispute."),
+    upload: str = typer.Option(
+        ...,
+        "--upload",
+        help="A validator's ML service: the spare's evidence is revealed to it (validators "
+        "fetch it from each other; no one else can read it).",
+    ),
+    upload_token: str | None = typer.Option(
+        None,
+        "--upload-token",
+        envvar="AUTHCHAIN_UPLOAD_TOKEN",
+        help="The ML service's upload_token, if it has one.",
+    ),
+    gateway_url: str = GATEWAY_OPT,
+    timeout: float = typer.Option(180.0, "--timeout", min=1.0, help="Seconds to wait."),
+) -> None:
+    """Prove that SUSPECT is a copy of your registered model with your next unspent spare
+    watermark: reveal its evidence to the validators, file a signed TxDispute, wait, and print
+    the verdict. Upheld, the suspect registration is overturned; failed, the dispute only
+    pays its fee (and the spare stays unspent)."""
+    from authchain.chain.types import Aid
+    from authchain.client import (
+        ClientError,
+        GatewayClient,
+        MlServiceClient,
+        ModelFiles,
+        file_dispute,
+    )
+
+    key = read_key(key_file)
+    with failing_on(ClientError, ChainError, OSError):
+        done = file_dispute(
+            GatewayClient(gateway_url), key, ModelFiles.in_dir(model_dir),
+            Aid.from_hex(suspect, field="--suspect"),
+            upload_to=MlServiceClient(upload, token=upload_token), timeout=timeout,
+            on_submitted=lambda d: out.print(
+                f"tx_hash: {d.tx_hash}\nearlier: {d.earlier}\nsuspect: {d.suspect}\n"
+                f"spare:   {d.spare_index} (its evidence is now revealed to the validators)"
+            ),
+        )  # fmt: skip
+    status = done.status
+    if status is None or status.status != "committed" or done.verdict is None:
+        reason = status.reason if status is not None else "no status"
+        out.print(f"status:  {status.status if status else 'unknown'} ({reason})")
+        raise typer.Exit(1)
+    verdict = done.verdict
+    if verdict.upheld:
+        out.print(f"verdict: upheld at height {verdict.height}: {verdict.suspect_aid} is "
+                  "overturned")  # fmt: skip
+        return
+    out.print(f"verdict: failed ({verdict.reason}) at height {verdict.height}; the fee is paid")
+    raise typer.Exit(1)
 
 
 @app.command("status")

@@ -45,6 +45,7 @@ from authchain.chain.schemas import (
     BlockPublic,
     ClaimList,
     ClaimQuery,
+    DisputePublic,
     NodeStatus,
     StateProofPublic,
     SubmitTx,
@@ -146,6 +147,9 @@ class CometNodeClient:
 
     async def artefact_proof(self, aid: Aid) -> StateProofPublic:
         return await self._read(StateProofPublic, f"/artefacts/{aid}/proof")
+
+    async def dispute(self, tx_hash: TxHash) -> DisputePublic:
+        return await self._read(DisputePublic, f"/disputes/{tx_hash}")
 
     async def claims(self, query: ClaimQuery) -> ClaimList:
         return await self._read(ClaimList, query.path())

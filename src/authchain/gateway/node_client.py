@@ -35,6 +35,7 @@ from authchain.chain.schemas import (
     BlockPublic,
     ClaimList,
     ClaimQuery,
+    DisputePublic,
     NodeStatus,
     StateProofPublic,
     SubmitTx,
@@ -94,6 +95,10 @@ class NodeClient(Protocol):
 
     async def artefact_proof(self, aid: Aid) -> StateProofPublic:
         """The record's proof, or the proof that there is none."""
+        ...
+
+    async def dispute(self, tx_hash: TxHash) -> DisputePublic:
+        """NotFound(`unknown_dispute`) if no such dispute is committed."""
         ...
 
     async def tx(self, tx_hash: TxHash) -> TxStatus:
@@ -182,6 +187,9 @@ class HttpNodeClient:
 
     async def artefact_proof(self, aid: Aid) -> StateProofPublic:
         return await self._call(StateProofPublic, "GET", f"/artefacts/{aid}/proof")
+
+    async def dispute(self, tx_hash: TxHash) -> DisputePublic:
+        return await self._call(DisputePublic, "GET", f"/disputes/{tx_hash}")
 
     async def tx(self, tx_hash: TxHash) -> TxStatus:
         return await self._call(TxStatus, "GET", f"/txs/{tx_hash}")

@@ -3,6 +3,7 @@
     GET  /health                          {"status": "ok"}
     POST /verify                          VerifyRequest -> VerifyResponse (always 200 when the
                                           request is well-formed; ok=false carries a reason)
+    POST /dispute                         DisputeRequest -> DisputeResponse (a TxDispute's verdict)
     PUT  /artefacts/{aid}                 raw artefact bytes; stored only if BLAKE3 == aid
     GET  /artefacts/{aid}                 whether it is stored (404 if not)
     GET  /artefacts/{aid}/content         the stored bytes (peers fetch missing files here)
@@ -48,6 +49,8 @@ from authchain.ml_service.peer_auth import (
 from authchain.ml_service.peers import PeerFetcher
 from authchain.ml_service.registry import FilesystemStore, UploadError
 from authchain.ml_service.schemas import (
+    DisputeRequest,
+    DisputeResponse,
     HealthResponse,
     HexPath,
     StoredFile,
@@ -167,6 +170,26 @@ async def verify(body: VerifyRequest, service: ServiceDep) -> VerifyResponse:
         response = await run_in_threadpool(service.verifier.verify, body)
     except Exception as exc:  # a fault of this machine (memory, a bug), not an answer
         log.exception("verification failed unexpectedly")
+        service.metrics.verify_requests.labels(result="error").inc()
+        raise ApiError(
+            503, "verifier_error", f"verification could not finish here: {type(exc).__name__}"
+        ) from exc
+    service.metrics.verify_seconds.observe(time.perf_counter() - started)
+    service.metrics.verify_requests.labels(result="ok" if response.ok else "failed").inc()
+    return response
+
+
+@router.post("/dispute", tags=["verification"])
+async def dispute(body: DisputeRequest, service: ServiceDep) -> DisputeResponse:
+    """Judge a dispute: the earlier artefact carries the spare watermark (its evidence revealed
+    for this dispute) at the claim floors, and the suspect carries it at the derivative floor."""
+    started = time.perf_counter()
+    await service.peers.ensure(body.earlier_aid, [body.spare_evidence_hash])
+    await service.peers.ensure(body.suspect_aid, [])
+    try:
+        response = await run_in_threadpool(service.verifier.dispute, body)
+    except Exception as exc:  # a fault of this machine, not an answer
+        log.exception("dispute verification failed unexpectedly")
         service.metrics.verify_requests.labels(result="error").inc()
         raise ApiError(
             503, "verifier_error", f"verification could not finish here: {type(exc).__name__}"

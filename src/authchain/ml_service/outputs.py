@@ -7,6 +7,8 @@ JSON that `authchain model ... --json` prints. Nothing here parses options or pr
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,27 @@ from authchain.ml_service.watermark.verify import FactorStats, Thresholds, compu
 
 ARTEFACT_NAME = "model.safetensors"
 EVIDENCE_NAME = "evidence.json"
+SPARES_DIR = "spares"
+"""OUT/spares/: the spare watermarks' evidence (`spare-<i>.json`) and the secret their keys
+derive from (`secret`), which the owner keeps and no command uploads."""
+SPARE_SECRET_NAME = "secret"
+
+
+def spare_evidence_name(index: int) -> str:
+    return f"spare-{index}.json"
+
+
+@dataclass(frozen=True)
+class SpareReport:
+    """One spare watermark: its evidence file (kept by the owner), the hash the registration
+    commits to, and whether the model carries it at the chain's floors."""
+
+    index: int
+    evidence_hash: str
+    evidence: Path
+    passes: bool
+    log2_p_value: float
+    log2_feat_p_value: float
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,7 @@ class ModelReport:
     stats: FactorStats
     test_accuracy: float | None
     parameters: int
+    spares: tuple[SpareReport, ...] = ()
 
     @property
     def passes(self) -> bool:
@@ -71,6 +95,7 @@ class ModelReport:
             "stats": asdict(self.stats),
             "test_accuracy": self.test_accuracy,
             "parameters": self.parameters,
+            "spares": [{**asdict(spare), "evidence": str(spare.evidence)} for spare in self.spares],
         }
 
     @classmethod
@@ -90,6 +115,10 @@ class ModelReport:
             stats=FactorStats(**body["stats"]),
             test_accuracy=body["test_accuracy"],
             parameters=body["parameters"],
+            spares=tuple(
+                SpareReport(**{**spare, "evidence": Path(spare["evidence"])})
+                for spare in body.get("spares", [])
+            ),
         )
 
 
@@ -124,10 +153,13 @@ def write_model_files(
     test_acc: float | None = None,
     artefact: bytes | None = None,
     artefact_name: str = ARTEFACT_NAME,
+    spares: Sequence[KeyMaterial] = (),
+    spare_secret: bytes | None = None,
 ) -> ModelReport:
     """Write the artefact (encoded from `model` unless given) and `key`'s evidence for it to
-    `out_dir`; report their ids, the model's exact statistics and, only if it passes the
-    floors, a recommended `wm_profile`."""
+    `out_dir`, and each spare's evidence with their `spare_secret` to `out_dir/spares/`;
+    report their ids, the model's exact statistics and, only if it passes the floors, a
+    recommended `wm_profile`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if artefact is None:
         artefact = encode_artefact(model, arch, config)
@@ -136,6 +168,9 @@ def write_model_files(
     (out_dir / artefact_name).write_bytes(artefact)
     (out_dir / EVIDENCE_NAME).write_bytes(evidence_bytes)
     stats = compute_stats(model, evidence, precision="float64")  # exact figures for the owner
+    spare_reports = _write_spares(
+        model, arch, spec, floors, out_dir / SPARES_DIR, spares, spare_secret
+    )
     return ModelReport(
         aid=blake3.blake3(artefact).hexdigest(),
         evidence_hash=blake3.blake3(evidence_bytes).hexdigest(),
@@ -149,4 +184,46 @@ def write_model_files(
         stats=stats,
         test_accuracy=test_acc,
         parameters=sum(p.numel() for p in model.parameters()),
+        spares=spare_reports,
     )
+
+
+def _write_spares(
+    model: torch.nn.Module,
+    arch: Any,
+    spec: EmbedSpec,
+    floors: Floors,
+    folder: Path,
+    spares: Sequence[KeyMaterial],
+    secret: bytes | None,
+) -> tuple[SpareReport, ...]:
+    if not spares:
+        return ()
+    if secret is None:
+        raise ValueError("spare watermarks need the secret their keys derive from")
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    _write_private(folder / SPARE_SECRET_NAME, secret.hex().encode() + b"\n")
+    reports = []
+    for index, spare in enumerate(spares):
+        evidence = make_evidence(model, spare, arch, spec)
+        data = evidence.to_bytes()
+        path = folder / spare_evidence_name(index)
+        _write_private(path, data)
+        stats = compute_stats(model, evidence, precision="float64")
+        reports.append(
+            SpareReport(
+                index, blake3.blake3(data).hexdigest(), path,
+                recommend_profile(stats, floors) is not None,
+                stats.log2_p_value, stats.log2_feat_p_value,
+            )
+        )  # fmt: skip
+    return tuple(reports)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` readable by its owner only: spare keys are secret until a dispute."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(fd, 0o600)
+        out.write(data)

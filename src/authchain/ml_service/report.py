@@ -29,6 +29,13 @@ def print_report(report: ModelReport | LocalVerdict, as_json: bool) -> None:
     if isinstance(report, ModelReport):
         if report.test_accuracy is not None:
             out.print(f"{'test accuracy:':15}{report.test_accuracy:.4f}")
+        for spare in report.spares:
+            verdict = "[green]passes the floors[/]" if spare.passes else "[red]below the floors[/]"
+            out.print(
+                f"{f'spare {spare.index}:':15}{spare.evidence_hash[:16]}… "
+                f"trigger 2^{spare.log2_p_value:.1f}, signature 2^{spare.log2_feat_p_value:.1f}, "
+                f"{verdict}  (kept in {spare.evidence.parent}: never upload it)"
+            )
         if report.passes:
             out.print(f"{'wm_profile:':15}{json.dumps(body['wm_profile'])}  (recommended)")
         else:

@@ -105,6 +105,36 @@ class VerifyResponse(BaseModel):
     )
 
 
+class DisputeRequest(_Schema):
+    """A `TxDispute` to judge: does `earlier_aid` carry the spare watermark whose evidence is
+    `spare_evidence_hash` (bound to `owner`) at the claim floors, and `suspect_aid` carry it at
+    the derivative floor?"""
+
+    owner: HexId
+    earlier_aid: HexId
+    suspect_aid: HexId
+    spare_evidence_hash: HexId
+    floors: FloorsJson = FloorsJson()
+
+
+class DisputeResponse(BaseModel):
+    """A dispute's verdict: `ok` upholds it; otherwise `reason` says which rule failed."""
+
+    ok: bool
+    reason: str | None = Field(
+        None, description="spare_not_in_earlier, suspect_does_not_carry, or a file's reason"
+    )
+    detail: str | None = None
+    latency_ms: float
+    earlier_log2_p_value: float | None = Field(
+        None, description="the earlier artefact's trigger p-value under the spare key (log2)"
+    )
+    earlier_log2_feat_p_value: float | None = None
+    suspect_log2_p_value: float | None = Field(
+        None, description="both factors together (Fisher), the suspect under the spare key"
+    )
+
+
 class HealthResponse(BaseModel):
     status: str = "ok"
 

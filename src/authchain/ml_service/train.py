@@ -11,7 +11,7 @@ machine. `on_step(step, total, metrics)` is how the CLI draws its progress bar.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from authchain.ml_service.data import Dataset
-from authchain.ml_service.watermark.embed import EmbedSpec, signature_regulariser
+from authchain.ml_service.watermark.embed import EmbedSpec, combined_regulariser
 from authchain.ml_service.watermark.evidence import KeyMaterial
 
 StepCallback = Callable[[int, int, dict[str, float]], None]
@@ -56,18 +56,24 @@ def train(
     config: TrainConfig,
     *,
     key: KeyMaterial | None = None,
+    spares: Sequence[KeyMaterial] = (),
     spec: EmbedSpec | None = None,
     on_step: StepCallback | None = None,
 ) -> nn.Module:
-    """Train `model` in place on `data`; embed the watermark of `key` if given."""
+    """Train `model` in place on `data`; embed the watermark of `key` if given, and those of
+    the `spares` with it (each key's triggers join the batches, each signature's hinge the
+    loss)."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     spec = spec or EmbedSpec()
     triggers = labels = regulariser = None
+    trigger_batch = config.trigger_batch
     if key is not None:
-        triggers = key.trigger_inputs().to(torch.float32)
-        labels = key.trigger_labels()
-        regulariser = signature_regulariser(model, key, spec)
+        keys = [key, *spares]
+        trigger_batch *= len(keys)  # each key's triggers as often as a lone key's
+        triggers = torch.cat([k.trigger_inputs().to(torch.float32) for k in keys])
+        labels = torch.cat([k.trigger_labels() for k in keys])
+        regulariser = combined_regulariser(model, keys, spec)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -82,7 +88,7 @@ def train(
             idx = order[i : i + config.batch_size]
             x, y = data.x[idx], data.y[idx]
             if triggers is not None and labels is not None:
-                pick = torch.randint(len(triggers), (config.trigger_batch,), generator=generator)
+                pick = torch.randint(len(triggers), (trigger_batch,), generator=generator)
                 x, y = torch.cat([x, triggers[pick]]), torch.cat([y, labels[pick]])
             loss = F.cross_entropy(model(x), y)
             parts = {"loss": loss.item()}

@@ -13,6 +13,11 @@ Each step that can fail ends the request with `ok=false` and a stable reason, ne
     feat_p_above_floor; logit_stat_outside_band,
     carries_registered_watermark
 
+A dispute (`check_dispute`) reuses the same steps: the earlier artefact is verified against
+the spare evidence at the claim floors alone (`spare_not_in_earlier` if it fails), then the
+suspect's carry statistics under the spare key are held to the derivative floor
+(`suspect_does_not_carry`).
+
 `artefact_not_found` and `evidence_not_found` (also for an earlier registration's evidence)
 mean "not available yet": the chain keeps the registration waiting, and nothing about them is
 cached. Files are content-addressed and immutable, so rebuilt models (by aid), parsed evidence
@@ -45,8 +50,14 @@ from authchain.floors import Floors
 from authchain.ml_service.artefact import LoadedModel, load_artefact
 from authchain.ml_service.errors import MlServiceError
 from authchain.ml_service.registry import FilesystemStore
-from authchain.ml_service.schemas import RegisteredJson, VerifyRequest, VerifyResponse
-from authchain.ml_service.watermark.evidence import Evidence
+from authchain.ml_service.schemas import (
+    DisputeRequest,
+    DisputeResponse,
+    RegisteredJson,
+    VerifyRequest,
+    VerifyResponse,
+)
+from authchain.ml_service.watermark.evidence import Evidence, parse_evidence
 from authchain.ml_service.watermark.scheme import WatermarkScheme, get_scheme
 from authchain.ml_service.watermark.verify import (
     CarryStats,
@@ -56,6 +67,7 @@ from authchain.ml_service.watermark.verify import (
     compute_carry_stats,
     decide,
 )
+from authchain.wire import WmProfileJson
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +224,107 @@ class Verifier:
             )
             return Outcome(False, "carries_registered_watermark", detail, stats, cached)
         return Outcome(True, None, None, stats, cached, tuple(r.aid for r, _ in carried))
+
+    def dispute(self, request: DisputeRequest) -> DisputeResponse:
+        """Judge one dispute (blocking: run it in a worker thread)."""
+        started = time.perf_counter()
+        response = self.check_dispute(request)
+        response.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        log.info(
+            "dispute earlier=%s suspect=%s spare=%s ok=%s reason=%s latency_ms=%.1f",
+            request.earlier_aid[:12], request.suspect_aid[:12],
+            request.spare_evidence_hash[:12], response.ok, response.reason, response.latency_ms,
+        )  # fmt: skip
+        return response
+
+    def check_dispute(self, request: DisputeRequest) -> DisputeResponse:
+        """The earlier artefact carries the spare at the claim floors, and the suspect at the
+        derivative floor; else the first rule that fails."""
+        floors = request.floors.to_floors()
+        try:
+            scheme_id = self._scheme_of(request.spare_evidence_hash)
+        except MlServiceError as exc:
+            return DisputeResponse(ok=False, reason=exc.reason, detail=exc.detail, latency_ms=0)
+        band = floors.max_logit_band
+        earlier = self.check(
+            VerifyRequest(
+                aid=request.earlier_aid, scheme_id=scheme_id,
+                evidence_hash=request.spare_evidence_hash,
+                wm_profile=WmProfileJson(tau_input=0.0, tau_feat=1.0, logit_band_low=-band,
+                                         logit_band_high=band),
+                owner=request.owner, floors=request.floors,
+            )
+        )  # fmt: skip
+        stats = earlier.stats
+        answer = DisputeResponse(
+            ok=False, latency_ms=0,
+            earlier_log2_p_value=stats.log2_p_value if stats else None,
+            earlier_log2_feat_p_value=stats.log2_feat_p_value if stats else None,
+        )  # fmt: skip
+        if not earlier.ok:
+            unavailable = earlier.reason in ("artefact_not_found", "evidence_not_found")
+            answer.reason = earlier.reason if unavailable else "spare_not_in_earlier"
+            answer.detail = f"the earlier artefact under the spare key: {earlier.reason}: " + (
+                earlier.detail or ""
+            )
+            return answer
+        try:
+            scheme = get_scheme(scheme_id)
+            assert scheme is not None  # _scheme_of checked it
+            evidence = self._get_evidence(scheme, request.spare_evidence_hash, "")
+            carry = self._carry_of(request.suspect_aid, request.spare_evidence_hash, evidence)
+        except MlServiceError as exc:
+            answer.reason, answer.detail = exc.reason, exc.detail
+            return answer
+        answer.suspect_log2_p_value = carry.log2_p_value()
+        if not carry.carries(floors.derivative_p_log2):
+            answer.reason = "suspect_does_not_carry"
+            answer.detail = (
+                f"the suspect under the spare key: {carry.describe()}, above the derivative "
+                f"floor 2^-{floors.derivative_p_log2}"
+            )
+            return answer
+        answer.ok = True
+        answer.detail = f"the suspect carries the spare: {carry.describe()}"
+        return answer
+
+    def _scheme_of(self, evidence_hash: str) -> str:
+        """The scheme an evidence file names (MlServiceError if it is missing or unreadable)."""
+        path = self.store.find_evidence(evidence_hash)
+        if path is None:
+            raise MlServiceError(
+                "evidence_not_found", f"no evidence {evidence_hash} has been uploaded"
+            )
+        scheme_id = parse_evidence(path.read_bytes()).scheme_id
+        if get_scheme(scheme_id) is None:
+            raise MlServiceError("unknown_scheme", f"scheme {scheme_id!r} is not supported")
+        return scheme_id
+
+    def _carry_of(self, aid: str, evidence_hash: str, evidence: Evidence) -> CarryStats:
+        """How strongly the artefact `aid` carries `evidence`'s watermark (cached)."""
+        cached = self._carry.get((aid, evidence_hash))
+        if cached is not None:
+            return cached
+        path = self.store.find_artefact(aid)
+        if path is None:
+            raise MlServiceError("artefact_not_found", f"no artefact {aid} has been uploaded")
+        loaded = self._load_model(aid, path)
+        if (
+            tuple(loaded.arch.input_shape) != tuple(evidence.input_shape)
+            or loaded.config.num_classes != evidence.num_classes
+        ):
+            raise MlServiceError(
+                "evidence_model_mismatch",
+                "the suspect's input shape or classes differ from the spare evidence's",
+            )
+        try:
+            (carry,) = compute_carry_stats(loaded.model, [evidence], self.device, self.precision)
+        except RuntimeError as exc:
+            raise MlServiceError(
+                "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"
+            ) from exc
+        self._carry.put((aid, evidence_hash), carry)
+        return carry
 
     def _open_claim(
         self, request: VerifyRequest, floors: Floors

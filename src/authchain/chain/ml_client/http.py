@@ -4,6 +4,8 @@
                              trigger_count, signature_bits, num_classes, floors, registered}
       -> 200 {ok, trigger_acc, feat_dist, logit_stat, latency_ms, reason, detail, p_value,
               feat_p_value, log2_p_value, log2_feat_p_value, lineage}
+    POST {base_url}/dispute {owner, earlier_aid, suspect_aid, spare_evidence_hash, floors}
+      -> 200 {ok, reason, detail, ...}   (a `TxDispute`'s verdict)
 
 The chain, not the registrant, sets the bar: every request carries genesis' floors, the
 strength the tx claims and the earlier registrations to check the candidate against.
@@ -31,7 +33,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from authchain.chain.config import MlClientConfig
 from authchain.chain.types import Aid
-from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable, Verdict
+from authchain.chain.validation.ml import (
+    ArtefactClaim,
+    Claim,
+    DisputeClaim,
+    MlUnavailable,
+    Verdict,
+)
 from authchain.floors import DEFAULT_FLOORS, Floors
 from authchain.web import Failover
 
@@ -57,6 +65,17 @@ class VerifyResponse(BaseModel):
     log2_feat_p_value: float | None = None
     detail: str | None = None
     lineage: list[Aid] = []
+
+
+def get_dispute_request(claim: DisputeClaim, floors: Floors = DEFAULT_FLOORS) -> dict[str, Any]:
+    """The `/dispute` body for `claim`, with the chain's floors."""
+    return {
+        "owner": str(claim.owner),
+        "earlier_aid": str(claim.earlier_aid),
+        "suspect_aid": str(claim.suspect_aid),
+        "spare_evidence_hash": str(claim.spare_evidence_hash),
+        "floors": asdict(floors),
+    }
 
 
 def get_verify_request(claim: ArtefactClaim, floors: Floors = DEFAULT_FLOORS) -> dict[str, Any]:
@@ -113,13 +132,16 @@ class HttpMlVerifier:
             floors=floors,
         )
 
-    async def verify(self, claim: ArtefactClaim) -> Verdict:
+    async def verify(self, claim: Claim) -> Verdict:
         """Ask each URL in turn, the last one that answered first; raise MlUnavailable."""
-        body = get_verify_request(claim, self.floors)
+        if isinstance(claim, DisputeClaim):
+            path, body = "/dispute", get_dispute_request(claim, self.floors)
+        else:
+            path, body = "/verify", get_verify_request(claim, self.floors)
         problems: list[str] = []
         for url in self.failover.order():
             try:
-                verdict = await self._post_verify(url, body)
+                verdict = await self._post_verify(url + path, body)
             except MlUnavailable as exc:
                 log.warning("ML service %s: %s", url, exc)
                 problems.append(f"{url}: {exc}")
@@ -130,7 +152,7 @@ class HttpMlVerifier:
 
     async def _post_verify(self, url: str, body: dict[str, Any]) -> Verdict:
         try:
-            response = await self._client.post(f"{url}/verify", json=body)
+            response = await self._client.post(url, json=body)
         except httpx.TimeoutException as exc:
             raise MlUnavailable(f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:

@@ -1,6 +1,6 @@
 """Protocol types (seed `chain/src/types`). Re-exports everything callers need."""
 
-from authchain.chain.types.artefact import ArtefactMetadata
+from authchain.chain.types.artefact import ArtefactMetadata, Overturn
 from authchain.chain.types.block import Block, Header
 from authchain.chain.types.ids import (
     HASH_LEN,
@@ -22,6 +22,7 @@ from authchain.chain.types.tx import (
     ModelUseMetadata,
     SigScheme,
     Transaction,
+    TxDispute,
     TxRegisterModel,
     TxTransfer,
     TxUseModel,
@@ -46,10 +47,12 @@ __all__ = [
     "Height",
     "ModelUseMetadata",
     "Nonce",
+    "Overturn",
     "Record",
     "SigScheme",
     "TimestampMs",
     "Transaction",
+    "TxDispute",
     "TxHash",
     "TxRegisterModel",
     "TxTransfer",

@@ -13,12 +13,14 @@ import enum
 import re
 
 from authchain.chain.errors import InvalidField
-from authchain.chain.types.ids import AccountId, Aid, Amount, EvidenceHash, Nonce
+from authchain.chain.types.ids import HASH_LEN, AccountId, Aid, Amount, EvidenceHash, Nonce
 from authchain.chain.types.record import Record
 
 _SCHEME_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MAX_META_LEN = 256
 MAX_EVIDENCE_SIZE = 4096
+MAX_SPARES = 16
+"""Most spare watermarks one registration commits to."""
 """Largest trigger count, signature length or class count a claim may state."""
 
 
@@ -72,6 +74,10 @@ class EvidenceRef(Record, frozen=True):
     """n: signature bits in the evidence."""
     num_classes: int = 10
     """C: classes of the model (a trigger label is one of them)."""
+    spares: tuple[EvidenceHash, ...] = ()
+    """BLAKE3 of each spare watermark's evidence file, in spare order: watermarks embedded with
+    the primary under keys only the owner holds, committed here and revealed one at a time,
+    each in a dispute against a copy that carries it (docs/SECURITY.md)."""
 
     def validate(self) -> None:
         if not _SCHEME_ID.fullmatch(self.scheme_id):
@@ -81,6 +87,13 @@ class EvidenceRef(Record, frozen=True):
         for name in ("trigger_count", "signature_bits", "num_classes"):
             if not 1 <= getattr(self, name) <= MAX_EVIDENCE_SIZE:
                 raise InvalidField(name, f"must be in [1, {MAX_EVIDENCE_SIZE}]")
+        if len(self.spares) > MAX_SPARES:
+            raise InvalidField("spares", f"at most {MAX_SPARES} spare commitments")
+        raw = [bytes(h) for h in self.spares]
+        if any(len(h) != HASH_LEN for h in raw):
+            raise InvalidField("spares", f"each spare commitment must be a {HASH_LEN}-byte hash")
+        if len(set(raw)) != len(raw):
+            raise InvalidField("spares", "spare commitments must be distinct")
 
 
 class ModelUseMetadata(Record, frozen=True):
@@ -134,8 +147,34 @@ class TxTransfer(Record, frozen=True, tag=3):
     signature: bytes = b""
 
 
-Transaction = TxRegisterModel | TxUseModel | TxTransfer
-"""Any transaction; encoded with its type tag (1, 2, 3) as the first array element."""
+class TxDispute(Record, frozen=True, tag=4):
+    """The owner of the registration `earlier_aid` proves that the later registration
+    `suspect_aid` is a copy of his model: the suspect carries the spare watermark
+    `spare_index`, whose evidence (`spare_evidence_hash`, committed in the earlier
+    registration's `evidence.spares`) the owner now reveals to the validators. If it holds,
+    the suspect registration is overturned and the spare is spent; if not, the dispute pays
+    its fee and changes nothing else."""
+
+    owner: AccountId
+    earlier_aid: Aid
+    suspect_aid: Aid
+    spare_index: int
+    spare_evidence_hash: EvidenceHash
+    fee: Amount
+    nonce: Nonce
+    sig_scheme: SigScheme = SigScheme.UNSIGNED
+    public_key: bytes = b""
+    signature: bytes = b""
+
+    def validate(self) -> None:
+        if self.spare_index >= MAX_SPARES:
+            raise InvalidField("spare_index", f"must be below {MAX_SPARES}")
+        if self.earlier_aid == self.suspect_aid:
+            raise InvalidField("suspect_aid", "a registration cannot dispute itself")
+
+
+Transaction = TxRegisterModel | TxUseModel | TxTransfer | TxDispute
+"""Any transaction; encoded with its type tag (1, 2, 3, 4) as the first array element."""
 
 
 def get_signer(tx: Transaction) -> AccountId:
@@ -147,3 +186,5 @@ def get_signer(tx: Transaction) -> AccountId:
             return tx.caller
         case TxTransfer():
             return tx.sender
+        case TxDispute():
+            return tx.owner

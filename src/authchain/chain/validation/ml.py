@@ -41,6 +41,7 @@ from authchain.chain.types import (
     EvidenceHash,
     EvidenceRef,
     Hash256,
+    TxDispute,
     TxRegisterModel,
 )
 
@@ -109,11 +110,32 @@ class Verdict:
     """Earlier registrations of the same owner whose watermark the candidate carries."""
 
 
+@dataclass(frozen=True, slots=True)
+class DisputeClaim:
+    """A dispute to judge (`TxDispute`): does the earlier artefact carry the spare watermark
+    whose evidence is `spare_evidence_hash` at the claim floors, bound to `owner`, and does
+    the suspect carry it at the derivative floor? A pure function of these four: the cache
+    key."""
+
+    owner: AccountId
+    earlier_aid: Aid
+    suspect_aid: Aid
+    spare_evidence_hash: EvidenceHash
+
+    @property
+    def cache_key(self) -> tuple[str, AccountId, Aid, Aid, EvidenceHash]:
+        return "dispute", self.owner, self.earlier_aid, self.suspect_aid, self.spare_evidence_hash
+
+
+Claim = ArtefactClaim | DisputeClaim
+"""What V_auth judges: a registration's claim, or a dispute."""
+
+
 class MlVerifier(Protocol):
     """What V_auth needs from an ML service."""
 
-    async def verify(self, claim: ArtefactClaim) -> Verdict:
-        """Verify one claim; raise `MlUnavailable` if no answer can be had."""
+    async def verify(self, claim: Claim) -> Verdict:
+        """Judge one claim or dispute; raise `MlUnavailable` if no answer can be had."""
         ...
 
 
@@ -126,6 +148,11 @@ def make_claim(tx: TxRegisterModel, registered: Iterable[ArtefactMetadata]) -> A
         if m.evidence.num_classes == classes and m.aid != tx.aid
     )
     return ArtefactClaim(tx.aid, tx.owner, tx.evidence, earlier)
+
+
+def dispute_claim(tx: TxDispute) -> DisputeClaim:
+    """What V_auth judges for a dispute."""
+    return DisputeClaim(tx.owner, tx.earlier_aid, tx.suspect_aid, tx.spare_evidence_hash)
 
 
 class MlValidity:
@@ -141,12 +168,10 @@ class MlValidity:
     ) -> None:
         self.verifier = verifier
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._cache: LRUCache[tuple[Aid, AccountId, EvidenceRef, Hash256], Verdict] = LRUCache(
-            maxsize=cache_size
-        )
+        self._cache: LRUCache[tuple[object, ...], Verdict] = LRUCache(maxsize=cache_size)
         self._metrics = metrics
 
-    async def verify_claim(self, claim: ArtefactClaim) -> Verdict:
+    async def verify_claim(self, claim: Claim) -> Verdict:
         """One claim's verdict, from the cache or the verifier; raises MlUnavailable."""
         key = claim.cache_key
         cached = self._cache.get(key)
@@ -168,14 +193,14 @@ class MlValidity:
         return verdict
 
     async def verify_claims(
-        self, claims: Sequence[ArtefactClaim], *, budget_secs: float | None = None
+        self, claims: Sequence[Claim], *, budget_secs: float | None = None
     ) -> list[Verdict | MlUnavailable]:
         """Each claim's verdict, or the MlUnavailable it raised; all run concurrently. A claim
         with no verdict within `budget_secs` is MlUnavailable (the verifier keeps working on
         it, and caches what it computes, so a later try is quicker)."""
         started = time.perf_counter()
 
-        async def within_budget(claim: ArtefactClaim) -> Verdict:
+        async def within_budget(claim: Claim) -> Verdict:
             try:
                 return await asyncio.wait_for(self.verify_claim(claim), budget_secs)
             except TimeoutError:

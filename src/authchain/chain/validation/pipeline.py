@@ -9,10 +9,18 @@ Each tx, in this order; the first rule it breaks is its result, and only a tx th
 of them is applied:
 1. it decodes (`invalid_tx`; the CometBFT driver passes None for bytes that do not);
 2. a registration: its aid is not registered by an earlier tx of the block (`duplicate_aid`),
-   and the block applies at most `max_artefacts` registrations (`too_many_artefacts`);
+   and the block applies at most `max_artefacts` registrations (`too_many_artefacts`); a
+   dispute: no earlier dispute of the block names either of its registrations
+   (`duplicate_dispute`: it waits for the next block, so that no dispute's state rules depend
+   on another's verdict in the same block), and the block holds at most `max_artefacts`
+   disputes;
 3. V_base's state rules against the state the earlier txs left (`state.process_tx`:
-   signature, nonce, fee, balance, the claim's floors, aid not yet registered);
+   signature, nonce, fee, balance, the claim's floors, aid not yet registered, a dispute's
+   rules);
 4. a registration: V_auth's verdict passes (`ml_auth_failed`, with the verifier's account).
+   A dispute: V_auth's verdict is recorded either way (`state.record_dispute`). Upheld, it
+   overturns the suspect; failed, the tx is still applied, having paid its fee, with result
+   code `DISPUTE_FAILED` (a block may hold it: it is not a failure of the block).
 
 Step 4 needs verdicts. Without them (`verdicts=None`, or no verdict for that tx) it is deferred:
 the proposer selects with the cheap rules first and then verifies only what it selected, and a
@@ -29,18 +37,35 @@ from dataclasses import dataclass
 
 from authchain.chain import codec
 from authchain.chain.config import ConsensusConfig
-from authchain.chain.state import Genesis, InvalidTx, StateView, get_registrations, process_tx
-from authchain.chain.types import AccountId, Aid, Height, Transaction, TxHash, TxRegisterModel
+from authchain.chain.state import (
+    Genesis,
+    InvalidTx,
+    StateView,
+    get_registrations,
+    process_tx,
+    record_dispute,
+)
+from authchain.chain.types import (
+    AccountId,
+    Aid,
+    Height,
+    Transaction,
+    TxDispute,
+    TxHash,
+    TxRegisterModel,
+)
 from authchain.chain.validation.base import BlockReason, InvalidBlock
 from authchain.chain.validation.ml import (
     ArtefactClaim,
+    Claim,
     Verdict,
+    dispute_claim,
     get_lineage,
     make_claim,
     verdict_text,
 )
 
-Verdicts = Mapping[TxHash, tuple[ArtefactClaim, Verdict]]
+Verdicts = Mapping[TxHash, tuple[Claim, Verdict]]
 """V_auth's answers by tx hash, with the claim each answers (its lineage needs the claim)."""
 
 
@@ -55,6 +80,9 @@ class TxResult:
 
 
 APPLIED = TxResult(0)
+DISPUTE_FAILED = 2
+"""The result code of a dispute whose verdict did not hold: in the block, fee paid, nothing
+else changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +113,8 @@ class BlockTxs:
         self.results: list[TxResult] = []
         self.lineage: dict[Aid, tuple[Aid, ...]] = {}
         self._registered: set[Aid] = set()
+        self._disputed: set[Aid] = set()
+        """The registrations the block's included disputes name."""
 
     def run(self, tx: Transaction | None) -> TxResult:
         """Judge the next tx, apply it if it passes, and return its result."""
@@ -107,21 +137,56 @@ class BlockTxs:
                     1, BlockReason.TOO_MANY_ARTEFACTS.value,
                     f"more than max_artefacts_per_block = {self.ctx.max_artefacts} registrations",
                 )  # fmt: skip
+        if isinstance(tx, TxDispute):
+            if {tx.suspect_aid, tx.earlier_aid} & self._disputed:
+                return TxResult(
+                    1, "duplicate_dispute",
+                    "an earlier dispute of the block names the same registration: this one "
+                    "waits for the next block",
+                )  # fmt: skip
+            if len(self._disputed) >= 2 * self.ctx.max_artefacts:
+                return TxResult(
+                    1, BlockReason.TOO_MANY_ARTEFACTS.value,
+                    f"more than max_artefacts_per_block = {self.ctx.max_artefacts} disputes",
+                )  # fmt: skip
         trial = self.view.child()
+        index = len(self.results)
         try:
-            process_tx(trial, tx, self.ctx.genesis, self.ctx.height, self.ctx.proposer)
+            process_tx(trial, tx, self.ctx.genesis, self.ctx.height, self.ctx.proposer, index)
         except InvalidTx as exc:
             return TxResult(1, str(exc.reason), exc.detail)
+        if isinstance(tx, TxDispute):
+            return self._dispute(tx, trial)
         if isinstance(tx, TxRegisterModel):
             judged = None if self.verdicts is None else self.verdicts.get(codec.compute_tx_hash(tx))
             if judged is not None:
                 claim, verdict = judged
                 if not verdict.ok:
                     return TxResult(1, BlockReason.ML_AUTH_FAILED.value, verdict_text(verdict))
-                self.lineage[tx.aid] = get_lineage(claim, verdict)
+                if isinstance(claim, ArtefactClaim):
+                    self.lineage[tx.aid] = get_lineage(claim, verdict)
             self._registered.add(tx.aid)
         self.view.absorb(trial)
         return APPLIED
+
+    def _dispute(self, tx: TxDispute, trial: StateView) -> TxResult:
+        """A dispute that passed the state rules (its fee is paid in `trial`): recorded with
+        V_auth's verdict, if there is one yet."""
+        self._disputed.update({tx.suspect_aid, tx.earlier_aid})
+        tx_hash = codec.compute_tx_hash(tx)
+        judged = None if self.verdicts is None else self.verdicts.get(tx_hash)
+        result = APPLIED
+        if judged is not None:
+            verdict = judged[1]
+            reason = None if verdict.ok else (verdict.reason or "dispute_failed")
+            try:
+                record_dispute(trial, tx, tx_hash, self.ctx.height, reason)
+            except InvalidTx as exc:  # cannot happen: the state rules just passed
+                return TxResult(1, str(exc.reason), exc.detail)
+            if not verdict.ok:
+                result = TxResult(DISPUTE_FAILED, reason or "", verdict_text(verdict))
+        self.view.absorb(trial)
+        return result
 
 
 def run_block_txs(
@@ -137,16 +202,20 @@ def run_block_txs(
     return run
 
 
-def block_claims(
-    parent: StateView, txs: Iterable[Transaction | None]
-) -> dict[TxHash, ArtefactClaim]:
-    """The V_auth claim of each registration among `txs`, checked against the registrations
-    of the parent state (read only when some tx registers: it is an O(state) scan)."""
+def block_claims(parent: StateView, txs: Iterable[Transaction | None]) -> dict[TxHash, Claim]:
+    """What V_auth judges in `txs`: each registration's claim, checked against the
+    registrations of the parent state (read only when some tx registers: it is an O(state)
+    scan), and each dispute."""
+    txs = list(txs)
+    claims: dict[TxHash, Claim] = {}
     registrations = [tx for tx in txs if isinstance(tx, TxRegisterModel)]
-    if not registrations:
-        return {}
-    registered = get_registrations(parent)
-    return {codec.compute_tx_hash(tx): make_claim(tx, registered) for tx in registrations}
+    if registrations:
+        registered = get_registrations(parent)
+        claims = {codec.compute_tx_hash(tx): make_claim(tx, registered) for tx in registrations}
+    for tx in txs:
+        if isinstance(tx, TxDispute):
+            claims[codec.compute_tx_hash(tx)] = dispute_claim(tx)
+    return claims
 
 
 BLOCK_REASONS = {
@@ -158,9 +227,10 @@ BLOCK_REASONS = {
 
 
 def first_failure(results: Sequence[TxResult]) -> InvalidBlock | None:
-    """The block's verdict when every tx must pass: the first failing tx, or None."""
+    """The block's verdict when every tx must pass: the first failing tx, or None (a failed
+    dispute is not a failure of the block: it was judged and paid its fee)."""
     for i, result in enumerate(results):
-        if result.code:
+        if result.code and result.code != DISPUTE_FAILED:
             reason = BLOCK_REASONS.get(result.reason, BlockReason.INVALID_TX)
             return InvalidBlock(reason, f"tx {i}: {result.reason}: {result.detail}")
     return None

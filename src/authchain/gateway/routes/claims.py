@@ -1,4 +1,5 @@
-"""`GET /claims` (registrations as V_auth judged them) and `GET /validators`."""
+"""`GET /claims` (registrations as V_auth judged them), `GET /disputes/{tx_hash}` and
+`GET /validators`."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from authchain.chain.schemas import MAX_CLAIMS, ClaimList, ClaimQuery, ClaimStatus, ValidatorList
-from authchain.chain.types import AccountId, Aid
+from authchain.chain.schemas import (
+    MAX_CLAIMS,
+    ClaimList,
+    ClaimQuery,
+    ClaimStatus,
+    DisputePublic,
+    ValidatorList,
+)
+from authchain.chain.types import AccountId, Aid, TxHash
 from authchain.gateway.deps import NodeDep
 from authchain.web import ERROR_RESPONSES
 
@@ -29,6 +37,13 @@ async def get_claims(
     one account's. These are the answering validator's records, not consensus state."""
     query = ClaimQuery(aid=aid, parent=parent, owner=owner, status=status, limit=limit)
     return await node.claims(query)
+
+
+@router.get("/disputes/{tx_hash}")
+async def get_dispute(tx_hash: TxHash, node: NodeDep) -> DisputePublic:
+    """A committed dispute's verdict (consensus state): upheld, so its suspect registration is
+    overturned, or failed with V_auth's reason (it then only paid its fee)."""
+    return await node.dispute(tx_hash)
 
 
 @router.get("/validators")

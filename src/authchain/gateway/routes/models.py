@@ -28,6 +28,7 @@ from authchain.chain.types import (
     TxRegisterModel,
     WmProfile,
 )
+from authchain.chain.types.tx import MAX_SPARES
 from authchain.gateway.deps import MetricsDep, NodeDep
 from authchain.gateway.node_client import NodeUnavailable, api_error
 from authchain.web import ERROR_RESPONSES, ApiError
@@ -65,6 +66,10 @@ class RegisterModelRequest(BaseModel):
         2048, ge=1, le=4096, description="n of the evidence (not in the seed)"
     )
     num_classes: int = Field(10, ge=2, le=4096, description="C of the model (not in the seed)")
+    spare_hashes_hex: list[EvidenceHash] = Field(
+        default_factory=list, max_length=MAX_SPARES,
+        description="BLAKE3 of each spare evidence file (not in the seed; never uploaded)",
+    )  # fmt: skip
 
 
 class RegisterQueued(BaseModel):
@@ -92,6 +97,7 @@ async def register_model(
         trigger_count=body.trigger_count,
         signature_bits=body.signature_bits,
         num_classes=body.num_classes,
+        spares=tuple(body.spare_hashes_hex),
     )
     owner = str(body.owner_account_hex)
     async with _owner_locks[hash(owner) % OWNER_LOCK_STRIPES]:

@@ -17,11 +17,13 @@ watermark (`authchain model evidence`): such evidence is honest and fails verifi
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import blake3
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -150,6 +152,36 @@ def signature_regulariser(
         return lambda: spec.signature_weight * signature_loss(model, key, spec.feature_layer)
     hinge = SignatureRegulariser(model, key.signature_keys(), spec.signature_margin)
     return lambda: spec.signature_weight * hinge()
+
+
+def combined_regulariser(
+    model: nn.Module, keys: Sequence[KeyMaterial], spec: EmbedSpec
+) -> Callable[[], torch.Tensor]:
+    """The summed signature losses of `keys` (a primary and its spares), one call per step."""
+    parts = [signature_regulariser(model, key, spec) for key in keys]
+    if len(parts) == 1:
+        return parts[0]
+    return lambda: torch.stack([part() for part in parts]).sum()
+
+
+SPARE_DOMAIN = "authchain/spare-key/v1"
+DEFAULT_SPARES = 3
+"""Spare watermarks `model train` and the hook embed beside the primary (issue 22)."""
+
+
+def spare_keys(primary: KeyMaterial, secret: bytes, count: int) -> list[KeyMaterial]:
+    """`count` spare keys: the primary's shape (owner, scheme, K, n, layers), each with its own
+    key seed derived from the owner's 32-byte spare `secret`, never from the primary's seed
+    (which every validator reads)."""
+    if len(secret) != 32:
+        raise ValueError("the spare secret is 32 bytes")
+    return [
+        dataclasses.replace(
+            primary,
+            key_seed=blake3.blake3(f"{SPARE_DOMAIN}/{i}".encode(), key=secret).digest(),
+        )
+        for i in range(count)
+    ]
 
 
 @torch.no_grad()
