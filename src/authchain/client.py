@@ -28,6 +28,7 @@ from authchain.chain.schemas import (
     MAX_BATCH_BYTES,
     MAX_BATCH_TXS,
     ArtefactPublic,
+    ClaimPublic,
     DisputePublic,
     StateProofPublic,
     SubmitTxBatchItem,
@@ -186,6 +187,14 @@ class GatewayClient:
     def model(self, aid: Aid) -> ArtefactPublic:
         """A registered model (`GET /models/{aid}`): owner, claim, spares, status."""
         return ArtefactPublic.model_validate(_call(self.http, "GET", f"/models/{aid}"))
+
+    def claims(self, status: str | None = None, limit: int = 100) -> list[ClaimPublic]:
+        """`GET /claims`: registrations as the answering validator judged them, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        body = _call(self.http, "GET", "/claims", params=params)
+        return [ClaimPublic.model_validate(c) for c in body["claims"]]
 
     def dispute(self, tx_hash: str) -> DisputePublic:
         """A committed dispute's verdict (`GET /disputes/{tx_hash}`)."""

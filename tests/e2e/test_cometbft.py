@@ -3,8 +3,9 @@ with its own `authchain abci` app, RocksDB and ML service, and a gateway on Come
 
 The tests run in order on one network: an honest registration (files uploaded to one
 validator only, fetched by the others), a forged claim, one validator's ML service down, a
-validator crash, a Byzantine proposer that includes an unverified forged claim, and the
-explorer on this network in a real browser.
+validator crash, a Byzantine proposer that includes an unverified forged claim, a dispute that
+overturns a thief's stripped copy on every validator, and the explorer on this network in a
+real browser.
 """
 
 from __future__ import annotations
@@ -26,14 +27,20 @@ from playwright.sync_api import Page, expect
 from authchain.chain import crypto
 from authchain.chain.schemas import verify_tx_status_proof
 from authchain.chain.types import Aid, EvidenceHash, SigScheme, WmProfile
-from authchain.client import GatewayClient, MlServiceClient
+from authchain.client import (
+    GatewayClient,
+    MlServiceClient,
+    ModelFiles,
+    file_dispute,
+    register_model,
+)
 from authchain.devnet import free_port
 from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.owner import evidence_for, train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.testnet import Testnet
 from tests.support.devnet import REPO, seed_body, shot
-from tests.support.models import SEED_PROFILE, TrainedModel
+from tests.support.models import SEED_PROFILE, SPARED_KEY, TrainedModel
 
 PROFILE = WmProfile(**SEED_PROFILE)
 
@@ -244,9 +251,40 @@ def test_byzantine_proposer_forged_claim_is_rejected_and_the_chain_goes_on(
     assert_same_chain(net, [0, 1, 2, 3])
 
 
+def test_a_stripped_copy_is_overturned_on_every_validator_with_one_app_hash(
+    net: Testnet, gw: GatewayClient, ml0: MlServiceClient, spared: TrainedModel,
+    stripped: TrainedModel,
+) -> None:  # fmt: skip
+    """The owner registers with committed spares; the thief's copy, primary stripped,
+    commits; the owner's dispute, its spare revealed to validator 1's service only (the
+    others fetch it with signed requests), overturns it in every validator's state."""
+    files = ModelFiles.in_dir(spared.artefact.parent)
+    profile = WmProfile(**SEED_PROFILE)
+    owner = register_model(gw, SPARED_KEY, profile, files=files, upload_to=ml0)
+    assert owner.status is not None and owner.status.status == "committed", owner.status
+    ml0.upload_artefact(stripped.artefact)
+    ml0.upload_evidence(stripped.evidence)
+    copy = gw.wait_for_tx(gw.register_unsigned(seed_body(stripped))["tx_hash"])
+    assert copy.status == "committed", copy
+    ml1 = MlServiceClient(net.nodes[1].ml_url)
+    done = file_dispute(gw, SPARED_KEY, files, Aid.from_hex(stripped.aid), upload_to=ml1)
+    ml1.close()
+    assert done.verdict is not None and done.verdict.upheld, done
+    spare = spared.result.spares[done.spare_index].evidence_hash
+    for node in net.nodes:
+        answer = net.rpc(node.index, "abci_query", path=f"/artefacts/{stripped.aid}", data="")
+        record = json.loads(base64.b64decode(answer["response"]["value"]))
+        assert record["status"] == "overturned", (node.index, record)
+        assert record["overturned_by"]["earlier_aid"] == spared.aid
+        refused = httpx.get(f"{node.ml_url}/evidence/{spare}/content")  # revealed to validators
+        assert refused.status_code == 401  # and to no one else
+    assert gw.model(Aid.from_hex(spared.aid)).spent_spares == [done.spare_index]
+    assert_same_chain(net, [0, 1, 2, 3])
+
+
 def test_the_explorer_shows_the_testnet(
-    net: Testnet, gw: GatewayClient, watermarked: TrainedModel,
-    open_page: Callable[[str], Page], tmp_path: Path,
+    net: Testnet, gw: GatewayClient, watermarked: TrainedModel, spared: TrainedModel,
+    stripped: TrainedModel, open_page: Callable[[str], Page], tmp_path: Path,
 ) -> None:  # fmt: skip
     """The same explorer on CometBFT: its validator set with voting power, its blocks, and a
     registration's inclusion proof checked in the browser against CometBFT's data_hash
@@ -273,3 +311,10 @@ def test_the_explorer_shows_the_testnet(
     expect(page.locator("#trigger-p")).to_have_text(re.compile(r"^2\^-\d+"))
     expect(page.locator("#model-summary")).to_contain_text(watermarked.owner)
     shot(page, tmp_path, "testnet-model")
+    page.goto(f"/model/{stripped.aid}")  # overturned by the owner's dispute (test above)
+    expect(page.locator("#model-status")).to_contain_text("overturned")
+    expect(page.locator("#overturned")).to_contain_text("spare watermark")
+    shot(page, tmp_path, "testnet-overturned-model")
+    page.goto(f"/model/{spared.aid}")  # and the owner's page lists the copy it overturned
+    expect(page.locator("#model-overturned")).to_contain_text(stripped.aid[:12])
+    expect(page.locator("#model-spares")).to_contain_text("1 spent")

@@ -10,22 +10,27 @@
 4. `authchain dispute` checks the copy locally, reveals one spare to the validators and files
    a TxDispute: the copy is overturned, naming the owner's model, the dispute and the spare;
 5. an honest, unrelated registration is untouched; disputing it is refused locally, before
-   any spare is revealed.
+   any spare is revealed;
+6. `authchain watch` finds the thief's next copy on its own and disputes it.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
 from authchain.chain.crypto import write_key_file
 from authchain.chain.types import Aid
 from authchain.client import GatewayClient, MlServiceClient
-from authchain.devnet import Devnet
+from authchain.devnet import Devnet, Process
+from authchain.ml_service import attacks
+from authchain.ml_service.artefact import encode_artefact, load_artefact
 from tests.support.devnet import REPO, seed_body
 from tests.support.models import SPARED_KEY, TrainedModel
 
@@ -98,6 +103,7 @@ def test_a_stolen_copy_with_its_primary_watermark_stripped_is_overturned_by_a_sp
     verdict = gw.dispute(tx_hash)
     assert verdict.upheld and verdict.height == copy.overturned_by.height
     assert gw.model(Aid.from_hex(spared.aid)).spent_spares == [0]
+    assert [str(a) for a in gw.model(Aid.from_hex(spared.aid)).overturned] == [stripped.aid]
     # the honest registrations stand
     assert gw.model(Aid.from_hex(watermarked.aid)).status == "registered"
     assert gw.model(Aid.from_hex(spared.aid)).status == "registered"
@@ -107,3 +113,42 @@ def test_a_stolen_copy_with_its_primary_watermark_stripped_is_overturned_by_a_sp
         "--upload", devnet.ml_url, "--gateway", devnet.gateway_url,
     )  # fmt: skip
     assert again.returncode != 0 and "already_overturned" in again.stdout + again.stderr
+
+
+def test_watch_finds_and_disputes_a_copy_on_its_own(
+    devnet: Devnet, gw: GatewayClient, ml: MlServiceClient, owner_key: Path,
+    spared: TrainedModel, stripped: TrainedModel, tmp_path: Path,
+) -> None:  # fmt: skip
+    """`authchain watch` runs; the thief registers a channel-permuted copy of his (overturned)
+    model, as its lineage, under his same evidence; the watcher checks it against the two
+    unspent spares in one pass and disputes it: overturned too."""
+    owner_dir = spared.artefact.parent
+    watcher = Process(
+        ["watch", "--key", str(owner_key), "--model", str(owner_dir), "--upload", devnet.ml_url,
+         "--gateway", devnet.gateway_url, "--every", "0.5"],
+        tmp_path / "watch.log", cwd=REPO,
+    ).start()  # fmt: skip
+    try:
+        loaded = load_artefact(stripped.artefact)
+        permuted = attacks.permute_channels(loaded.model, torch.Generator().manual_seed(3))
+        path = tmp_path / "model.safetensors"
+        path.write_bytes(encode_artefact(permuted, loaded.arch, loaded.config))
+        aid = ml.upload_artefact(path)
+        body = seed_body(stripped, aid_hex=aid)
+        status = gw.wait_for_tx(gw.register_unsigned(body)["tx_hash"])
+        assert status.status == "committed", status
+        copy = gw.model(Aid.from_hex(aid))
+        assert [str(p) for p in copy.parents] == [stripped.aid]  # the thief's own lineage
+        deadline = time.monotonic() + 120
+        while gw.model(Aid.from_hex(aid)).status != "overturned":
+            assert watcher.popen is not None and watcher.popen.poll() is None, "watch exited"
+            assert time.monotonic() < deadline, (tmp_path / "watch.log").read_text()
+            time.sleep(0.5)
+    finally:
+        code = watcher.stop()
+    log = (tmp_path / "watch.log").read_text()
+    assert code == 0, log
+    assert f"checked {aid[:12]}" in log and "carries spare 1" in log and "upheld" in log, log
+    overturned = gw.model(Aid.from_hex(aid)).overturned_by
+    assert overturned is not None and overturned.spare_index == 1
+    assert gw.model(Aid.from_hex(spared.aid)).spent_spares == [0, 1]

@@ -80,6 +80,7 @@ async def test_an_upheld_dispute_overturns_the_copy_and_spends_the_spare() -> No
     assert copy.overturned_by.dispute_tx == codec.compute_tx_hash(tx)
     assert copy.overturned_by.height == 3
     assert original is not None and original.spent_spares == (0,)
+    assert original.overturned == (aid(2),)
     assert original.overturned_by is None  # the owner's stands
     outcome = get_dispute(view, codec.compute_tx_hash(tx))
     assert outcome is not None and outcome.upheld and outcome.reason == ""

@@ -157,7 +157,10 @@ def _vectors() -> dict[str, Callable[[], dict[str, str]]]:
             registered_index=1,
             overturned_by=Overturn(AID, KEY.account, TxHash(codec.hash_bytes(b"dispute")), 4, 1),
         )  # fmt: skip
-        spent = ArtefactMetadata(AID, KEY.account, EVIDENCE, registered_at=1, spent_spares=(1,))
+        spent = ArtefactMetadata(
+            AID, KEY.account, EVIDENCE, registered_at=1, spent_spares=(1,),
+            overturned=(codec.compute_aid(b"stolen copy"),),
+        )  # fmt: skip
         return {
             "encoding": codec.encode(meta).hex(),
             "with_parents": codec.encode(child).hex(),

@@ -283,6 +283,9 @@ class ArtefactPublic(_Schema):
         "the owner reveals one only in a dispute"
     )
     spent_spares: list[int] = Field(description="spares revealed by upheld disputes")
+    overturned: list[Aid] = Field(
+        description="later registrations this model's owner overturned by disputes"
+    )
     status: Literal["registered", "overturned"]
     overturned_by: OverturnPublic | None = Field(
         None, description="the dispute that proved it a copy of an earlier registration"
@@ -306,6 +309,7 @@ def artefact_to_public(meta: ArtefactMetadata, uses: int, last_used_at: int) -> 
         parents=list(meta.parents),
         spares=list(meta.evidence.spares),
         spent_spares=list(meta.spent_spares),
+        overturned=list(meta.overturned),
         status="overturned" if meta.overturned_by is not None else "registered",
         overturned_by=(
             OverturnPublic(**msgspec.structs.asdict(meta.overturned_by))

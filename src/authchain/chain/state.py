@@ -455,10 +455,10 @@ def apply_overturn(view: StateView, tx: TxDispute, height: Height, tx_hash: TxHa
     """A dispute whose verdict holds: the suspect is overturned, the spare spent."""
     earlier, suspect = check_dispute(view, tx)
     spent = tuple(sorted({*earlier.spent_spares, tx.spare_index}))
-    view.put(
-        ARTEFACT_PREFIX + earlier.aid,
-        codec.encode(msgspec.structs.replace(earlier, spent_spares=spent)),
+    won = msgspec.structs.replace(
+        earlier, spent_spares=spent, overturned=(*earlier.overturned, suspect.aid)
     )
+    view.put(ARTEFACT_PREFIX + earlier.aid, codec.encode(won))
     overturn = Overturn(earlier.aid, earlier.owner, tx_hash, height, tx.spare_index)
     view.put(
         ARTEFACT_PREFIX + suspect.aid,

@@ -10,6 +10,7 @@
     authchain gateway [--config configs/api.toml]                   run the public API
     authchain register --key K --model DIR [--upload ML_URL]        register a model (signed)
     authchain dispute --key K --model DIR --suspect AID --upload U  overturn a copy with a spare
+    authchain watch --key K --model DIR --upload U                  find and dispute copies
     authchain status | devnet | demo                                use a local devnet
 
 One module per group: `keys`, `services` (the four long-running servers), `model`, `network`

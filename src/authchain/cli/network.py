@@ -1,5 +1,5 @@
-"""Using a chain: `authchain register`, `dispute` and `status` against a running one; `devnet`,
-`testnet` and `demo`, which start one (and stop everything they started)."""
+"""Using a chain: `authchain register`, `dispute`, `watch` and `status` against a running
+one; `devnet`, `testnet` and `demo`, which start one (and stop everything they started)."""
 
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ def dispute(
     upload: str = typer.Option(
         ...,
         "--upload",
-        help="A validator's ML service: the spare's evidence is revealed to it (validators "
-        "fetch it from each other; no one else can read it).",
+        help="A validator's ML service: the suspect is fetched from it, and the spare's "
+        "evidence revealed to it (validators fetch it from each other; no one else can read it).",
     ),
     upload_token: str | None = typer.Option(
         None,
@@ -113,11 +113,17 @@ def dispute(
     ),
     gateway_url: str = GATEWAY_OPT,
     timeout: float = typer.Option(180.0, "--timeout", min=1.0, help="Seconds to wait."),
+    force: bool = typer.Option(
+        False, "--force", help="File even if the local check finds no spare in the suspect."
+    ),
 ) -> None:
     """Prove that SUSPECT is a copy of your registered model with your next unspent spare
-    watermark: reveal its evidence to the validators, file a signed TxDispute, wait, and print
-    the verdict. Upheld, the suspect registration is overturned; failed, the dispute only
-    pays its fee (and the spare stays unspent)."""
+    watermark. The suspect's artefact (public) is checked here first: a spare is revealed only
+    if the suspect carries it at the derivative floor. Then its evidence goes to the
+    validators, a signed TxDispute is filed, and the verdict printed. Upheld, the suspect
+    registration is overturned; failed, the dispute only pays its fee."""
+    import tempfile
+
     from authchain.chain.types import Aid
     from authchain.client import (
         ClientError,
@@ -125,19 +131,39 @@ def dispute(
         MlServiceClient,
         ModelFiles,
         file_dispute,
+        next_unspent_spare,
     )
+    from authchain.ml_service.errors import MlServiceError
+    from authchain.ml_service.owner import carried_spares
 
     key = read_key(key_file)
-    with failing_on(ClientError, ChainError, OSError):
+    files = ModelFiles.in_dir(model_dir)
+    gw, ml = GatewayClient(gateway_url), MlServiceClient(upload, token=upload_token)
+    with failing_on(ClientError, ChainError, OSError, MlServiceError):
+        suspect_aid = Aid.from_hex(suspect, field="--suspect")
+        index = next_unspent_spare(gw.model(files.aid()), files)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = ml.download_artefact(suspect_aid, Path(tmp) / "suspect.safetensors")
+            [(carried, stats)] = carried_spares(copy, [files.spares[index]])
+        out.print(f"local check: spare {index} in the suspect: {stats}")
+        if not carried and not force:
+            fail(
+                f"the suspect does not carry spare {index} at the derivative floor: not filed "
+                "(the spare stays secret; --force files anyway)"
+            )
         done = file_dispute(
-            GatewayClient(gateway_url), key, ModelFiles.in_dir(model_dir),
-            Aid.from_hex(suspect, field="--suspect"),
-            upload_to=MlServiceClient(upload, token=upload_token), timeout=timeout,
+            gw,
+            key,
+            files,
+            suspect_aid,
+            spare_index=index,
+            upload_to=ml,
+            timeout=timeout,
             on_submitted=lambda d: out.print(
                 f"tx_hash: {d.tx_hash}\nearlier: {d.earlier}\nsuspect: {d.suspect}\n"
                 f"spare:   {d.spare_index} (its evidence is now revealed to the validators)"
             ),
-        )  # fmt: skip
+        )
     status = done.status
     if status is None or status.status != "committed" or done.verdict is None:
         reason = status.reason if status is not None else "no status"
@@ -150,6 +176,60 @@ def dispute(
         return
     out.print(f"verdict: failed ({verdict.reason}) at height {verdict.height}; the fee is paid")
     raise typer.Exit(1)
+
+
+@app.command("watch")
+def watch(
+    key_file: Path = typer.Option(..., "--key", "-k", help="Owner's key file (signs disputes)."),
+    model_dir: Path = typer.Option(
+        ..., "--model", "-m", help="The owner's model directory (model.safetensors, spares/)."
+    ),
+    upload: str = typer.Option(
+        ...,
+        "--upload",
+        help="A validator's ML service: suspects are fetched from it, and a "
+        "spare is revealed to it only when a dispute is filed.",
+    ),
+    upload_token: str | None = typer.Option(
+        None,
+        "--upload-token",
+        envvar="AUTHCHAIN_UPLOAD_TOKEN",
+        help="The ML service's upload_token, if it has one.",
+    ),
+    gateway_url: str = GATEWAY_OPT,
+    every: float = typer.Option(2.0, "--every", min=0.1, help="Seconds between polls."),
+) -> None:
+    """Follow newly committed registrations; check each one locally against your unspent
+    spare watermarks (one forward pass over their triggers, plus the signature reads) and file
+    a dispute when one carries a spare. Shows a live status line and logs what it checked;
+    Ctrl-C or SIGTERM stop it."""
+    from authchain.client import ClientError, GatewayClient, MlServiceClient, ModelFiles
+    from authchain.watch import Watcher
+
+    setup_logging("info")
+    files = ModelFiles.in_dir(model_dir)
+    watcher = Watcher(
+        GatewayClient(gateway_url), MlServiceClient(upload, token=upload_token),
+        read_key(key_file), files,
+    )  # fmt: skip
+    with failing_on(ClientError, ChainError, OSError):
+        mine = watcher.gw.model(files.aid())
+    out.print(f"watching for copies of {mine.aid} ({len(mine.spares)} spares, "
+              f"{len(mine.spent_spares)} spent) on {gateway_url}")  # fmt: skip
+
+    def tick() -> str | None:
+        try:
+            for event in watcher.tick():
+                out.print(event)
+        except (ClientError, OSError) as exc:  # the gateway is away: try again next poll
+            err.print(f"poll failed: {exc}")
+        live.update(watcher.stats.line())
+        return None
+
+    with stop_on_signals() as stopped, out.status(watcher.stats.line()) as live:
+        tick()
+        supervise(stopped, tick, every)
+    out.print(watcher.stats.line().replace("watching", "stopped"))
 
 
 @app.command("status")

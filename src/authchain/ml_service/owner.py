@@ -13,7 +13,7 @@ Long work reports progress through `on_step(step, total, losses)`; nothing here 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -170,20 +170,24 @@ def evidence_for(
     )  # fmt: skip
 
 
-def carries_spare(
-    artefact: Path, spare_evidence: Path, floors: Floors = DEFAULT_FLOORS
-) -> tuple[bool, str]:
-    """Whether the model in `artefact` carries the spare watermark of `spare_evidence` at the
-    derivative floor, as a dispute's verdict judges the suspect; and the statistics in words.
-    What `authchain dispute` checks before it reveals a spare, and `authchain watch` on every
-    new registration."""
+def carried_spares(
+    artefact: Path, spare_evidence: Sequence[Path], floors: Floors = DEFAULT_FLOORS
+) -> list[tuple[bool, str]]:
+    """For each spare evidence file: whether the model in `artefact` carries that spare
+    watermark at the derivative floor, as a dispute's verdict judges the suspect, and the
+    statistics in words. Every spare's triggers go through the model in one pass. What
+    `authchain dispute` checks before it reveals a spare, and `authchain watch` on every new
+    registration."""
     loaded = load_artefact(artefact)
-    evidence = parse_evidence(spare_evidence.read_bytes())
+    evidence = [parse_evidence(path.read_bytes()) for path in spare_evidence]
+    if not evidence:
+        return []
     shape, classes = tuple(loaded.arch.input_shape), loaded.config.num_classes
-    if shape != tuple(evidence.input_shape) or classes != evidence.num_classes:
-        return False, f"another input shape or class count ({list(shape)}, {classes} classes)"
-    (carry,) = compute_carry_stats(loaded.model, [evidence], "cpu", "fast")
-    return carry.carries(floors.derivative_p_log2), carry.describe()
+    if any(tuple(e.input_shape) != shape or e.num_classes != classes for e in evidence):
+        why = f"another input shape or class count ({list(shape)}, {classes} classes)"
+        return [(False, why)] * len(evidence)
+    carries = compute_carry_stats(loaded.model, evidence, "cpu", "fast")
+    return [(c.carries(floors.derivative_p_log2), c.describe()) for c in carries]
 
 
 def verify_local(

@@ -34,6 +34,9 @@ class ArtefactMetadata(Record, frozen=True):
     """Position of its tx in that block: orders two registrations of one block."""
     spent_spares: tuple[int, ...] = ()
     """Indices of `evidence.spares` revealed by successful disputes, ascending."""
+    overturned: tuple[Aid, ...] = ()
+    """The later registrations its owner's upheld disputes overturned, in order (one per spent
+    spare, so at most MAX_SPARES)."""
     overturned_by: Overturn | None = None
     """Set when a dispute proved this registration a copy of an earlier one."""
 
