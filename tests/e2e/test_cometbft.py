@@ -316,5 +316,5 @@ def test_the_explorer_shows_the_testnet(
     expect(page.locator("#overturned")).to_contain_text("spare watermark")
     shot(page, tmp_path, "testnet-overturned-model")
     page.goto(f"/model/{spared.aid}")  # and the owner's page lists the copy it overturned
-    expect(page.locator("#model-overturned")).to_contain_text(stripped.aid[:12])
+    expect(page.locator("#model-overturned")).to_contain_text(stripped.aid[:8])
     expect(page.locator("#model-spares")).to_contain_text("1 spent")

@@ -95,7 +95,7 @@ def test_the_lightning_callback_watermarks_an_unchanged_training_step(tmp_path: 
     config = {"model": "test_resnet", "num_classes": 10, "input_size": [32, 32]}
     callback = WatermarkCallback(
         key=b"\x01" * 32, arch="timm", config=config, out_dir=tmp_path, quiet=True,
-        spec=EmbedSpec(signature_weight=2.0), key_seed=b"\x07" * 32,
+        spec=EmbedSpec(signature_weight=2.0), key_seed=b"\x07" * 32, spares=1,
     )  # fmt: skip
     trainer = pl.Trainer(
         max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -103,4 +103,6 @@ def test_the_lightning_callback_watermarks_an_unchanged_training_step(tmp_path: 
     )  # fmt: skip
     trainer.fit(Digits(), loader)
     assert callback.result is not None and callback.result.passes, callback.result
+    [spare] = callback.result.spares  # embedded with the primary, written apart
+    assert spare.passes and spare.evidence.parent == tmp_path / "spares"
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "evidence.json").exists()

@@ -54,7 +54,6 @@ PERMANENT = frozenset(
         TxReason.UNSIGNED_NOT_ALLOWED,
         TxReason.AID_ALREADY_REGISTERED,
         TxReason.CLAIM_BELOW_FLOOR,
-        TxReason.AID_NOT_REGISTERED,
         TxReason.NOT_EARLIER_OWNER,
         TxReason.DISPUTE_OWN_MODEL,
         TxReason.NOT_EARLIER,

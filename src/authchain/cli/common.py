@@ -108,6 +108,15 @@ FREE_PORTS_OPT = typer.Option(
     "another devnet); the URLs are printed.",
 )  # fmt: skip
 JSON_OPT = typer.Option(False, "--json", help="Print the result as JSON.")
+UPLOAD_TOKEN_OPT = typer.Option(
+    None, "--upload-token", envvar="AUTHCHAIN_UPLOAD_TOKEN",
+    help="The ML service's upload_token, if it has one.",
+)  # fmt: skip
+OWNER_MODEL_OPT = typer.Option(
+    ..., "--model", "-m",
+    help="The owner's model directory: model.safetensors and spares/ (from `model train`).",
+)  # fmt: skip
+SIGNING_KEY_OPT = typer.Option(..., "--key", "-k", help="Owner's key file (signs the tx).")
 
 # a wm_profile, as `register` claims it and `model verify` checks it
 TAU_INPUT_OPT = typer.Option(0.9, "--tau-input", min=0.0, max=1.0)

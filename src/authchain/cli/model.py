@@ -61,7 +61,7 @@ def model_train(
     owner: str | None = OWNER_OPT,
     tiny: bool = typer.Option(False, "--tiny", help="A tiny SmallResNet (seconds, for tests)."),
     epochs: int | None = typer.Option(
-        None, "--epochs", min=1, help="Default 6 (5 with --from; 12 with --tiny and spares)."
+        None, "--epochs", min=1, help="Default 6 (5 with --from); with spares 8 (12 with --tiny)."
     ),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
     watermark: bool = typer.Option(

@@ -13,8 +13,11 @@ from authchain.cli.common import (
     BAND_LOW_OPT,
     FREE_PORTS_OPT,
     GATEWAY_OPT,
+    OWNER_MODEL_OPT,
+    SIGNING_KEY_OPT,
     TAU_FEAT_OPT,
     TAU_INPUT_OPT,
+    UPLOAD_TOKEN_OPT,
     app,
     err,
     fail,
@@ -29,7 +32,7 @@ from authchain.cli.keys import read_key
 
 @app.command("register")
 def register(
-    key_file: Path = typer.Option(..., "--key", "-k", help="Owner's key file (signs the tx)."),
+    key_file: Path = SIGNING_KEY_OPT,
     model_dir: Path | None = typer.Option(
         None, "--model", "-m", help="Directory with model.safetensors and evidence.json."
     ),
@@ -38,12 +41,7 @@ def register(
     upload: str | None = typer.Option(
         None, "--upload", help="ML service URL to upload --model's files to first."
     ),
-    upload_token: str | None = typer.Option(
-        None,
-        "--upload-token",
-        envvar="AUTHCHAIN_UPLOAD_TOKEN",
-        help="The ML service's upload_token, if it has one.",
-    ),
+    upload_token: str | None = UPLOAD_TOKEN_OPT,
     scheme_id: str | None = typer.Option(
         None, "--scheme", help="The evidence's scheme (default: --model's, else multi_factor_v2)."
     ),
@@ -91,13 +89,8 @@ def register(
 
 @app.command("dispute")
 def dispute(
-    key_file: Path = typer.Option(..., "--key", "-k", help="Owner's key file (signs the tx)."),
-    model_dir: Path = typer.Option(
-        ...,
-        "--model",
-        "-m",
-        help="The owner's model directory: model.safetensors and spares/ (from `model train`).",
-    ),
+    key_file: Path = SIGNING_KEY_OPT,
+    model_dir: Path = OWNER_MODEL_OPT,
     suspect: str = typer.Option(..., "--suspect", help="Aid of the registration to dispute."),
     upload: str = typer.Option(
         ...,
@@ -105,12 +98,7 @@ def dispute(
         help="A validator's ML service: the suspect is fetched from it, and the spare's "
         "evidence revealed to it (validators fetch it from each other; no one else can read it).",
     ),
-    upload_token: str | None = typer.Option(
-        None,
-        "--upload-token",
-        envvar="AUTHCHAIN_UPLOAD_TOKEN",
-        help="The ML service's upload_token, if it has one.",
-    ),
+    upload_token: str | None = UPLOAD_TOKEN_OPT,
     gateway_url: str = GATEWAY_OPT,
     timeout: float = typer.Option(180.0, "--timeout", min=1.0, help="Seconds to wait."),
     force: bool = typer.Option(
@@ -180,22 +168,15 @@ def dispute(
 
 @app.command("watch")
 def watch(
-    key_file: Path = typer.Option(..., "--key", "-k", help="Owner's key file (signs disputes)."),
-    model_dir: Path = typer.Option(
-        ..., "--model", "-m", help="The owner's model directory (model.safetensors, spares/)."
-    ),
+    key_file: Path = SIGNING_KEY_OPT,
+    model_dir: Path = OWNER_MODEL_OPT,
     upload: str = typer.Option(
         ...,
         "--upload",
         help="A validator's ML service: suspects are fetched from it, and a "
         "spare is revealed to it only when a dispute is filed.",
     ),
-    upload_token: str | None = typer.Option(
-        None,
-        "--upload-token",
-        envvar="AUTHCHAIN_UPLOAD_TOKEN",
-        help="The ML service's upload_token, if it has one.",
-    ),
+    upload_token: str | None = UPLOAD_TOKEN_OPT,
     gateway_url: str = GATEWAY_OPT,
     every: float = typer.Option(2.0, "--every", min=0.1, help="Seconds between polls."),
 ) -> None:

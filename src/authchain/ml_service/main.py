@@ -27,8 +27,10 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -159,16 +161,16 @@ async def health() -> HealthResponse:
     return HealthResponse()
 
 
-@router.post("/verify", tags=["verification"])
-async def verify(body: VerifyRequest, service: ServiceDep) -> VerifyResponse:
-    """Check that the artefact `aid` carries the watermark its evidence describes, meets the
-    chain's floors, and carries no earlier registration's watermark but its owner's."""
+R = TypeVar("R", VerifyResponse, DisputeResponse)
+
+
+async def _judge(service: Service, job: Callable[[], R]) -> R:
+    """Run a verification in a worker thread and count it; a fault of this machine (memory,
+    a bug) is a 503, never an answer."""
     started = time.perf_counter()
-    evidence = [body.evidence_hash, *(r.evidence_hash for r in body.registered)]
-    await service.peers.ensure(body.aid, evidence)
     try:
-        response = await run_in_threadpool(service.verifier.verify, body)
-    except Exception as exc:  # a fault of this machine (memory, a bug), not an answer
+        response = await run_in_threadpool(job)
+    except Exception as exc:
         log.exception("verification failed unexpectedly")
         service.metrics.verify_requests.labels(result="error").inc()
         raise ApiError(
@@ -179,24 +181,22 @@ async def verify(body: VerifyRequest, service: ServiceDep) -> VerifyResponse:
     return response
 
 
+@router.post("/verify", tags=["verification"])
+async def verify(body: VerifyRequest, service: ServiceDep) -> VerifyResponse:
+    """Check that the artefact `aid` carries the watermark its evidence describes, meets the
+    chain's floors, and carries no earlier registration's watermark but its owner's."""
+    evidence = [body.evidence_hash, *(r.evidence_hash for r in body.registered)]
+    await service.peers.ensure(body.aid, evidence)
+    return await _judge(service, partial(service.verifier.verify, body))
+
+
 @router.post("/dispute", tags=["verification"])
 async def dispute(body: DisputeRequest, service: ServiceDep) -> DisputeResponse:
     """Judge a dispute: the earlier artefact carries the spare watermark (its evidence revealed
     for this dispute) at the claim floors, and the suspect carries it at the derivative floor."""
-    started = time.perf_counter()
     await service.peers.ensure(body.earlier_aid, [body.spare_evidence_hash])
     await service.peers.ensure(body.suspect_aid, [])
-    try:
-        response = await run_in_threadpool(service.verifier.dispute, body)
-    except Exception as exc:  # a fault of this machine, not an answer
-        log.exception("dispute verification failed unexpectedly")
-        service.metrics.verify_requests.labels(result="error").inc()
-        raise ApiError(
-            503, "verifier_error", f"verification could not finish here: {type(exc).__name__}"
-        ) from exc
-    service.metrics.verify_seconds.observe(time.perf_counter() - started)
-    service.metrics.verify_requests.labels(result="ok" if response.ok else "failed").inc()
-    return response
+    return await _judge(service, partial(service.verifier.dispute, body))
 
 
 def _authorize(service: Service, request: Request, kind: str) -> None:

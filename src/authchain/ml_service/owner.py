@@ -39,6 +39,10 @@ TINY_SPARED_EPOCHS = 12
 triggers (400 of them): at 6 it reached 45/100 (below the floor) and 0.73 task accuracy,
 at 12 every key's 100/100 and 0.93-0.95."""
 
+FULL_SPARED_EPOCHS = 8
+"""The full SmallResNet with three spares: at 6 epochs they cost 0-1.4 points of test accuracy
+(three seeds), at 8 none (docs/SECURITY.md)."""
+
 OnStep = Callable[[int, int, dict[str, float]], None]
 """Progress: the step just done, the total, and the losses at it."""
 
@@ -72,7 +76,9 @@ def train_model(
         config = SmallResNetConfig.tiny() if tiny else SmallResNetConfig()
         torch.manual_seed(seed)
         model = SmallResNet(config)
-        default_epochs = TINY_SPARED_EPOCHS if tiny and spares and watermark else 6
+        default_epochs = 6
+        if spares and watermark:
+            default_epochs = TINY_SPARED_EPOCHS if tiny else FULL_SPARED_EPOCHS
     train_data, test_data = load_digits_split()
     key = new_key_material(owner, arch, config.num_classes, spec, key_seed, model)
     secret = spare_secret if spare_secret is not None else secrets.token_bytes(32)
