@@ -44,12 +44,14 @@ def test_fine_tuning_embeds_a_watermark_into_an_existing_model(
 def test_model_train_arch_watermarks_a_timm_model(tmp_path: Path) -> None:
     out = tmp_path / "eff"
     args = ["model", "train", "--arch", "test_resnet", "--epochs", "4", "--owner", "ab" * 32,
-            "-o", str(out), "--json"]  # fmt: skip
+            "--spares", "1", "-o", str(out), "--json"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout[result.stdout.index("{") :])
     assert body["passes"], body["stats"]
     assert (out / "model.safetensors").exists() and (out / "evidence.json").exists()
+    [spare] = body["spares"]  # written beside, never uploaded
+    assert spare["passes"] and Path(spare["evidence"]) == out / "spares" / "spare-0.json"
     verify = runner.invoke(
         app, ["model", "verify", str(out / "model.safetensors"), str(out / "evidence.json")]
     )
