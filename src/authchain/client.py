@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -311,8 +312,9 @@ class ModelFiles:
         )
         return cls(directory / "model.safetensors", directory / "evidence.json", tuple(spares))
 
+    @cached_property
     def aid(self) -> Aid:
-        """The artefact's id: BLAKE3 of its bytes."""
+        """The artefact's id: BLAKE3 of its bytes (read once: a watcher asks every poll)."""
         return Aid(blake3.blake3(self.artefact.read_bytes()).digest())
 
     def spare_hashes(self) -> tuple[EvidenceHash, ...]:
@@ -432,7 +434,7 @@ def file_dispute(
     `spare_index` (default: the next unspent one) to the validators (upload its evidence to
     `upload_to`, a validator's ML service), sign and submit the TxDispute and, with `wait`,
     follow it to its verdict."""
-    earlier = files.aid()
+    earlier = files.aid
     index = spare_index if spare_index is not None else next_unspent_spare(gw.model(earlier), files)
     spare_hash = EvidenceHash.from_hex(upload_to.upload_evidence(files.spares[index]))
     tx_hash = gw.dispute_signed(key, earlier, suspect, index, spare_hash)

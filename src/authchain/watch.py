@@ -64,7 +64,7 @@ class Watcher:
         """One poll: check every committed registration not seen yet; the log lines."""
         from authchain.ml_service.owner import carried_spares  # torch loads here, once
 
-        mine = self.gw.model(self.files.aid())
+        mine = self.gw.model(self.files.aid)
         events: list[str] = []
         for claim in reversed(self.gw.claims(status="committed", limit=self.batch)):
             if str(claim.tx_hash) in self.seen:
@@ -95,7 +95,7 @@ class Watcher:
             )  # fmt: skip
             if carried:
                 events.append(self._dispute(claim.aid, carried[0]))
-                mine = self.gw.model(self.files.aid())
+                mine = self.gw.model(self.files.aid)
         return events
 
     def _dispute(self, suspect: Aid, spare: int) -> str:

@@ -319,8 +319,8 @@ def check_tx_state(
         check_dispute(view, tx)
 
 
-def check_dispute(view: StateView, tx: TxDispute) -> tuple[ArtefactMetadata, ArtefactMetadata]:
-    """A dispute's state rules, each with its own reason; the earlier and suspect records."""
+def check_dispute(view: StateView, tx: TxDispute) -> None:
+    """A dispute's state rules, each with its own reason."""
     earlier = get_artefact(view, tx.earlier_aid)
     suspect = get_artefact(view, tx.suspect_aid)
     for name, meta, aid in (("earlier_aid", earlier, tx.earlier_aid),
@@ -369,7 +369,6 @@ def check_dispute(view: StateView, tx: TxDispute) -> tuple[ArtefactMetadata, Art
     if tx.spare_index in earlier.spent_spares:
         raise InvalidTx(TxReason.SPARE_SPENT, f"spare {tx.spare_index} was spent by an "
                         "earlier dispute", field="spare_index")  # fmt: skip
-    return earlier, suspect
 
 
 def check_claim_floors(evidence: EvidenceRef, floors: Floors) -> None:
@@ -452,8 +451,10 @@ def record_dispute(
 
 
 def apply_overturn(view: StateView, tx: TxDispute, height: Height, tx_hash: TxHash) -> None:
-    """A dispute whose verdict holds: the suspect is overturned, the spare spent."""
-    earlier, suspect = check_dispute(view, tx)
+    """A dispute whose verdict holds (its state rules passed in `process_tx`): the suspect is
+    overturned, the spare spent."""
+    earlier, suspect = get_artefact(view, tx.earlier_aid), get_artefact(view, tx.suspect_aid)
+    assert earlier is not None and suspect is not None, "apply_overturn before process_tx"
     spent = tuple(sorted({*earlier.spent_spares, tx.spare_index}))
     won = msgspec.structs.replace(
         earlier, spent_spares=spent, overturned=(*earlier.overturned, suspect.aid)

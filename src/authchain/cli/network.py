@@ -129,7 +129,7 @@ def dispute(
     gw, ml = GatewayClient(gateway_url), MlServiceClient(upload, token=upload_token)
     with failing_on(ClientError, ChainError, OSError, MlServiceError):
         suspect_aid = Aid.from_hex(suspect, field="--suspect")
-        index = next_unspent_spare(gw.model(files.aid()), files)
+        index = next_unspent_spare(gw.model(files.aid), files)
         with tempfile.TemporaryDirectory() as tmp:
             copy = ml.download_artefact(suspect_aid, Path(tmp) / "suspect.safetensors")
             [(carried, stats)] = carried_spares(copy, [files.spares[index]])
@@ -194,7 +194,7 @@ def watch(
         read_key(key_file), files,
     )  # fmt: skip
     with failing_on(ClientError, ChainError, OSError):
-        mine = watcher.gw.model(files.aid())
+        mine = watcher.gw.model(files.aid)
     out.print(f"watching for copies of {mine.aid} ({len(mine.spares)} spares, "
               f"{len(mine.spent_spares)} spent) on {gateway_url}")  # fmt: skip
 

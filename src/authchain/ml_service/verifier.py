@@ -242,13 +242,13 @@ class Verifier:
         derivative floor; else the first rule that fails."""
         floors = request.floors.to_floors()
         try:
-            scheme_id = self._scheme_of(request.spare_evidence_hash)
+            scheme = self._scheme_of(request.spare_evidence_hash)
         except MlServiceError as exc:
             return DisputeResponse(ok=False, reason=exc.reason, detail=exc.detail, latency_ms=0)
         band = floors.max_logit_band
         earlier = self.check(
             VerifyRequest(
-                aid=request.earlier_aid, scheme_id=scheme_id,
+                aid=request.earlier_aid, scheme_id=scheme.scheme_id,
                 evidence_hash=request.spare_evidence_hash,
                 wm_profile=WmProfileJson(tau_input=0.0, tau_feat=1.0, logit_band_low=-band,
                                          logit_band_high=band),
@@ -269,8 +269,6 @@ class Verifier:
             )
             return answer
         try:
-            scheme = get_scheme(scheme_id)
-            assert scheme is not None  # _scheme_of checked it
             evidence = self._get_evidence(scheme, request.spare_evidence_hash, "")
             carry = self._carry_of(request.suspect_aid, request.spare_evidence_hash, evidence)
         except MlServiceError as exc:
@@ -288,17 +286,27 @@ class Verifier:
         answer.detail = f"the suspect carries the spare: {carry.describe()}"
         return answer
 
-    def _scheme_of(self, evidence_hash: str) -> str:
-        """The scheme an evidence file names (MlServiceError if it is missing or unreadable)."""
-        path = self.store.find_evidence(evidence_hash)
-        if path is None:
-            raise MlServiceError(
-                "evidence_not_found", f"no evidence {evidence_hash} has been uploaded"
-            )
-        scheme_id = parse_evidence(path.read_bytes()).scheme_id
-        if get_scheme(scheme_id) is None:
-            raise MlServiceError("unknown_scheme", f"scheme {scheme_id!r} is not supported")
-        return scheme_id
+    def _scheme_of(self, evidence_hash: str) -> WatermarkScheme:
+        """The scheme an evidence file names; the parsed file is cached for the steps after
+        (MlServiceError if it is missing, altered or unreadable)."""
+        cached = self._evidence.get(evidence_hash)
+        if cached is None:
+            path = self.store.find_evidence(evidence_hash)
+            if path is None:
+                raise MlServiceError(
+                    "evidence_not_found", f"no evidence {evidence_hash} has been uploaded"
+                )
+            data = path.read_bytes()
+            if blake3.blake3(data).hexdigest() != evidence_hash:
+                raise MlServiceError(
+                    "evidence_hash_mismatch", "the stored evidence does not hash to its id"
+                )
+            cached = parse_evidence(data)
+            self._evidence.put(evidence_hash, cached)
+        scheme = get_scheme(cached.scheme_id)
+        if scheme is None:
+            raise MlServiceError("unknown_scheme", f"scheme {cached.scheme_id!r} is not supported")
+        return scheme
 
     def _carry_of(self, aid: str, evidence_hash: str, evidence: Evidence) -> CarryStats:
         """How strongly the artefact `aid` carries `evidence`'s watermark (cached)."""
@@ -317,14 +325,19 @@ class Verifier:
                 "evidence_model_mismatch",
                 "the suspect's input shape or classes differ from the spare evidence's",
             )
+        (carry,) = self._compute_carries(loaded, [evidence])
+        self._carry.put((aid, evidence_hash), carry)
+        return carry
+
+    def _compute_carries(self, loaded: LoadedModel, priors: list[Evidence]) -> list[CarryStats]:
+        """`compute_carry_stats` on this service's device; a model that cannot run on the
+        priors' inputs is `evidence_model_mismatch`."""
         try:
-            (carry,) = compute_carry_stats(loaded.model, [evidence], self.device, self.precision)
+            return compute_carry_stats(loaded.model, priors, self.device, self.precision)
         except RuntimeError as exc:
             raise MlServiceError(
                 "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"
             ) from exc
-        self._carry.put((aid, evidence_hash), carry)
-        return carry
 
     def _open_claim(
         self, request: VerifyRequest, floors: Floors
@@ -447,14 +460,7 @@ class Verifier:
             else:
                 found[prior.evidence_hash] = cached
         if missing:
-            try:
-                computed = compute_carry_stats(
-                    load().model, [e for _, e in missing], self.device, self.precision
-                )
-            except RuntimeError as exc:
-                raise MlServiceError(
-                    "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"
-                ) from exc
+            computed = self._compute_carries(load(), [e for _, e in missing])
             for (prior, _), carry in zip(missing, computed, strict=True):
                 self._carry.put((request.aid, prior.evidence_hash), carry)
                 found[prior.evidence_hash] = carry

@@ -115,6 +115,7 @@ class BlockTxs:
         self._registered: set[Aid] = set()
         self._disputed: set[Aid] = set()
         """The registrations the block's included disputes name."""
+        self._disputes = 0
 
     def run(self, tx: Transaction | None) -> TxResult:
         """Judge the next tx, apply it if it passes, and return its result."""
@@ -144,7 +145,7 @@ class BlockTxs:
                     "an earlier dispute of the block names the same registration: this one "
                     "waits for the next block",
                 )  # fmt: skip
-            if len(self._disputed) >= 2 * self.ctx.max_artefacts:
+            if self._disputes >= self.ctx.max_artefacts:
                 return TxResult(
                     1, BlockReason.TOO_MANY_ARTEFACTS.value,
                     f"more than max_artefacts_per_block = {self.ctx.max_artefacts} disputes",
@@ -158,7 +159,7 @@ class BlockTxs:
         if isinstance(tx, TxDispute):
             return self._dispute(tx, trial)
         if isinstance(tx, TxRegisterModel):
-            judged = None if self.verdicts is None else self.verdicts.get(codec.compute_tx_hash(tx))
+            judged = self._verdict(tx)
             if judged is not None:
                 claim, verdict = judged
                 if not verdict.ok:
@@ -169,22 +170,23 @@ class BlockTxs:
         self.view.absorb(trial)
         return APPLIED
 
+    def _verdict(self, tx: Transaction) -> tuple[Claim, Verdict] | None:
+        """V_auth's answer for `tx`, if there is one yet."""
+        return None if self.verdicts is None else self.verdicts.get(codec.compute_tx_hash(tx))
+
     def _dispute(self, tx: TxDispute, trial: StateView) -> TxResult:
         """A dispute that passed the state rules (its fee is paid in `trial`): recorded with
         V_auth's verdict, if there is one yet."""
         self._disputed.update({tx.suspect_aid, tx.earlier_aid})
-        tx_hash = codec.compute_tx_hash(tx)
-        judged = None if self.verdicts is None else self.verdicts.get(tx_hash)
+        self._disputes += 1
+        judged = self._verdict(tx)
         result = APPLIED
         if judged is not None:
             verdict = judged[1]
             reason = None if verdict.ok else (verdict.reason or "dispute_failed")
-            try:
-                record_dispute(trial, tx, tx_hash, self.ctx.height, reason)
-            except InvalidTx as exc:  # cannot happen: the state rules just passed
-                return TxResult(1, str(exc.reason), exc.detail)
-            if not verdict.ok:
-                result = TxResult(DISPUTE_FAILED, reason or "", verdict_text(verdict))
+            record_dispute(trial, tx, codec.compute_tx_hash(tx), self.ctx.height, reason)
+            if reason is not None:
+                result = TxResult(DISPUTE_FAILED, reason, verdict_text(verdict))
         self.view.absorb(trial)
         return result
 
