@@ -50,7 +50,7 @@ bench-cometbft: $(STAMP) $(PROTO)
 # tables come from the full ones: drop the arguments (and see each script's --help).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/verify.py --tiny $(BENCH_ARGS)
-	$(BIN)/python benchmarks/derivative.py --counts 1 10
+	$(BIN)/python benchmarks/derivative.py --counts 1 100 10000 --repeats 3
 	$(BIN)/python benchmarks/state.py --accounts 1000 10000 50000 --blocks 5
 	$(BIN)/python benchmarks/claims.py --records 1000 10000 --repeats 20
 	$(BIN)/python benchmarks/throughput.py --txs 2000

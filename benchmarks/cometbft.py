@@ -40,6 +40,7 @@ from authchain.devnet import free_port
 from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
+from authchain.ml_service.watermark.sketch import artefact_sketch
 from authchain.testnet import Testnet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,8 +148,14 @@ def measure(
             }  # fmt: skip
             httpx.post(f"{net.nodes[0].ml_url}/verify", json=body, timeout=120).raise_for_status()
         verify_rate = len(floor_aids) / (time.monotonic() - verify_started)
+        sketches = {  # declared in each registration; computed here, as an owner would
+            aid: artefact_sketch(path) for aid, path in zip(uploaded, paths, strict=True)
+        }
         submitted = time.monotonic()
-        hashes = [gw.register_signed(owner, aid, evidence_hash, PROFILE) for aid in aids]
+        hashes = [
+            gw.register_signed(owner, aid, evidence_hash, PROFILE, sketch=sketches[aid])
+            for aid in aids
+        ]
         statuses = [gw.wait_for_tx(h, timeout=300) for h in hashes]
         registrations_per_s = len(aids) / (time.monotonic() - submitted)
         committed = sum(s.status == "committed" for s in statuses)

@@ -71,7 +71,11 @@ def run(
             sent = time.monotonic()
             try:
                 tx_hash = gw.register_signed(
-                    owner, Aid.from_hex(aid), EvidenceHash.from_hex(ev), profile
+                    owner,
+                    Aid.from_hex(aid),
+                    EvidenceHash.from_hex(ev),
+                    profile,
+                    sketch=ml.sketch(Aid.from_hex(aid)),
                 )
             except ClientError as exc:  # CheckTx: a profile looser than the chain's floors
                 rows.append({

@@ -5,7 +5,7 @@
     done.status                                 # committed (with proof) or rejected
 
 or step by step: `ml.upload_artefact(path)`, `gw.register_signed(key, aid, evidence_hash,
-profile)`, `gw.wait_for_tx(tx_hash)`.
+profile, sketch=ml.sketch(aid))`, `gw.wait_for_tx(tx_hash)`.
 
 Errors come back as `ClientError` carrying the server's `ErrorBody` (status, reason, detail).
 """
@@ -152,15 +152,19 @@ class GatewayClient:
         *,
         strength: Strength | None = None,
         spares: Sequence[EvidenceHash] = (),
+        sketch: bytes = b"",
     ) -> str:
         """Build, sign and submit a TxRegisterModel for `key`'s account; the tx hash.
         `strength` is the evidence's (see `read_strength`); the defaults otherwise. `spares`:
-        the spare evidence hashes the registration commits to."""
+        the spare evidence hashes the registration commits to; `sketch`: the artefact's
+        function sketch (`ModelFiles.sketch`, or an ML service's `MlServiceClient.sketch`;
+        V_auth refuses a registration without its own)."""
         status = self.status()
         nonce = self.account(key.account)["next_nonce"]
         evidence = EvidenceRef(
-            scheme_id, evidence_hash, profile, **(strength or {}), spares=tuple(spares)
-        )
+            scheme_id, evidence_hash, profile, **(strength or {}), spares=tuple(spares),
+            sketch=sketch,
+        )  # fmt: skip
         tx = TxRegisterModel(key.account, aid, evidence, fee=status["min_fee"], nonce=nonce)
         return self.submit(crypto.sign_tx(tx, key, status["chain_id"]))
 
@@ -280,6 +284,11 @@ class MlServiceClient:
         path.write_bytes(response.content)
         return path
 
+    def sketch(self, aid: Aid) -> bytes:
+        """The stored artefact's function sketch, as its registration must declare it."""
+        body = _call(self.http, "GET", f"/artefacts/{aid}/sketch")
+        return bytes.fromhex(body["sketch"])
+
     def upload_evidence(self, path: Path) -> str:
         data = path.read_bytes()
         evidence_hash = blake3.blake3(data).hexdigest()
@@ -321,6 +330,13 @@ class ModelFiles:
         """What a registration commits to: BLAKE3 of each spare evidence file."""
         return tuple(EvidenceHash(blake3.blake3(p.read_bytes()).digest()) for p in self.spares)
 
+    def sketch(self) -> bytes:
+        """What a registration declares: the artefact's function sketch, computed here (the
+        artefact is loaded as validators load it, never executed as code)."""
+        from authchain.ml_service.watermark.sketch import artefact_sketch  # torch: on use
+
+        return artefact_sketch(self.artefact)
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -341,6 +357,7 @@ def register_model(
     ids: tuple[Aid, EvidenceHash] | None = None,
     scheme_id: str | None = None,
     upload_to: MlServiceClient | None = None,
+    sketch: bytes | None = None,
     wait: bool = True,
     timeout: float = 120.0,
     on_submitted: Callable[[Registration], None] | None = None,
@@ -351,12 +368,16 @@ def register_model(
 
     With `files`, the registration states the evidence's own scheme and strength, as
     validators require; with `ids` alone, `scheme_id` (default `multi_factor_v2`) and the
-    default strength. `on_submitted` hears of the submitted registration before the wait."""
+    default strength. Unless given, the artefact's `sketch` is asked of `upload_to` (which
+    loads it as validators do, with the network's allow-list), else computed from `files`.
+    `on_submitted` hears of the submitted registration before the wait."""
     strength: Strength | None = None
     spares: tuple[EvidenceHash, ...] = ()
     if files is not None:
         strength = read_strength(files.evidence)
         spares = files.spare_hashes()  # committed to; the files stay with the owner
+        if sketch is None and upload_to is None:
+            sketch = files.sketch()
         scheme_id = scheme_id or read_scheme(files.evidence)
         if upload_to is not None:
             aid_hex = upload_to.upload_artefact(files.artefact)
@@ -368,6 +389,8 @@ def register_model(
     if ids is None:
         raise ValueError("give the model's files, or its ids")
     aid, evidence_hash = ids
+    if sketch is None:
+        sketch = upload_to.sketch(aid) if upload_to is not None else b""
     tx_hash = gw.register_signed(
         key,
         aid,
@@ -376,6 +399,7 @@ def register_model(
         scheme_id or "multi_factor_v2",
         strength=strength,
         spares=spares,
+        sketch=sketch,
     )
     submitted = Registration(tx_hash, aid, evidence_hash, None)
     if on_submitted is not None:

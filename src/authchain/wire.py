@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from authchain.floors import DEFAULT_FLOORS, Floors
 
+SKETCH_BYTES = 128
+"""Length of a model's function sketch (1024 bits): `EvidenceRef.sketch`, and what the ML
+service's `watermark/sketch.py` computes."""
+
 
 class WmProfileJson(BaseModel):
     """Thresholds a model must meet (seed `WmProfile`): finite, taus in [0, 1], low <= high."""

@@ -33,6 +33,7 @@ from authchain.chain.types import (
 )
 from authchain.client import ClientError, GatewayClient, MlServiceClient
 from authchain.devnet import Devnet, Process, free_port
+from authchain.ml_service.watermark.sketch import artefact_sketch
 from authchain.web import HEADER_TIMEOUT
 from tests.support.devnet import FUNDED, REPO, make_devnet, seed_body
 from tests.support.models import SEED_PROFILE, TrainedModel
@@ -142,7 +143,8 @@ def test_aid_hijack_by_a_gapped_claim_does_not_block_the_owner(
     evidence = EvidenceRef("multi_factor_v2", claim[1], profile)
     gapped = TxRegisterModel(hijacker.account, claim[0], evidence, 0, 3)
     gw.submit(crypto.sign_tx(gapped, hijacker, chain_id))  # never executable: nonce 3 of 0
-    status = gw.wait_for_tx(gw.register_signed(owner, *claim, profile))
+    sketch = artefact_sketch(result.artefact)
+    status = gw.wait_for_tx(gw.register_signed(owner, *claim, profile, sketch=sketch))
     assert status.status == "committed", status
     model = httpx.get(f"{gw.http.base_url}/models/{aid}", timeout=10).json()
     assert model["owner"] == str(owner.account)

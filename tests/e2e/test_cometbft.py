@@ -38,6 +38,7 @@ from authchain.devnet import free_port
 from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.owner import evidence_for, train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
+from authchain.ml_service.watermark.sketch import artefact_sketch
 from authchain.testnet import Testnet
 from tests.support.devnet import REPO, seed_body, shot
 from tests.support.models import SEED_PROFILE, SPARED_KEY, TrainedModel
@@ -192,7 +193,8 @@ def test_one_ml_service_down_the_others_commit_and_nothing_is_invalid(
     ml0.upload_evidence(directory / "evidence.json")
     assert net.stop_ml(1) == 0
     try:
-        tx_hash = gw.register_signed(owner, aid, ev, PROFILE)
+        sketch = artefact_sketch(directory / "model.safetensors")
+        tx_hash = gw.register_signed(owner, aid, ev, PROFILE, sketch=sketch)
         status = gw.wait_for_tx(tx_hash)
         assert status.status == "committed", status  # validators 0, 2 and 3 verified it
         top = net.height(0)

@@ -24,6 +24,7 @@ from authchain.ml_service.outputs import ModelReport
 from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import parse_evidence
+from authchain.ml_service.watermark.sketch import artefact_sketch
 from tests.support.devnet import invalid_blocks, make_devnet, node_metrics, seed_body
 from tests.support.models import CLEAN_REASON, SEED_PROFILE, ModelCache, TrainedModel
 
@@ -63,7 +64,10 @@ def test_watermarked_model_is_committed_with_a_valid_proof(
     key, out = signer_model
     aid = ml.upload_artefact(out / "model.safetensors")
     ev = ml.upload_evidence(out / "evidence.json")
-    tx_hash = gw.register_signed(key, Aid.from_hex(aid), EvidenceHash.from_hex(ev), PROFILE)
+    sketch = artefact_sketch(out / "model.safetensors")
+    tx_hash = gw.register_signed(
+        key, Aid.from_hex(aid), EvidenceHash.from_hex(ev), PROFILE, sketch=sketch
+    )
     signed = gw.wait_for_tx(tx_hash)
     assert signed.status == "committed" and signed.tx is not None
     assert signed.tx["sig_scheme"] == "ml-dsa-65"
@@ -112,6 +116,8 @@ def test_unwatermarked_model_and_forged_claim_are_rejected(
         ({"wm_profile": {**SEED_PROFILE, "logit_band_low": 1.0}}, "wm_profile"),
         ({"wm_profile": {"tau_input": 0.9}}, "wm_profile.tau_feat"),
         ({"scheme_id": "Not A Scheme!"}, "scheme_id"),
+        ({"sketch_hex": "ab" * 32}, "sketch_hex"),
+        ({"sketch_hex": "zz" * 128}, "sketch_hex"),
         ({"surprise": 1}, "surprise"),
     ],
 )
@@ -169,7 +175,10 @@ def test_ml_service_killed_mid_run(
         assert net.stop_process("ml-service", signal.SIGKILL) == -signal.SIGKILL
 
         gw = GatewayClient(net.gateway_url)
-        tx_hash = gw.register_signed(key, Aid.from_hex(aid), EvidenceHash.from_hex(ev), PROFILE)
+        sketch = artefact_sketch(out / "model.safetensors")
+        tx_hash = gw.register_signed(
+            key, Aid.from_hex(aid), EvidenceHash.from_hex(ev), PROFILE, sketch=sketch
+        )
         height = gw.status()["height"]
         deadline = time.monotonic() + 30
         while gw.status()["height"] < height + 3:  # blocks keep coming without it

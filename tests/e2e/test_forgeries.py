@@ -27,6 +27,7 @@ from authchain.devnet import Devnet
 from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.owner import evidence_for, train_model, verify_local
 from authchain.ml_service.watermark.embed import EmbedSpec
+from authchain.ml_service.watermark.sketch import artefact_sketch
 from authchain.ml_service.watermark.verify import Thresholds
 from tests.support.devnet import invalid_blocks, seed_body
 from tests.support.models import SEED_PROFILE, TrainedModel
@@ -144,7 +145,8 @@ def test_forgery_4_watermark_overwrite_is_rejected_naming_the_original(
     assert result.passes, result  # the thief's own watermark meets every floor ...
     aid, ev = upload(ml, tmp_path)
     profile = WmProfile(**result.to_json()["wm_profile"])
-    status = gw.wait_for_tx(gw.register_signed(thief, aid, ev, profile))
+    sketch = artefact_sketch(tmp_path / "model.safetensors")
+    status = gw.wait_for_tx(gw.register_signed(thief, aid, ev, profile, sketch=sketch))
     assert status.status == "rejected"  # ... but the original owner's is still in there
     assert status.reason == "carries_registered_watermark"
     assert status.detail is not None and owner_registered.aid in status.detail
@@ -175,7 +177,8 @@ def test_files_uploaded_after_the_registration_still_commit(
     artefact, evidence = tmp_path / "model.safetensors", tmp_path / "evidence.json"
     aid = Aid.from_hex(blake3.blake3(artefact.read_bytes()).hexdigest())
     ev = EvidenceHash.from_hex(blake3.blake3(evidence.read_bytes()).hexdigest())
-    tx_hash = gw.register_signed(key, aid, ev, PROFILE)  # nothing uploaded yet
+    sketch = artefact_sketch(artefact)  # computed here: the service has no file yet
+    tx_hash = gw.register_signed(key, aid, ev, PROFILE, sketch=sketch)  # nothing uploaded yet
     height = gw.status()["height"]
     deadline = time.monotonic() + 30
     while gw.status()["height"] < height + 4:  # blocks go by: the registration waits

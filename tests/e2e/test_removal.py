@@ -29,6 +29,7 @@ from authchain.ml_service.data import load_digits_split
 from authchain.ml_service.outputs import ModelReport
 from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
+from authchain.ml_service.watermark.sketch import artefact_sketch
 from authchain.ml_service.watermark.verify import exact_logits
 from tests.support.models import ModelCache, TrainedModel
 
@@ -55,7 +56,8 @@ def rewatermark_and_register(
     aid = Aid.from_hex(ml.upload_artefact(result.artefact))
     ev = EvidenceHash.from_hex(ml.upload_evidence(result.evidence))
     profile = WmProfile(**result.to_json()["wm_profile"])
-    return result, gw.register_signed(thief, aid, ev, profile)
+    sketch = artefact_sketch(result.artefact)
+    return result, gw.register_signed(thief, aid, ev, profile, sketch=sketch)
 
 
 def assert_rejected_naming(gw: GatewayClient, tx_hash: str, owner: TrainedModel) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from authchain.chain.types import Aid, EvidenceHash, WmProfile
-from authchain.client import GatewayClient, MlServiceClient, read_strength
+from authchain.client import ClientError, GatewayClient, MlServiceClient, read_strength
 from authchain.devnet import Devnet, DevnetPorts
 from authchain.ml_service.outputs import ModelReport
 from tests.support.devnet import FUNDED, REPO
@@ -33,6 +33,16 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     assert devnet.stop() == {"gateway": 0, "node": 0, "ml-service": 0}
 
 
+def declared_sketch(ml: MlServiceClient, aid: str) -> bytes:
+    """The sketch as the network's ML service computes it (its allow-list has the test models;
+    this process's does not); none for a model it refuses to load, which V_auth then refuses
+    for that reason first."""
+    try:
+        return ml.sketch(Aid.from_hex(aid))
+    except ClientError:
+        return b""
+
+
 def register(net: Devnet, out: Path, profile: WmProfile) -> str:
     gw, ml = GatewayClient(net.gateway_url), MlServiceClient(net.ml_url)
     try:
@@ -41,6 +51,7 @@ def register(net: Devnet, out: Path, profile: WmProfile) -> str:
         tx_hash = gw.register_signed(
             FUNDED, Aid.from_hex(aid), EvidenceHash.from_hex(evidence), profile,
             strength=read_strength(out / "evidence.json"),
+            sketch=declared_sketch(ml, aid),
         )  # fmt: skip
         status = gw.wait_for_tx(tx_hash, timeout=120)
         if status.status != "committed":

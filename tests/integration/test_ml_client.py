@@ -18,12 +18,18 @@ from fastapi import FastAPI, Request, Response
 from authchain.chain.ml_client import HttpMlVerifier
 from authchain.chain.types import AccountId, Aid, EvidenceHash, EvidenceRef, WmProfile
 from authchain.chain.validation.ml import ArtefactClaim, MlUnavailable
+from authchain.wire import SKETCH_BYTES
 from tests.support.servers import free_port, serve_app
 
 CLAIM = ArtefactClaim(
     Aid(b"\xbb" * 32),
     AccountId(b"\xaa" * 32),
-    EvidenceRef("multi_factor_v2", EvidenceHash(b"\xcc" * 32), WmProfile(0.9, 0.2, -0.05, 0.05)),
+    EvidenceRef(
+        "multi_factor_v2",
+        EvidenceHash(b"\xcc" * 32),
+        WmProfile(0.9, 0.2, -0.05, 0.05),
+        sketch=b"\xdd" * SKETCH_BYTES,
+    ),
 )
 PASS = {
     "ok": True,
@@ -114,6 +120,7 @@ async def test_verify_sends_seed_request_and_parses_verdict(server: tuple[str, S
                 "max_logit_band": 0.05,
             },
             "registered": [],
+            "sketch": "dd" * SKETCH_BYTES,
         }
     ]
 

@@ -21,6 +21,7 @@ from authchain.chain.types import AccountId, Aid, EvidenceHash, EvidenceRef, WmP
 from authchain.chain.validation.ml import ArtefactClaim
 from authchain.ml_service.config import MlServiceSettings
 from authchain.ml_service.main import create_app
+from authchain.wire import SKETCH_BYTES
 from tests.support.artefacts import bad_artefacts
 from tests.support.models import CLEAN_REASON, OTHER, SEED_PROFILE, TrainedModel
 from tests.support.servers import serve_app
@@ -127,7 +128,7 @@ async def test_http_ml_verifier_against_the_real_service(
     await upload(service, clean)
     verifier = HttpMlVerifier([str(service.base_url)], timeout_secs=60)
 
-    def claim(model: TrainedModel) -> ArtefactClaim:
+    def claim(model: TrainedModel, sketch: bytes | None = None) -> ArtefactClaim:
         return ArtefactClaim(
             Aid.from_hex(model.aid),
             AccountId.from_hex(model.owner),
@@ -135,14 +136,34 @@ async def test_http_ml_verifier_against_the_real_service(
                 "multi_factor_v2",
                 EvidenceHash.from_hex(model.evidence_hash),
                 WmProfile(**SEED_PROFILE),
+                sketch=model.sketch if sketch is None else sketch,
             ),
         )
 
     good = await verifier.verify(claim(watermarked))
     bad = await verifier.verify(claim(clean))
+    undeclared = await verifier.verify(claim(watermarked, b""))
+    borrowed = await verifier.verify(claim(watermarked, clean.sketch))  # a far model's
     await verifier.aclose()
     assert good.ok and good.trigger_acc is not None and good.trigger_acc >= 0.9
     assert not bad.ok and bad.reason is not None and "trigger_acc" in bad.reason
+    for verdict in (undeclared, borrowed):
+        assert (verdict.ok, verdict.reason) == (False, "sketch_mismatch"), verdict
+
+
+async def test_the_sketch_route_gives_what_a_registration_must_declare(
+    service: httpx.AsyncClient, watermarked: TrainedModel
+) -> None:
+    missing = await service.get(f"/artefacts/{watermarked.aid}/sketch")
+    assert missing.status_code == 404 and missing.json()["reason"] == "artefact_not_found"
+    await upload(service, watermarked)
+    answer = await service.get(f"/artefacts/{watermarked.aid.upper()}/sketch")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "aid": watermarked.aid, "sketch": watermarked.sketch.hex(), "bits": SKETCH_BYTES * 8
+    }  # fmt: skip
+    bad = await service.get("/artefacts/not-hex/sketch")
+    assert bad.status_code == 422 and bad.json()["field"] == "aid"
 
 
 @pytest.mark.parametrize(
@@ -194,6 +215,14 @@ async def test_corrupt_and_wrong_shape_files_are_ok_false(
         ({"wm_profile": {**SEED_PROFILE, "logit_band_low": 0.5}}, "wm_profile"),
         ({"wm_profile": {"tau_input": 0.9}}, "wm_profile.tau_feat"),
         ({"scheme_id": ""}, "scheme_id"),
+        ({"sketch": "ab" * 32}, "sketch"),
+        (
+            {
+                "registered": [{"aid": "ab" * 32, "owner": "cd" * 32, "evidence_hash": "ef" * 32}]
+                * 65
+            },
+            "registered",
+        ),
         ({"extra": 1}, "extra"),
     ],
 )

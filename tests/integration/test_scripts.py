@@ -44,11 +44,13 @@ def test_soundness_quick_run_meets_its_targets(tmp_path: Path, model_cache: Mode
 
 
 def test_derivative_benchmark_runs(tmp_path: Path) -> None:
-    result = run("benchmarks/derivative.py", "--counts", "1", "3", "--repeats", "1",
-                 "--out", str(tmp_path))  # fmt: skip
+    result = run("benchmarks/derivative.py", "--counts", "1", "1000", "--repeats", "1",
+                 "--evidence-files", "4", "--out", str(tmp_path))  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     rows = list(csv.DictReader((tmp_path / "derivative.csv").open()))
-    assert [int(r["earlier"]) for r in rows] == [0, 1, 3]
+    assert [int(r["earlier"]) for r in rows] == [0, 1, 1000]
+    assert [int(r["checked"]) for r in rows] == [0, 1, 1]  # one, however many are registered
+    assert [r["parent_found"] for r in rows[1:]] == ["True", "True"]  # ... and the copy
     assert all(float(r["ratio"]) > 0 for r in rows)  # figures, not a timing claim
     assert (tmp_path / "derivative.png").read_bytes().startswith(b"\x89PNG")
 

@@ -41,6 +41,7 @@ from authchain.chain.validation.ml import (
     MlValidity,
     Verdict,
 )
+from authchain.wire import SKETCH_BYTES
 
 PROPOSER = AccountId(b"\x0a" * 32)
 
@@ -137,7 +138,10 @@ def aid(n: int) -> Aid:
 
 
 def register(n: int, nonce: int, signed: bool = True) -> TxRegisterModel:
-    evidence = EvidenceRef("multi_factor_v2", EvidenceHash(bytes([n + 100]) * 32), PROFILE)
+    sketch = bytes(SKETCH_BYTES)  # all alike: every earlier registration is among the nearest
+    evidence = EvidenceRef(
+        "multi_factor_v2", EvidenceHash(bytes([n + 100]) * 32), PROFILE, sketch=sketch
+    )
     tx = TxRegisterModel(OWNER.account, aid(n), evidence, fee=0, nonce=nonce)
     return crypto.sign_tx(tx, OWNER, CHAIN) if signed else tx
 

@@ -30,6 +30,7 @@ def seed_body(model: TrainedModel, **changes: Any) -> dict[str, Any]:
         "scheme_id": "multi_factor_v2",
         "evidence_hash_hex": model.evidence_hash,
         "wm_profile": dict(SEED_PROFILE),
+        "sketch_hex": model.sketch.hex(),
     }
     body.update(changes)
     return body

@@ -40,6 +40,7 @@ from authchain.ml_service.outputs import ModelReport
 from authchain.ml_service.owner import evidence_for, train_model, train_timm
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.evidence import parse_evidence
+from authchain.ml_service.watermark.sketch import artefact_sketch
 
 OWNER = bytes.fromhex("a1" * 32)
 CLEAN_OWNER = bytes.fromhex("c1" * 32)
@@ -90,6 +91,16 @@ class TrainedModel:
     @property
     def evidence_bytes(self) -> bytes:
         return self.evidence.read_bytes()
+
+    @property
+    def sketch(self) -> bytes:
+        """The artefact's function sketch, as its registration declares it."""
+        return _sketch_of(self.artefact)
+
+
+@cache
+def _sketch_of(artefact: Path) -> bytes:
+    return artefact_sketch(artefact)
 
 
 @cache

@@ -105,7 +105,10 @@ def _vectors() -> dict[str, Callable[[], dict[str, str]]]:
 
     def tx_register_with_spares() -> dict[str, str]:
         spares = tuple(codec.compute_evidence_hash(f"spare {i}".encode()) for i in range(3))
-        evidence = EvidenceRef("multi_factor_v2", EVIDENCE_HASH, PROFILE, spares=spares)
+        sketch = bytes(range(128))
+        evidence = EvidenceRef(
+            "multi_factor_v2", EVIDENCE_HASH, PROFILE, spares=spares, sketch=sketch
+        )
         tx = TxRegisterModel(KEY.account, AID, evidence, fee=0, nonce=0)
         return {"encoding": codec.encode(tx).hex(), "tx_hash": codec.compute_tx_hash(tx).hex()}
 

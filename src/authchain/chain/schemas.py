@@ -283,6 +283,10 @@ class ArtefactPublic(_Schema):
         "the owner reveals one only in a dispute"
     )
     spent_spares: list[int] = Field(description="spares revealed by upheld disputes")
+    sketch: str = Field(
+        description="the artefact's function sketch (hex): the chain checks a new claim "
+        "against the registration with the nearest"
+    )
     overturned: list[Aid] = Field(
         description="later registrations this model's owner overturned by disputes"
     )
@@ -309,6 +313,7 @@ def artefact_to_public(meta: ArtefactMetadata, uses: int, last_used_at: int) -> 
         parents=list(meta.parents),
         spares=list(meta.evidence.spares),
         spent_spares=list(meta.spent_spares),
+        sketch=meta.evidence.sketch.hex(),
         overturned=list(meta.overturned),
         status="overturned" if meta.overturned_by is not None else "registered",
         overturned_by=(

@@ -38,6 +38,12 @@ def register(
     ),
     aid: str | None = typer.Option(None, "--aid", help="Artefact id (instead of --model)."),
     evidence_hash: str | None = typer.Option(None, "--evidence-hash", help="Evidence hash."),
+    sketch: str | None = typer.Option(
+        None,
+        "--sketch",
+        help="With --aid: the artefact's function sketch (hex). Default: computed from "
+        "--model, else asked of --upload's ML service (GET /artefacts/AID/sketch).",
+    ),
     upload: str | None = typer.Option(
         None, "--upload", help="ML service URL to upload --model's files to first."
     ),
@@ -66,7 +72,12 @@ def register(
     if model_dir is None and (aid is None or evidence_hash is None):
         fail("give --model DIR, or both --aid and --evidence-hash", code=2)
     with failing_on(ClientError, ChainError, OSError):
-        ids = None
+        ids, declared = None, None
+        if sketch is not None:
+            try:
+                declared = bytes.fromhex(sketch)
+            except ValueError:
+                fail(f"--sketch: not hex: {sketch!r:.80}", code=2)
         if model_dir is None and aid is not None and evidence_hash is not None:
             ids = (
                 Aid.from_hex(aid, field="--aid"),
@@ -75,7 +86,7 @@ def register(
         done = register_model(
             GatewayClient(gateway_url), key, WmProfile(tau_input, tau_feat, band_low, band_high),
             files=ModelFiles.in_dir(model_dir) if model_dir is not None else None, ids=ids,
-            scheme_id=scheme_id, wait=wait,
+            scheme_id=scheme_id, sketch=declared, wait=wait,
             upload_to=MlServiceClient(upload, token=upload_token) if upload is not None else None,
             on_submitted=lambda r: out.print(f"tx_hash: {r.tx_hash}\naid:     {r.aid}"),
         )  # fmt: skip

@@ -41,6 +41,7 @@ from starlette.status import HTTP_201_CREATED
 
 from authchain import __version__
 from authchain.ml_service.config import MlServiceSettings, get_settings
+from authchain.ml_service.errors import MlServiceError
 from authchain.ml_service.models import set_allowed_timm_models
 from authchain.ml_service.peer_auth import (
     PeerAuthenticator,
@@ -55,6 +56,7 @@ from authchain.ml_service.schemas import (
     DisputeResponse,
     HealthResponse,
     HexPath,
+    SketchResponse,
     StoredFile,
     VerifyRequest,
     VerifyResponse,
@@ -254,6 +256,18 @@ async def put_artefact(aid: HexPath, request: Request, service: ServiceDep) -> S
 async def get_artefact(aid: HexPath, service: ServiceDep) -> StoredFile:
     """Whether an artefact is stored, and its format and size."""
     return _describe("artefact", aid, service.store.find_artefact(aid))
+
+
+@router.get("/artefacts/{aid}/sketch", tags=["files"])
+async def get_artefact_sketch(aid: HexPath, service: ServiceDep) -> SketchResponse:
+    """The stored artefact's function sketch: what its registration must declare
+    (`EvidenceRef.sketch`). 404 `artefact_not_found` until it is uploaded."""
+    try:
+        sketch = await run_in_threadpool(service.verifier.sketch, aid)
+    except MlServiceError as exc:
+        status = 404 if exc.reason == "artefact_not_found" else 422
+        raise ApiError(status, exc.reason, exc.detail) from exc
+    return SketchResponse(aid=aid, sketch=sketch.hex(), bits=len(sketch) * 8)
 
 
 @router.get("/artefacts/{aid}/content", tags=["files"], response_class=FileResponse)

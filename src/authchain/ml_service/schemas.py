@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from authchain.wire import FloorsJson, WmProfileJson
+from authchain.wire import SKETCH_BYTES, FloorsJson, WmProfileJson
 
 HEX_ID_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -54,8 +54,11 @@ class RegisteredJson(_Schema):
     evidence_hash: HexId
 
 
-MAX_REGISTERED = 100_000
-"""Most earlier registrations one request may name."""
+MAX_REGISTERED = 64
+"""Most earlier registrations one request may name (the chain names its
+`DERIVATIVE_NEIGHBOURS` nearest, and the registration's own earlier models)."""
+
+SKETCH_PATTERN = rf"^([0-9a-f]{{{2 * SKETCH_BYTES}}})?$"
 
 
 class VerifyRequest(_Schema):
@@ -72,6 +75,20 @@ class VerifyRequest(_Schema):
     num_classes: int | None = Field(None, ge=2, le=4096, description="claimed C")
     floors: FloorsJson = FloorsJson()
     registered: list[RegisteredJson] = Field(default_factory=list, max_length=MAX_REGISTERED)
+    sketch: str | None = Field(
+        None,
+        pattern=SKETCH_PATTERN,
+        description="the function sketch the registration declares (hex; empty: none "
+        "declared); checked against the artefact when given",
+    )
+
+
+class SketchResponse(BaseModel):
+    """An artefact's function sketch (`watermark/sketch.py`): what a registration declares."""
+
+    aid: str
+    sketch: str = Field(description="the sketch's bytes in hex")
+    bits: int
 
 
 class VerifyResponse(BaseModel):

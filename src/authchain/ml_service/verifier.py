@@ -11,6 +11,7 @@ Each step that can fail ends the request with `ok=false` and a stable reason, ne
     evidence_model_mismatch,
     trigger_acc_below_tau_input; trigger_p_above_floor; feat_dist_above_tau_feat;
     feat_p_above_floor; logit_stat_outside_band,
+    sketch_mismatch,
     carries_registered_watermark
 
 A dispute (`check_dispute`) reuses the same steps: the earlier artefact is verified against
@@ -25,10 +26,12 @@ cached. Files are content-addressed and immutable, so rebuilt models (by aid), p
 aid and earlier evidence hash) are cached in bounded LRU caches; thresholds, floors and owners
 are applied to cached statistics on every call.
 
-Derivative detection: the candidate is checked against every earlier registration in the
-request whose evidence fits its input shape and class count, all trigger sets in one batched
-forward pass. The verdict is a pure function of (candidate, evidence, the set of earlier
-registrations): they are sorted by aid first, and every one is checked.
+Derivative detection: the candidate's declared function sketch must be its own
+(`sketch_mismatch`: the chain picks the earlier registrations to check by it), then the
+candidate is checked against every earlier registration in the request whose evidence fits its
+input shape and class count, all trigger sets in one batched forward pass. The verdict is a
+pure function of (candidate, evidence, sketch, the set of earlier registrations): they are
+sorted by aid first, and every one is checked.
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ from authchain.ml_service.schemas import (
 )
 from authchain.ml_service.watermark.evidence import Evidence, parse_evidence
 from authchain.ml_service.watermark.scheme import WatermarkScheme, get_scheme
+from authchain.ml_service.watermark.sketch import (
+    SKETCH_BITS,
+    mismatched_bits,
+    sketch_bytes,
+    sketch_values,
+)
 from authchain.ml_service.watermark.verify import (
     CarryStats,
     FactorStats,
@@ -163,6 +172,7 @@ class Verifier:
         self._evidence: BoundedCache[str, Evidence] = BoundedCache(stats_cache_size)
         self._stats: BoundedCache[tuple[str, str], FactorStats] = BoundedCache(stats_cache_size)
         self._carry: BoundedCache[tuple[str, str], CarryStats] = BoundedCache(stats_cache_size * 4)
+        self._sketches: BoundedCache[str, torch.Tensor] = BoundedCache(stats_cache_size)
 
     def verify(self, request: VerifyRequest) -> VerifyResponse:
         """Answer one request (blocking: run it in a worker thread)."""
@@ -211,6 +221,8 @@ class Verifier:
             return Outcome(False, reason, detail, stats, cached)
         owner = request.owner or evidence.owner
         try:
+            if request.sketch is not None:
+                self._check_sketch(request.aid, load, request.sketch)
             carried = self._carried(request, scheme, load, evidence, floors)
         except MlServiceError as exc:
             return Outcome(False, exc.reason, exc.detail, stats, cached)
@@ -224,6 +236,42 @@ class Verifier:
             )
             return Outcome(False, "carries_registered_watermark", detail, stats, cached)
         return Outcome(True, None, None, stats, cached, tuple(r.aid for r, _ in carried))
+
+    def sketch(self, aid: str) -> bytes:
+        """The stored artefact's function sketch (MlServiceError if it is not stored or
+        cannot be loaded)."""
+        path = self.store.find_artefact(aid)
+        if path is None:
+            raise MlServiceError("artefact_not_found", f"no artefact {aid} has been uploaded")
+        return sketch_bytes(self._sketch_values(aid, partial(self._load_model, aid, path)))
+
+    def _sketch_values(self, aid: str, load: Callable[[], LoadedModel]) -> torch.Tensor:
+        def compute() -> torch.Tensor:
+            loaded = load()
+            shape, classes = tuple(loaded.arch.input_shape), loaded.config.num_classes
+            try:
+                return sketch_values(loaded.model, shape, classes, self.device)
+            except RuntimeError as exc:
+                raise MlServiceError(
+                    "evidence_model_mismatch", f"the model cannot run: {exc!s:.200}"
+                ) from exc
+
+        values, _ = self._sketches.get_or_compute(aid, compute)
+        return values
+
+    def _check_sketch(self, aid: str, load: Callable[[], LoadedModel], declared: str) -> None:
+        """The declared sketch is the artefact's, on every bit its values decide."""
+        hint = f"declare the artefact's own (GET /artefacts/{aid}/sketch)"
+        if not declared:
+            raise MlServiceError("sketch_mismatch", f"the registration declares no sketch: {hint}")
+        values = self._sketch_values(aid, load)
+        wrong = mismatched_bits(values, bytes.fromhex(declared))
+        if wrong:
+            raise MlServiceError(
+                "sketch_mismatch",
+                f"the declared sketch differs from the artefact's in {len(wrong)} of "
+                f"{SKETCH_BITS} bits (first: bit {wrong[0]}): {hint}",
+            )
 
     def dispute(self, request: DisputeRequest) -> DisputeResponse:
         """Judge one dispute (blocking: run it in a worker thread)."""

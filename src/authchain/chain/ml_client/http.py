@@ -80,7 +80,8 @@ def get_dispute_request(claim: DisputeClaim, floors: Floors = DEFAULT_FLOORS) ->
 
 def get_verify_request(claim: ArtefactClaim, floors: Floors = DEFAULT_FLOORS) -> dict[str, Any]:
     """The seed's `/verify` body for `claim`, plus the owner the evidence must be bound to, the
-    claimed strength, the chain's floors and the registrations it must not derive from."""
+    claimed strength, the chain's floors, the registrations it must not derive from and the
+    sketch it declares."""
     profile = claim.evidence.wm_profile
     return {
         "aid": str(claim.aid),
@@ -101,6 +102,7 @@ def get_verify_request(claim: ArtefactClaim, floors: Floors = DEFAULT_FLOORS) ->
             {"aid": str(r.aid), "owner": str(r.owner), "evidence_hash": str(r.evidence_hash)}
             for r in claim.registered
         ],
+        "sketch": claim.evidence.sketch.hex(),
     }
 
 

@@ -15,13 +15,14 @@ import re
 from authchain.chain.errors import InvalidField
 from authchain.chain.types.ids import HASH_LEN, AccountId, Aid, Amount, EvidenceHash, Nonce
 from authchain.chain.types.record import Record
+from authchain.wire import SKETCH_BYTES
 
 _SCHEME_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MAX_META_LEN = 256
 MAX_EVIDENCE_SIZE = 4096
+"""Largest trigger count, signature length or class count a claim may state."""
 MAX_SPARES = 16
 """Most spare watermarks one registration commits to."""
-"""Largest trigger count, signature length or class count a claim may state."""
 
 
 class SigScheme(enum.StrEnum):
@@ -78,6 +79,11 @@ class EvidenceRef(Record, frozen=True):
     """BLAKE3 of each spare watermark's evidence file, in spare order: watermarks embedded with
     the primary under keys only the owner holds, committed here and revealed one at a time,
     each in a dispute against a copy that carries it (docs/SECURITY.md)."""
+    sketch: bytes = b""
+    """The artefact's function sketch (`SKETCH_BYTES`: a SimHash of its outputs on public
+    probes, `ml_service/watermark/sketch.py`). V_auth refuses a claim whose sketch is not its
+    artefact's (`sketch_mismatch`); the chain checks the claim exactly against the earlier
+    registrations with the nearest sketches (`state.nearest_registrations`)."""
 
     def validate(self) -> None:
         if not _SCHEME_ID.fullmatch(self.scheme_id):
@@ -94,6 +100,8 @@ class EvidenceRef(Record, frozen=True):
             raise InvalidField("spares", f"each spare commitment must be a {HASH_LEN}-byte hash")
         if len(set(raw)) != len(raw):
             raise InvalidField("spares", "spare commitments must be distinct")
+        if len(self.sketch) not in (0, SKETCH_BYTES):
+            raise InvalidField("sketch", f"must be {SKETCH_BYTES} bytes, got {len(self.sketch)}")
 
 
 class ModelUseMetadata(Record, frozen=True):

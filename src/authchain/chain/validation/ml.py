@@ -80,8 +80,8 @@ class ArtefactClaim:
     owner: AccountId
     evidence: EvidenceRef
     registered: tuple[Registration, ...] = ()
-    """The parent state's registrations that the candidate could derive from (same class
-    count), in aid order."""
+    """The parent state's registrations the candidate is checked against: those of the same
+    class count with the nearest sketches (`state.nearest_registrations`), in aid order."""
 
     @property
     def cache_key(self) -> tuple[Aid, AccountId, EvidenceRef, Hash256]:

@@ -41,7 +41,7 @@ from authchain.chain.state import (
     Genesis,
     InvalidTx,
     StateView,
-    get_registrations,
+    nearest_registrations,
     process_tx,
     record_dispute,
 )
@@ -205,17 +205,15 @@ def run_block_txs(
 
 
 def block_claims(parent: StateView, txs: Iterable[Transaction | None]) -> dict[TxHash, Claim]:
-    """What V_auth judges in `txs`: each registration's claim, checked against the
-    registrations of the parent state (read only when some tx registers: it is an O(state)
-    scan), and each dispute."""
-    txs = list(txs)
+    """What V_auth judges in `txs`: each registration's claim, checked against the parent
+    state's registrations with the nearest sketches (`nearest_registrations`), and each
+    dispute."""
     claims: dict[TxHash, Claim] = {}
-    registrations = [tx for tx in txs if isinstance(tx, TxRegisterModel)]
-    if registrations:
-        registered = get_registrations(parent)
-        claims = {codec.compute_tx_hash(tx): make_claim(tx, registered) for tx in registrations}
     for tx in txs:
-        if isinstance(tx, TxDispute):
+        if isinstance(tx, TxRegisterModel):
+            nearest = nearest_registrations(parent, tx.evidence, exclude=tx.aid)
+            claims[codec.compute_tx_hash(tx)] = make_claim(tx, nearest)
+        elif isinstance(tx, TxDispute):
             claims[codec.compute_tx_hash(tx)] = dispute_claim(tx)
     return claims
 

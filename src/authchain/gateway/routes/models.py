@@ -32,7 +32,7 @@ from authchain.chain.types.tx import MAX_SPARES
 from authchain.gateway.deps import MetricsDep, NodeDep
 from authchain.gateway.node_client import NodeUnavailable, api_error
 from authchain.web import ERROR_RESPONSES, ApiError
-from authchain.wire import WmProfileJson
+from authchain.wire import SKETCH_BYTES, WmProfileJson
 
 router = APIRouter(prefix="/models", tags=["models"], responses=ERROR_RESPONSES)
 
@@ -70,6 +70,12 @@ class RegisterModelRequest(BaseModel):
         default_factory=list, max_length=MAX_SPARES,
         description="BLAKE3 of each spare evidence file (not in the seed; never uploaded)",
     )  # fmt: skip
+    sketch_hex: str = Field(
+        "", pattern=rf"^([0-9a-fA-F]{{{2 * SKETCH_BYTES}}})?$",
+        description="the artefact's function sketch in hex (not in the seed; the ML "
+        "service's GET /artefacts/{aid}/sketch gives it). V_auth refuses a registration "
+        "without its own (sketch_mismatch)",
+    )  # fmt: skip
 
 
 class RegisterQueued(BaseModel):
@@ -98,6 +104,7 @@ async def register_model(
         signature_bits=body.signature_bits,
         num_classes=body.num_classes,
         spares=tuple(body.spare_hashes_hex),
+        sketch=bytes.fromhex(body.sketch_hex),
     )
     owner = str(body.owner_account_hex)
     async with _owner_locks[hash(owner) % OWNER_LOCK_STRIPES]:
