@@ -316,7 +316,12 @@ def test_the_explorer_shows_the_testnet(
     page.goto(f"/model/{stripped.aid}")  # overturned by the owner's dispute (test above)
     expect(page.locator("#model-status")).to_contain_text("overturned")
     expect(page.locator("#overturned")).to_contain_text("spare watermark")
+    disputes = page.locator("#disputes")  # with the statistics that proved it
+    expect(disputes).to_contain_text("upheld")
+    expect(disputes).to_contain_text(re.compile(r"both together p = 2\^-\d+"))
+    expect(disputes).to_contain_text(re.compile(r"triggers p = 2\^-\d+"))
     shot(page, tmp_path, "testnet-overturned-model")
     page.goto(f"/model/{spared.aid}")  # and the owner's page lists the copy it overturned
     expect(page.locator("#model-overturned")).to_contain_text(stripped.aid[:8])
+    expect(page.locator("#disputes")).to_contain_text(re.compile(r"both together p = 2\^-\d+"))
     expect(page.locator("#model-spares")).to_contain_text("1 spent")

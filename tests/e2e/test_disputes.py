@@ -102,6 +102,8 @@ def test_a_stolen_copy_with_its_primary_watermark_stripped_is_overturned_by_a_sp
     assert copy.overturned_by.spare_index == 0
     verdict = gw.dispute(tx_hash)
     assert verdict.upheld and verdict.height == copy.overturned_by.height
+    assert verdict.suspect_log2_p_value is not None and verdict.suspect_log2_p_value <= -64
+    assert verdict.earlier_log2_p_value is not None and verdict.earlier_log2_p_value <= -64
     assert gw.model(Aid.from_hex(spared.aid)).spent_spares == [0]
     assert [str(a) for a in gw.model(Aid.from_hex(spared.aid)).overturned] == [stripped.aid]
     # the honest registrations stand

@@ -16,6 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from authchain.chain.ml_client.http import HttpMlVerifier
+from authchain.chain.types import AccountId, Aid, EvidenceHash
+from authchain.chain.validation.ml import DisputeClaim
 from authchain.floors import DEFAULT_FLOORS
 from authchain.ml_service.config import MlServiceSettings
 from authchain.ml_service.main import create_app
@@ -78,6 +81,17 @@ async def test_a_stripped_copy_carries_the_spare_and_not_the_primary(
     assert answer["ok"], answer
     assert answer["earlier_log2_p_value"] <= -64 and answer["earlier_log2_feat_p_value"] <= -32
     assert answer["suspect_log2_p_value"] <= -64
+    # the chain's client keeps the statistics with the verdict (the explorer shows them)
+    verifier = HttpMlVerifier([str(service.base_url)], timeout_secs=120)
+    claim_ = DisputeClaim(
+        AccountId.from_hex(spared.owner), Aid.from_hex(spared.aid), Aid.from_hex(stripped.aid),
+        EvidenceHash.from_hex(spare.evidence_hash),
+    )  # fmt: skip
+    verdict = await verifier.verify(claim_)
+    await verifier.aclose()
+    assert verdict.ok and verdict.suspect_log2_p_value == answer["suspect_log2_p_value"]
+    assert verdict.log2_p_value == answer["earlier_log2_p_value"]
+    assert verdict.log2_feat_p_value == answer["earlier_log2_feat_p_value"]
 
 
 async def test_invalid_dispute_suspect_that_does_not_carry_the_spare(

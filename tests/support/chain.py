@@ -95,8 +95,14 @@ class FakeVerifier:
             raise MlUnavailable("connection refused")
         if isinstance(claim, DisputeClaim):
             if claim.suspect_aid in self.copies:
-                return Verdict(ok=True)
-            return Verdict(ok=False, reason="suspect_does_not_carry", detail="p = 2^-3")
+                return Verdict(
+                    ok=True, log2_p_value=-90.5, log2_feat_p_value=-200.25,
+                    suspect_log2_p_value=-80.0, detail="the suspect carries the spare",
+                )  # fmt: skip
+            return Verdict(
+                ok=False, reason="suspect_does_not_carry", detail="p = 2^-3",
+                log2_p_value=-90.5, log2_feat_p_value=-200.25, suspect_log2_p_value=-3.0,
+            )  # fmt: skip
         if claim.aid in self.missing:
             return Verdict(ok=False, reason="artefact_not_found", detail="not uploaded")
         if claim.aid in self.failing or claim.owner in self.failing_owners:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from authchain.chain import codec, crypto
+from authchain.chain import codec, crypto, queries
 from authchain.chain.consensus.engine import ConsensusEngine, ImportStatus
 from authchain.chain.errors import InvalidField
 from authchain.chain.state import InvalidTx, get_account, get_artefact, get_dispute
+from authchain.chain.storage import MemBlockStore
 from authchain.chain.types import (
     EvidenceHash,
     EvidenceRef,
@@ -85,6 +86,16 @@ async def test_an_upheld_dispute_overturns_the_copy_and_spends_the_spare() -> No
     assert original.overturned_by is None  # the owner's stands
     outcome = get_dispute(view, codec.compute_tx_hash(tx))
     assert outcome is not None and outcome.upheld and outcome.reason == ""
+    # what V_auth measured is this node's record, next to the verdict (not in state)
+    public = queries.dispute_public(engine.app, codec.compute_tx_hash(tx))
+    assert public is not None and public.upheld
+    assert (public.earlier_log2_p_value, public.earlier_log2_feat_p_value) == (-90.5, -200.25)
+    assert public.suspect_log2_p_value == -80.0
+    assert public.detail == "the suspect carries the spare"
+    store = engine.store
+    assert isinstance(store, MemBlockStore)
+    restarted = make_engine(FakeVerifier(), store=store)  # it survives a restart
+    assert queries.dispute_public(restarted.app, codec.compute_tx_hash(tx)) == public
 
 
 async def test_a_failed_dispute_pays_its_fee_and_changes_nothing_else() -> None:
@@ -98,6 +109,9 @@ async def test_a_failed_dispute_pays_its_fee_and_changes_nothing_else() -> None:
     assert copy is not None and copy.overturned_by is None
     assert original is not None and original.spent_spares == ()
     assert get_account(view, OWNER.account).nonce == before + 1
+    public = queries.dispute_public(engine.app, codec.compute_tx_hash(tx))
+    assert public is not None and not public.upheld
+    assert public.reason == "suspect_does_not_carry" and public.suspect_log2_p_value == -3.0
     outcome = get_dispute(view, codec.compute_tx_hash(tx))
     assert outcome is not None and not outcome.upheld
     assert outcome.reason == "suspect_does_not_carry"

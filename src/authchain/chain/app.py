@@ -46,7 +46,13 @@ from authchain.chain.errors import DecodeError, InvalidField, Rejected, StorageE
 from authchain.chain.genesis import compute_genesis_block
 from authchain.chain.metrics.prometheus import ChainMetrics, metric_reason
 from authchain.chain.proposal import Proposal, ProposalLimits, Proposer
-from authchain.chain.records import NodeRecords, encode_claims
+from authchain.chain.records import (
+    DisputeStats,
+    NodeRecords,
+    dispute_stats,
+    encode_claims,
+    encode_dispute_stats,
+)
 from authchain.chain.smt import StateTree, TreeUpdate
 from authchain.chain.state import (
     Genesis,
@@ -63,12 +69,14 @@ from authchain.chain.types import (
     Hash256,
     Height,
     Transaction,
+    TxDispute,
     TxHash,
     TxRegisterModel,
 )
 from authchain.chain.validation.base import check_tx_count
 from authchain.chain.validation.ml import Claim, MlUnavailable, MlValidity, Verdict
 from authchain.chain.validation.pipeline import (
+    DISPUTE_FAILED,
     BlockContext,
     TxResult,
     block_claims,
@@ -112,6 +120,7 @@ class _Pending:
     tree: TreeUpdate
     tx_hashes: list[TxHash]
     claims: dict[TxHash, ClaimRecord]
+    disputes: dict[TxHash, DisputeStats]
 
 
 class Application:
@@ -336,7 +345,14 @@ class Application:
         finalized = Finalized(height, Hash256(tree.root), tuple(run.results), run.lineage)
         hashes = [codec.compute_tx_hash(tx) for tx in txs if tx is not None]
         records = _claim_records(txs, run.results, verdicts, run.lineage, height)
-        self._pending = _Pending(finalized, writes, tree, hashes, records)
+        disputes = {  # the judged disputes the block applied, upheld or failed
+            h: dispute_stats(verdicts[h][1])
+            for tx, result in zip(txs, run.results, strict=True)
+            if isinstance(tx, TxDispute)
+            and result.code in (0, DISPUTE_FAILED)
+            and (h := codec.compute_tx_hash(tx)) in verdicts
+        }
+        self._pending = _Pending(finalized, writes, tree, hashes, records, disputes)
         return finalized
 
     def discard(self) -> None:
@@ -371,6 +387,7 @@ class Application:
         commit.pool_remove |= unsaved.pool_remove
         commit.rejected = unsaved.rejected | commit.rejected
         commit.claims |= encode_claims(pending.claims)
+        commit.meta |= encode_dispute_stats(pending.disputes)
         commit.state = pending.writes
         commit.tree = pending.tree.nodes
         commit.meta |= {META_HEIGHT: f.height.to_bytes(8, "big"), META_APP_HASH: bytes(f.app_hash)}

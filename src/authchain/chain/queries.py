@@ -62,11 +62,13 @@ def account_public(app: Application, account: AccountId) -> AccountPublic:
 
 
 def dispute_public(app: Application, tx_hash: TxHash) -> DisputePublic | None:
-    """A committed dispute's verdict."""
+    """A committed dispute's verdict (consensus state), with this node's statistics for it."""
     outcome = get_dispute(app.view(), tx_hash)
     if outcome is None:
         return None
-    return DisputePublic(tx_hash=tx_hash, **msgspec.structs.asdict(outcome))
+    stats = app.records.dispute_stats(tx_hash)
+    measured = msgspec.structs.asdict(stats) if stats is not None else {}
+    return DisputePublic(tx_hash=tx_hash, **msgspec.structs.asdict(outcome), **measured)
 
 
 def artefact_public(app: Application, aid: Aid) -> ArtefactPublic | None:

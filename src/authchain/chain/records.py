@@ -1,5 +1,6 @@
 """Node-local records: why this node dropped a tx (rejection records, `GET /txs/{hash}` →
-`rejected`) and what V_auth said about each claim it judged (claim records, `GET /claims`).
+`rejected`), what V_auth said about each claim it judged (claim records, `GET /claims`), and
+what it measured for each committed dispute (`dispute_stats`, in `GET /disputes/{tx}`).
 
 They are this validator's observations, not consensus state: they live in their own store
 columns (`rejected`, `claims`), never enter the app hash, and are pruned. Strangers decide how
@@ -12,6 +13,7 @@ write, so a claims query walks only the lists it names.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 
 import msgspec
@@ -22,11 +24,47 @@ from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.pool import TxRejection
 from authchain.chain.consensus.store import BlockStore, Commit
 from authchain.chain.types import Height, TxHash
+from authchain.chain.validation.ml import Verdict
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 64
 """Blocks between two prunings."""
+DISPUTE_STATS_PREFIX = b"dispute-stats/"
+"""Meta-column key prefix of a committed dispute's statistics (one per dispute in a block:
+each paid its fee, so strangers cannot grow them for free)."""
+
+
+class DisputeStats(msgspec.Struct, frozen=True, kw_only=True):
+    """What this node's V_auth measured for a committed dispute (local, not consensus state:
+    the verdict is in state, the p-values are this validator's measurement of it)."""
+
+    earlier_log2_p_value: float | None = None
+    """The earlier artefact under the spare key: its trigger p-value (log2)."""
+    earlier_log2_feat_p_value: float | None = None
+    """... and its signature p-value (log2)."""
+    suspect_log2_p_value: float | None = None
+    """The suspect under the spare key: both factors together (Fisher, log2)."""
+    detail: str = ""
+
+
+def dispute_stats(verdict: Verdict) -> DisputeStats:
+    """The statistics a dispute's verdict carries (non-finite ones as None)."""
+
+    def finite(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+
+    return DisputeStats(
+        earlier_log2_p_value=finite(verdict.log2_p_value),
+        earlier_log2_feat_p_value=finite(verdict.log2_feat_p_value),
+        suspect_log2_p_value=finite(verdict.suspect_log2_p_value),
+        detail=(verdict.detail or "")[:1000],
+    )
+
+
+def encode_dispute_stats(stats: Mapping[TxHash, DisputeStats]) -> dict[bytes, bytes | None]:
+    """Dispute statistics as the store's meta column holds them."""
+    return {DISPUTE_STATS_PREFIX + h: msgspec.msgpack.encode(s) for h, s in stats.items()}
 
 
 class NodeRecords:
@@ -37,6 +75,17 @@ class NodeRecords:
         self.config = config
         self.claims = ClaimIndex(self._read_claims())
         """The claim records, indexed for the claims query."""
+
+    def dispute_stats(self, tx_hash: TxHash) -> DisputeStats | None:
+        """What this node measured for a committed dispute, if it judged it."""
+        raw = self.store.get_meta(DISPUTE_STATS_PREFIX + tx_hash)
+        if raw is None:
+            return None
+        try:
+            return msgspec.msgpack.decode(raw, type=DisputeStats)
+        except msgspec.DecodeError:
+            log.warning("unreadable dispute statistics for %s", tx_hash.short())
+            return None
 
     def rejection(self, tx_hash: TxHash) -> TxRejection | None:
         """Why a tx was dropped from the pool, if it was."""

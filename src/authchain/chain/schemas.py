@@ -336,6 +336,18 @@ class DisputePublic(_Schema):
     upheld: bool
     reason: str = Field(description="why it failed (empty when upheld)")
     height: int
+    earlier_log2_p_value: float | None = Field(
+        None,
+        description="this node's V_auth: the earlier artefact's trigger p-value under the "
+        "spare key (log2); not consensus state",
+    )
+    earlier_log2_feat_p_value: float | None = Field(
+        None, description="... and its signature p-value (log2)"
+    )
+    suspect_log2_p_value: float | None = Field(
+        None, description="the suspect under the spare key, both factors together (log2)"
+    )
+    detail: str = Field("", description="this node's V_auth's explanation")
 
 
 class ClaimPublic(_Schema):

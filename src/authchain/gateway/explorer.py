@@ -36,7 +36,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from authchain.chain.errors import Rejected
-from authchain.chain.schemas import BlockSummary, ClaimPublic, ClaimQuery, ClaimStatus
+from authchain.chain.schemas import (
+    ArtefactPublic,
+    BlockSummary,
+    ClaimPublic,
+    ClaimQuery,
+    ClaimStatus,
+    DisputePublic,
+)
 from authchain.chain.types import AccountId, Aid, BlockHash, TxHash
 from authchain.gateway.deps import NodeDep
 from authchain.gateway.node_client import NodeClient, NodeUnavailable, NotFound, api_error
@@ -291,6 +298,30 @@ async def tx_page(request: Request, tx_hash: str, node: NodeDep) -> Response:
     return page(request, "tx.html", {"s": status, "proof": proof})
 
 
+OVERTURNED_SHOWN = 10
+"""Copies overturned by a model's owner whose disputes its page shows."""
+
+
+async def model_disputes(
+    node: NodeClient, artefact: ArtefactPublic | None
+) -> tuple[DisputePublic | None, list[DisputePublic]]:
+    """The dispute that overturned this model, if one did, and those its owner won against
+    copies of it (the first `OVERTURNED_SHOWN`)."""
+    if artefact is None:
+        return None, []
+    lost = None
+    if artefact.overturned_by is not None:
+        lost = await fetch(node.dispute(artefact.overturned_by.dispute_tx))
+    copies = await asyncio.gather(
+        *(fetch(node.artefact(c)) for c in artefact.overturned[:OVERTURNED_SHOWN])
+    )
+    won = await asyncio.gather(
+        *(fetch(node.dispute(c.overturned_by.dispute_tx)) for c in copies
+          if c is not None and c.overturned_by is not None)
+    )  # fmt: skip
+    return lost, [d for d in won if d is not None]
+
+
 @router.get("/model/{aid}", response_class=HTMLResponse)
 async def model_page(request: Request, aid: str, node: NodeDep) -> Response:
     model = hex_id(Aid, aid, "an artefact id")
@@ -301,13 +332,14 @@ async def model_page(request: Request, aid: str, node: NodeDep) -> Response:
     status = await node.status()
     committed = next((c for c in claims if c.status == "committed"), None)
     tree = await lineage(node, model, artefact.parents if artefact else [])
+    lost, won = await model_disputes(node, artefact)
     return page(
         request,
         "model.html",
         {
             "aid": str(model), "artefact": artefact, "verdict": committed,
             "floors": status.floors, "others": [c for c in claims if c is not committed],
-            "lineage": tree,
+            "lineage": tree, "lost": lost, "won": won,
         },
     )  # fmt: skip
 

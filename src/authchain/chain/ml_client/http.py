@@ -66,6 +66,33 @@ class VerifyResponse(BaseModel):
     detail: str | None = None
     lineage: list[Aid] = []
 
+    def verdict(self) -> Verdict:
+        fields = self.model_dump()
+        fields["lineage"] = tuple(self.lineage)
+        return Verdict(**fields)
+
+
+class DisputeResponse(BaseModel):
+    """The ML service's answer to a dispute; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ok: bool
+    reason: str | None = None
+    detail: str | None = None
+    latency_ms: float | None = None
+    earlier_log2_p_value: float | None = None
+    earlier_log2_feat_p_value: float | None = None
+    suspect_log2_p_value: float | None = None
+
+    def verdict(self) -> Verdict:
+        return Verdict(
+            self.ok, self.reason, latency_ms=self.latency_ms, detail=self.detail,
+            log2_p_value=self.earlier_log2_p_value,
+            log2_feat_p_value=self.earlier_log2_feat_p_value,
+            suspect_log2_p_value=self.suspect_log2_p_value,
+        )  # fmt: skip
+
 
 def get_dispute_request(claim: DisputeClaim, floors: Floors = DEFAULT_FLOORS) -> dict[str, Any]:
     """The `/dispute` body for `claim`, with the chain's floors."""
@@ -136,14 +163,16 @@ class HttpMlVerifier:
 
     async def verify(self, claim: Claim) -> Verdict:
         """Ask each URL in turn, the last one that answered first; raise MlUnavailable."""
+        answer: type[VerifyResponse | DisputeResponse] = VerifyResponse
         if isinstance(claim, DisputeClaim):
             path, body = "/dispute", get_dispute_request(claim, self.floors)
+            answer = DisputeResponse
         else:
             path, body = "/verify", get_verify_request(claim, self.floors)
         problems: list[str] = []
         for url in self.failover.order():
             try:
-                verdict = await self._post_verify(url + path, body)
+                verdict = await self._post_verify(url + path, body, answer)
             except MlUnavailable as exc:
                 log.warning("ML service %s: %s", url, exc)
                 problems.append(f"{url}: {exc}")
@@ -152,7 +181,9 @@ class HttpMlVerifier:
             return verdict
         raise MlUnavailable("; ".join(problems))
 
-    async def _post_verify(self, url: str, body: dict[str, Any]) -> Verdict:
+    async def _post_verify(
+        self, url: str, body: dict[str, Any], answer: type[VerifyResponse | DisputeResponse]
+    ) -> Verdict:
         try:
             response = await self._client.post(url, json=body)
         except httpx.TimeoutException as exc:
@@ -162,12 +193,9 @@ class HttpMlVerifier:
         if response.status_code != 200:
             raise MlUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
         try:
-            answer = VerifyResponse.model_validate_json(response.content)
+            return answer.model_validate_json(response.content).verdict()
         except ValidationError as exc:
             raise MlUnavailable(f"answer is not a verdict: {exc.errors()[0]['msg']}") from exc
-        fields = answer.model_dump()
-        fields["lineage"] = tuple(answer.lineage)
-        return Verdict(**fields)
 
     async def health(self) -> dict[str, bool]:
         """Whether each URL answers `GET /health` with `{"status": "ok"}`."""

@@ -108,6 +108,9 @@ class Verdict:
     detail: str | None = None
     lineage: tuple[Aid, ...] = ()
     """Earlier registrations of the same owner whose watermark the candidate carries."""
+    suspect_log2_p_value: float | None = None
+    """A dispute's: the suspect under the spare key, both factors together (log2). For a
+    dispute, `log2_p_value` and `log2_feat_p_value` are the earlier artefact's under it."""
 
 
 @dataclass(frozen=True, slots=True)
