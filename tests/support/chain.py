@@ -4,6 +4,7 @@ verifier double, and builders for txs and blocks."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from authchain.chain import codec, crypto
@@ -175,3 +176,22 @@ def metric(engine: ConsensusEngine, name: str, **labels: str) -> float:
     assert engine.metrics is not None
     value = engine.metrics.registry.get_sample_value(name, labels or None)
     return value or 0.0
+
+
+class CountingState(Mapping[bytes, bytes]):
+    """A committed state that counts the reads made through it, and refuses to be scanned
+    (what a bounded read cost is asserted with)."""
+
+    def __init__(self, entries: dict[bytes, bytes] | None = None) -> None:
+        self.entries = entries if entries is not None else {}
+        self.reads = 0
+
+    def __getitem__(self, key: bytes) -> bytes:
+        self.reads += 1
+        return self.entries[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise AssertionError("a bounded read must never scan the state")
+
+    def __len__(self) -> int:
+        return len(self.entries)

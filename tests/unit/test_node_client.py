@@ -4,6 +4,7 @@ NodeUnavailable, and `api_error` maps those to HTTP in one place. The nodes here
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -12,10 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from authchain.chain import crypto
+from authchain.chain import codec, crypto
 from authchain.chain.errors import Rejected
 from authchain.chain.schemas import ClaimQuery, SubmitTx, SubmitTxBatch, encode_tx_hex
-from authchain.chain.types import Aid, TxHash
+from authchain.chain.types import (
+    Aid,
+    SigScheme,
+    Transaction,
+    TxHash,
+    TxTransfer,
+    get_signer,
+)
 from authchain.gateway.comet_client import CometNodeClient
 from authchain.gateway.node_client import HttpNodeClient, NodeUnavailable, NotFound, api_error
 from tests.support.chain import CHAIN, OWNER, register
@@ -157,3 +165,28 @@ async def test_cometbft_answers_become_the_same_schemas_and_errors() -> None:
         "claim_below_floor", "txs.0.evidence.k",
     )  # fmt: skip
     await node.aclose()
+
+
+async def test_a_cometbft_batch_sends_each_senders_txs_in_order() -> None:
+    """Its apps admit only a sender's next nonce (`nonce_gap`), so a batch must not let a
+    sender's later tx overtake an earlier one, however many are in flight."""
+    arrived: list[tuple[bytes, int]] = []
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        params = json.loads(request.content)["params"]
+        tx: Transaction = codec.decode(base64.b64decode(params["tx"]), Transaction)
+        await asyncio.sleep(0.002 * (7 - tx.nonce))  # a later nonce would answer sooner
+        arrived.append((bytes(get_signer(tx)), tx.nonce))
+        return httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "result": {"code": 0}})
+
+    other = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x44" * 32)
+    txs: list[Transaction] = []
+    for n in range(8):  # two senders interleaved, each in nonce order
+        txs += [register(n + 1, n, signed=False), TxTransfer(other.account, OWNER.account, 1, 0, n)]
+    node = CometNodeClient(["http://comet"], timeout_secs=5, transport=httpx.MockTransport(answer))
+    batch = await node.submit_txs(SubmitTxBatch(txs=[encode_tx_hex(t) for t in txs]))
+    await node.aclose()
+    assert batch.accepted == len(txs)
+    assert [r.tx_hash for r in batch.results] == [codec.compute_tx_hash(t) for t in txs]
+    for sender in (OWNER, other):
+        assert [n for s, n in arrived if s == bytes(sender.account)] == list(range(8))

@@ -4,6 +4,7 @@ server-level versions run in tests/e2e/test_attacks.py)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -185,3 +186,27 @@ def test_metric_labels_come_from_a_fixed_set() -> None:
         "carries_registered_watermark"
     )
     assert metric_reason("anything;at all", REASONS) == "other"
+
+
+async def test_under_cometbft_only_a_tx_that_can_execute_is_admitted() -> None:
+    """CometBFT's mempool, which the app cannot evict from, must hold only txs that will
+    execute and pay: a gapped nonce is `nonce_gap` there, where the embedded pool (which
+    evicts stuck txs) admits it within `max_nonce_gap`."""
+    server = make_server(accounts=((OWNER.account, 1_000), (SQUATTER.account, 0)))
+    await init(server)
+
+    async def check(tx: TxTransfer) -> tuple[int, str]:
+        answer = (await call(server, check_tx=abci.RequestCheckTx(tx=codec.encode(tx)))).check_tx
+        return answer.code, json.loads(answer.log)["reason"] if answer.code else ""
+
+    code, reason = await check(transfer(SQUATTER, 1, amount=0))  # the squatter's gapped tx
+    assert code != 0 and reason == "nonce_gap"
+    code, reason = await check(transfer(OWNER, 2))
+    assert code != 0 and reason == "nonce_gap"
+    for nonce in range(3):  # in order, each can execute once the one before it does
+        assert await check(transfer(OWNER, nonce)) == (0, "")
+    code, reason = await check(transfer(OWNER, 4))  # 3 is missing
+    assert code != 0 and reason == "nonce_gap"
+    chain = engine()  # the embedded pool: within the gap limit, admitted
+    chain.submit_tx(transfer(SQUATTER, 1, amount=0))
+    assert len(chain.pool) == 1

@@ -11,7 +11,6 @@ find the nearest earlier registrations with reads that do not grow per registrat
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from authchain.ml_service.watermark.sketch import (
     sketch_values,
 )
 from authchain.wire import SKETCH_BYTES
-from tests.support.chain import PROFILE
+from tests.support.chain import PROFILE, CountingState
 from tests.support.models import SEED_PROFILE, TrainedModel
 
 # --- the sketch --------------------------------------------------------------------------------
@@ -133,23 +132,6 @@ def test_v_auth_refuses_a_sketch_that_is_not_the_artefacts(
 
 
 # --- the index ---------------------------------------------------------------------------------
-
-
-class CountingState(Mapping[bytes, bytes]):
-    """A committed state that counts the reads made through it."""
-
-    def __init__(self, entries: dict[bytes, bytes]) -> None:
-        self.entries, self.reads = entries, 0
-
-    def __getitem__(self, key: bytes) -> bytes:
-        self.reads += 1
-        return self.entries[key]
-
-    def __iter__(self) -> Iterator[bytes]:
-        raise AssertionError("the index must never scan the state")
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 def ref(sketch: bytes, classes: int = 10) -> EvidenceRef:

@@ -72,6 +72,7 @@ from authchain.chain.types import (
     TxDispute,
     TxHash,
     TxRegisterModel,
+    get_signer,
 )
 from authchain.chain.validation.base import check_tx_count
 from authchain.chain.validation.ml import Claim, MlUnavailable, MlValidity, Verdict
@@ -121,6 +122,8 @@ class _Pending:
     tx_hashes: list[TxHash]
     claims: dict[TxHash, ClaimRecord]
     disputes: dict[TxHash, DisputeStats]
+    signers: set[AccountId]
+    """Every signer in the block: the accounts whose nonces it moves."""
 
 
 class Application:
@@ -159,6 +162,7 @@ class Application:
             max_txs_per_sender=config.max_pool_txs_per_sender,
             max_nonce_gap=config.max_nonce_gap,
             ttl_blocks=config.pool_ttl_blocks,
+            next_nonce_only=not persist_pool,  # CometBFT's mempool holds the txs
         )
         self.pool = TxPool(store, genesis, policy, persist=persist_pool, height=self.height)
         self.proposer = Proposer(ml, config)
@@ -352,7 +356,8 @@ class Application:
             and result.code in (0, DISPUTE_FAILED)
             and (h := codec.compute_tx_hash(tx)) in verdicts
         }
-        self._pending = _Pending(finalized, writes, tree, hashes, records, disputes)
+        signers = {get_signer(tx) for tx in txs if tx is not None}
+        self._pending = _Pending(finalized, writes, tree, hashes, records, disputes, signers)
         return finalized
 
     def discard(self) -> None:
@@ -409,6 +414,7 @@ class Application:
                 self._state[key] = value
         self.records.index(pending.claims)
         self.pool.forget(pending.tx_hashes)
+        self.pool.settle(self.view(), pending.signers)
         self.proposer.retries.forget(pending.tx_hashes)
         if self.metrics:
             self.metrics.txs_committed.inc(sum(1 for r in f.results if r.code == 0))

@@ -58,7 +58,7 @@ from authchain.chain.schemas import (
     batch_field,
     tx_to_json,
 )
-from authchain.chain.types import AccountId, Aid, Transaction, TxHash
+from authchain.chain.types import AccountId, Aid, Transaction, TxHash, get_signer
 from authchain.gateway.node_client import BlockRef, NodeUnavailable, NotFound, parse, rejection
 from authchain.web import Failover
 
@@ -177,25 +177,41 @@ class CometNodeClient:
         return SubmitTxAccepted(tx_hash=codec.compute_tx_hash(tx))
 
     async def submit_txs(self, body: SubmitTxBatch) -> SubmitTxBatchResult:
-        """CometBFT takes txs one at a time: `broadcast_tx_sync` each, 8 in flight (a
-        sender's nonces may arrive a few apart, within the pool's nonce gap); the same per-tx
-        answers, in order, as the node's `POST /txs/batch`."""
+        """CometBFT takes txs one at a time: `broadcast_tx_sync` each, 8 in flight, but each
+        sender's in the batch's order, one after the other (its apps admit only a sender's
+        next nonce: `nonce_gap`); the same per-tx answers, in order, as the node's
+        `POST /txs/batch`."""
         gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+        results: list[SubmitTxBatchItem | None] = [None] * len(body.txs)
+        by_sender: dict[bytes, list[int]] = {}
+        for i, tx_hex in enumerate(body.txs):
+            try:
+                raw = bytes.fromhex(tx_hex.lower().removeprefix("0x"))
+                signer = bytes(get_signer(codec.decode(raw, Transaction)))
+            except (ChainError, ValueError):
+                signer = i.to_bytes(8, "big")  # undecodable: alone; submit_tx names why
+            by_sender.setdefault(signer, []).append(i)
 
-        async def one(i: int, tx_hex: str) -> SubmitTxBatchItem:
+        async def one(i: int) -> None:
             try:
                 async with gate:
-                    accepted = await self.submit_tx(SubmitTx(tx=tx_hex))
+                    accepted = await self.submit_tx(SubmitTx(tx=body.txs[i]))
             except Rejected as exc:
-                return SubmitTxBatchItem(
+                results[i] = SubmitTxBatchItem(
                     status="rejected", reason=exc.reason, detail=exc.detail,
                     field=batch_field(i, exc.field),
                 )  # fmt: skip
-            return SubmitTxBatchItem(status="accepted", tx_hash=accepted.tx_hash)
+                return
+            results[i] = SubmitTxBatchItem(status="accepted", tx_hash=accepted.tx_hash)
 
-        results = await asyncio.gather(*(one(i, t) for i, t in enumerate(body.txs)))
-        accepted = sum(r.status == "accepted" for r in results)
-        return SubmitTxBatchResult(accepted=accepted, results=list(results))
+        async def in_order(indices: list[int]) -> None:
+            for i in indices:
+                await one(i)
+
+        await asyncio.gather(*(in_order(indices) for indices in by_sender.values()))
+        answers = [r for r in results if r is not None]
+        accepted = sum(r.status == "accepted" for r in answers)
+        return SubmitTxBatchResult(accepted=accepted, results=answers)
 
     async def tx(self, tx_hash: TxHash) -> TxStatus:
         code, status = await self.query(f"/txs/{tx_hash}")

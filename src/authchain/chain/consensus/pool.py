@@ -4,10 +4,14 @@ Admission runs only cheap checks, never ML, each O(1) in the pool's size: decode
 caller), signature and chain id, nonce not used, fee and balance, the Aid not registered, no
 duplicate. Then the rules that keep a stranger from clogging the pool (`PoolPolicy`):
 - a nonce at most `max_nonce_gap` above the account's next one (no far-future squatting);
+  with `next_nonce_only` (under CometBFT) exactly the next one, counting pending txs;
 - at most `max_txs_per_sender` pending txs per account;
 - what an account's pending txs spend (fees, amounts) is covered by its balance;
 - when the pool is full, a tx that can execute now, or pays a higher fee, evicts the lowest-
-  fee tx that cannot (a gapped one first); otherwise `pool_full`;
+  fee tx that cannot (a gapped one first); otherwise `pool_full`. Which txs are stuck is kept
+  up to date as txs arrive and leave and as blocks advance nonces (`settle`): each sender's
+  next nonce is cached, and two heaps (stuck txs, all txs) by (fee, newest first) find the
+  victim in O(log n), with a bounded number of state reads however full the pool is;
 - a tx pending for `ttl_blocks` blocks expires (`expired`).
 Claims on the same Aid do not block each other here: V_auth decides, and the first valid claim
 in the chain wins.
@@ -24,13 +28,15 @@ import asyncio
 import enum
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from authchain.chain import codec
 from authchain.chain.consensus.store import BlockStore, Commit
 from authchain.chain.errors import Rejected, StorageError
 from authchain.chain.state import (
+    ACCOUNT_PREFIX,
+    Account,
     Genesis,
     StateView,
     check_tx_auth,
@@ -57,6 +63,7 @@ class PoolReason(enum.StrEnum):
     DUPLICATE = "duplicate"
     NONCE_TAKEN = "nonce_taken"
     NONCE_TOO_FAR = "nonce_too_far"
+    NONCE_GAP = "nonce_gap"
     SENDER_FULL = "sender_full"
     PENDING_SPEND = "pending_spend_exceeds_balance"
     EVICTED = "evicted"
@@ -86,6 +93,10 @@ class PoolPolicy:
     max_txs_per_sender: int = 64
     max_nonce_gap: int = 16
     ttl_blocks: int = 600
+    next_nonce_only: bool = False
+    """Admit a tx only if its nonce is the sender's next one, counting the sender's pending
+    txs (`nonce_gap` otherwise), as Cosmos SDK's sequence check does. Under CometBFT, whose
+    mempool the app cannot evict from, so every tx it holds can execute and pays its fee."""
 
 
 @dataclass(slots=True)
@@ -96,6 +107,16 @@ class _Entry:
     """Arrival order."""
     added_at: Height
     spend: int
+    stuck: bool = False
+    """It cannot execute now: a nonce between the sender's next one and its own is missing."""
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        """Eviction order: the lowest fee first, then the newest."""
+        return self.tx.fee, -self.seq
+
+
+_Heap = list[tuple[int, int, TxHash]]
 
 
 class TxPool:
@@ -120,6 +141,12 @@ class TxPool:
         self._entries: dict[TxHash, _Entry] = {}
         self._by_sender: dict[AccountId, dict[Nonce, TxHash]] = {}
         self._spend: dict[AccountId, int] = {}
+        self._next: dict[AccountId, Nonce] = {}
+        """Each pending sender's next nonce in the committed state (`settle` refreshes it)."""
+        self._stuck: _Heap = []
+        """(fee, -seq, hash) of txs that were stuck when pushed (checked again on pop)."""
+        self._all: _Heap = []
+        """(fee, -seq, hash) of every tx pushed (checked again on pop)."""
         self.registrations = 0
         self._unsaved = Commit()
         self._unsaved_seq = 0
@@ -129,7 +156,9 @@ class TxPool:
         self._flush_task: asyncio.Future[None] | None = None
         if persist:
             for tx_hash, tx in store.pool_txs():  # a restart gives them a fresh ttl
-                self._insert(tx_hash, tx, height)
+                raw = store.get_state(ACCOUNT_PREFIX + get_signer(tx))
+                nonce = 0 if raw is None else codec.decode(raw, Account).nonce
+                self._insert(tx_hash, tx, height, nonce)
 
     @property
     def max_size(self) -> int:
@@ -170,6 +199,14 @@ class TxPool:
             raise PoolRejected(
                 PoolReason.NONCE_TAKEN, f"a pending tx of {signer} already uses nonce {tx.nonce}"
             )
+        if p.next_nonce_only and self._blocked(signer, tx.nonce, account.nonce):
+            expected = self.next_nonce(view, signer)
+            raise PoolRejected(
+                PoolReason.NONCE_GAP,
+                f"nonce {tx.nonce} is not the next one ({expected}: the account's {account.nonce} "
+                f"and {expected - account.nonce} pending); this network admits only txs that can "
+                "execute: send the missing nonces first",
+            )
         if len(pending) >= p.max_txs_per_sender:
             raise PoolRejected(
                 PoolReason.SENDER_FULL,
@@ -183,34 +220,85 @@ class TxPool:
             )
         victim = None
         if len(self._entries) >= p.max_txs:
-            victim = self._victim(view, tx)
+            victim = self._victim(tx, account.nonce)
             if victim is None:
                 raise PoolRejected(PoolReason.POOL_FULL, f"pool holds {p.max_txs} txs; retry later")
         return tx_hash, victim
 
-    def _executable(self, view: StateView, signer: AccountId, nonce: Nonce) -> bool:
-        """Whether a tx of `signer` with `nonce` could run once the ones before it do."""
-        next_nonce = get_account(view, signer).nonce
+    def _blocked(self, signer: AccountId, nonce: Nonce, next_nonce: Nonce) -> bool:
+        """Whether a tx of `signer` with `nonce` waits on a nonce no pending tx has (at most
+        `max_nonce_gap` lookups)."""
         pending = self._by_sender.get(signer, {})
-        return all(n in pending for n in range(next_nonce, nonce))
+        return not all(n in pending for n in range(next_nonce, nonce))
 
-    def _victim(self, view: StateView, tx: Transaction) -> TxHash | None:
+    def _victim(self, tx: Transaction, next_nonce: Nonce) -> TxHash | None:
         """The pooled tx `tx` may evict from a full pool: the lowest-fee, newest tx that
         cannot execute now, if `tx` can or pays more; else the lowest-fee tx, if `tx` pays
-        more. O(pool) but only when the pool is full."""
+        more. O(log pool) from the heaps, no state read (`next_nonce` is the signer's)."""
         signer = get_signer(tx)
-        executable = self._executable(view, signer, tx.nonce)
-        stuck = [
-            (e.tx.fee, -e.seq, h)
-            for h, e in self._entries.items()
-            if e.signer != signer and not self._executable(view, e.signer, e.tx.nonce)
-        ]
-        if stuck:
-            fee, _, worst = min(stuck)
-            if executable or tx.fee > fee:
-                return worst
-        fee, _, cheapest = min((e.tx.fee, -e.seq, h) for h, e in self._entries.items())
-        return cheapest if tx.fee > fee else None
+        executable = not self._blocked(signer, tx.nonce, next_nonce)
+        worst = self._lowest(self._stuck, lambda e: e.stuck and e.signer != signer)
+        if worst is not None and (executable or tx.fee > self._entries[worst].tx.fee):
+            return worst
+        cheapest = self._lowest(self._all, lambda e: True)
+        if cheapest is not None and tx.fee > self._entries[cheapest].tx.fee:
+            return cheapest
+        return None
+
+    def _lowest(self, heap: _Heap, wanted: Callable[[_Entry], bool]) -> TxHash | None:
+        """The lowest-ranked tx on `heap` that is still pending and `wanted`. Items of txs
+        gone or no longer stuck are dropped for good (a tx that becomes stuck again is pushed
+        again); wanted-but-not-now items (the newcomer's own txs: at most
+        `max_txs_per_sender`) are put back."""
+        aside, found = [], None
+        while heap:
+            item = heap[0]
+            entry = self._entries.get(item[2])
+            if entry is None or (heap is self._stuck and not entry.stuck):
+                heapq.heappop(heap)
+            elif not wanted(entry):
+                aside.append(heapq.heappop(heap))
+            else:
+                found = item[2]
+                break
+        for item in aside:
+            heapq.heappush(heap, item)
+        return found
+
+    def _classify(self, signer: AccountId) -> None:
+        """Mark which of `signer`'s pending txs are stuck; push the newly stuck (at most
+        `max_txs_per_sender` txs)."""
+        pending = self._by_sender.get(signer)
+        if not pending:
+            return
+        runnable = self._next.get(signer, 0)
+        while runnable in pending:
+            runnable += 1
+        for nonce, tx_hash in pending.items():
+            entry = self._entries[tx_hash]
+            stuck = nonce > runnable
+            if stuck and not entry.stuck:
+                heapq.heappush(self._stuck, (*entry.rank, tx_hash))
+            entry.stuck = stuck
+        self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild a heap that holds more dropped items than live ones (amortised O(1))."""
+        live = len(self._entries)
+        if len(self._all) > 2 * live + 64:
+            self._all = [(*e.rank, h) for h, e in self._entries.items()]
+            heapq.heapify(self._all)
+        if len(self._stuck) > 2 * live + 64:
+            self._stuck = [(*e.rank, h) for h, e in self._entries.items() if e.stuck]
+            heapq.heapify(self._stuck)
+
+    def settle(self, view: StateView, senders: Iterable[AccountId]) -> None:
+        """After a block: the next nonces of `senders` (every signer in it) may have moved,
+        so their pending txs may have become runnable, or stuck."""
+        for signer in senders:
+            if signer in self._by_sender:
+                self._next[signer] = get_account(view, signer).nonce
+                self._classify(signer)
 
     def add(self, view: StateView, tx: Transaction, height: Height) -> TxHash:
         """CheckTx, then keep the tx; an evicted tx is forgotten and recorded. The store
@@ -227,7 +315,7 @@ class TxPool:
         self._unsaved.rejected |= {h: codec.encode(r) for h, r in rejected.items()}
         if self.persist or rejected:
             self._unsaved_seq += 1
-        self._insert(tx_hash, tx, height)
+        self._insert(tx_hash, tx, height, get_account(view, get_signer(tx)).nonce)
         return tx_hash
 
     # --- durability: each admitted tx is in the store before its submitter hears "accepted" ---
@@ -275,12 +363,15 @@ class TxPool:
         unsaved, self._unsaved = self._unsaved, Commit()
         return unsaved
 
-    def _insert(self, tx_hash: TxHash, tx: Transaction, height: Height) -> None:
+    def _insert(self, tx_hash: TxHash, tx: Transaction, height: Height, next_nonce: Nonce) -> None:
         signer = get_signer(tx)
         entry = _Entry(tx, signer, next(self._seq), height, spend_of(tx))
         self._entries[tx_hash] = entry
         self._by_sender.setdefault(signer, {})[tx.nonce] = tx_hash
         self._spend[signer] = self._spend.get(signer, 0) + entry.spend
+        self._next[signer] = next_nonce
+        heapq.heappush(self._all, (*entry.rank, tx_hash))
+        self._classify(signer)
         self.registrations += isinstance(tx, TxRegisterModel)
 
     def expired(self, height: Height) -> list[TxHash]:
@@ -319,6 +410,9 @@ class TxPool:
             by_nonce.pop(entry.tx.nonce, None)
             if not by_nonce:
                 self._by_sender.pop(entry.signer, None)
+                self._next.pop(entry.signer, None)
+            else:
+                self._classify(entry.signer)  # a gap may have opened
             left = self._spend.get(entry.signer, 0) - entry.spend
             if left > 0 or entry.signer in self._by_sender:
                 self._spend[entry.signer] = left

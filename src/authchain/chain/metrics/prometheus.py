@@ -20,7 +20,7 @@ V_AUTH_REASONS = frozenset(
         "evidence_hash_mismatch", "evidence_model_mismatch", "evidence_not_found",
         "feat_dist_above_tau_feat", "feat_p_above_floor", "hash_mismatch",
         "logit_band_above_floor", "logit_stat_outside_band", "owner_mismatch", "scheme_mismatch",
-        "shape_mismatch", "trigger_acc_below_tau_input", "trigger_p_above_floor",
+        "shape_mismatch", "sketch_mismatch", "trigger_acc_below_tau_input", "trigger_p_above_floor",
         "verifier_error", "ml_auth_failed", "files_unavailable",
     }
 )  # fmt: skip
