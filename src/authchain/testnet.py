@@ -43,6 +43,13 @@ from authchain.devnet import DevnetError, Process
 
 COMETBFT_ENV = "AUTHCHAIN_COMETBFT"
 DEFAULT_CHAIN_ID = "authchain-testnet"
+MEMPOOL_TXS = 5_000
+"""CometBFT's mempool size (its default): every tx in it can execute and pays its fee
+(`next_nonce_only`), and the app's pool, a mirror of it, holds at least twice as many
+(`consensus.max_pool_txs`), so the app never refuses what CometBFT still has room for."""
+MEMPOOL_BYTES = 64 * 1024 * 1024
+"""5,000 of the largest txs (ML-DSA-65-signed, about 5.4 KB) with room to spare; CometBFT's
+default, 1 GiB, would let a full mempool hold 200,000 tiny ones' worth of memory."""
 
 
 def find_cometbft(repo: Path) -> Path:
@@ -187,6 +194,9 @@ class Testnet:
         config["instrumentation"]["prometheus"] = True
         config["instrumentation"]["prometheus_listen_addr"] = f"{h}:26660"
         config["tx_index"]["indexer"] = "kv"
+        config["mempool"]["size"] = MEMPOOL_TXS
+        config["mempool"]["max_txs_bytes"] = MEMPOOL_BYTES
+        config["mempool"]["recheck"] = True  # a commit may make a pooled tx invalid: drop it
         path.write_text(tomli_w.dumps(config))
 
     def _authchain_config(self, node: Validator, keys: list[bytes]) -> dict[str, Any]:
@@ -209,6 +219,8 @@ class Testnet:
         config["genesis"]["validators"] = [
             {"scheme": "ed25519", "public_key": key.hex()} for key in keys
         ]
+        pool = config["consensus"]
+        pool["max_pool_txs"] = max(pool.get("max_pool_txs", 0), 2 * MEMPOOL_TXS)
         return config
 
     def _ml_config(self, node: Validator, keys: list[bytes]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ homes) writes configs that name deploy/docker-compose.testnet.yml's services."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -12,6 +13,7 @@ from authchain.chain.config import load_chain_config
 from authchain.cli import app
 from authchain.ml_service.config import load_ml_settings
 from authchain.ml_service.peer_auth import read_peer_key
+from authchain.testnet import MEMPOOL_BYTES, MEMPOOL_TXS
 
 REPO = Path(__file__).resolve().parents[2]
 TESTNET = yaml.safe_load((REPO / "deploy" / "docker-compose.testnet.yml").read_text())
@@ -33,6 +35,11 @@ def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> N
         assert f'proxy_app = "tcp://app{i}:26658"' in comet and f"app{i}" in services
         for j in range(4):
             assert f"@cometbft{j}:26656" in comet
+        # every tx CometBFT's mempool holds fits in the app's pool mirror (issue 23)
+        mempool = tomllib.loads(comet)["mempool"]
+        assert (mempool["size"], mempool["max_txs_bytes"]) == (MEMPOOL_TXS, MEMPOOL_BYTES)
+        assert mempool["recheck"] is True
+        assert chain.consensus.max_pool_txs >= 2 * mempool["size"]
         command = services[f"app{i}"]["command"]
         assert command[-1] == f"/testnet/node{i}/authchain.toml"
         # the ML service: its peers, and the validators alone may read its evidence
