@@ -376,8 +376,6 @@ def register_model(
     if files is not None:
         strength = read_strength(files.evidence)
         spares = files.spare_hashes()  # committed to; the files stay with the owner
-        if sketch is None and upload_to is None:
-            sketch = files.sketch()
         scheme_id = scheme_id or read_scheme(files.evidence)
         if upload_to is not None:
             aid_hex = upload_to.upload_artefact(files.artefact)
@@ -389,8 +387,10 @@ def register_model(
     if ids is None:
         raise ValueError("give the model's files, or its ids")
     aid, evidence_hash = ids
-    if sketch is None:
-        sketch = upload_to.sketch(aid) if upload_to is not None else b""
+    if sketch is None and upload_to is not None:
+        sketch = upload_to.sketch(aid)
+    elif sketch is None:
+        sketch = files.sketch() if files is not None else b""
     tx_hash = gw.register_signed(
         key,
         aid,

@@ -164,7 +164,9 @@ class Application:
             ttl_blocks=config.pool_ttl_blocks,
             next_nonce_only=not persist_pool,  # CometBFT's mempool holds the txs
         )
-        self.pool = TxPool(store, genesis, policy, persist=persist_pool, height=self.height)
+        self.pool = TxPool(
+            store, genesis, policy, persist=persist_pool, height=self.height, view=self.view()
+        )
         self.proposer = Proposer(ml, config)
         self.extra_status: dict[str, int] = {}
         """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""

@@ -283,22 +283,34 @@ def index_sketch(view: StateView, aid: Aid, evidence: EvidenceRef) -> None:
     view.put(count_key, (count + 1).to_bytes(8, "big"))
 
 
-def nearest_registrations(
-    view: StateView, evidence: EvidenceRef, *, exclude: Aid, limit: int = DERIVATIVE_NEIGHBOURS
-) -> list[ArtefactMetadata]:
-    """The `limit` earlier registrations of the same class count whose sketches are nearest
-    (fewest differing bits) to the claim's, ties broken by aid: what derivative detection
-    checks the claim against. It reads the index (O(registrations / SKETCH_CHUNK) entries, one
-    vectorised pass over 64 bytes per registration), never the registrations themselves."""
-    if not evidence.sketch:
-        return []
-    count_key, index_key = _sketch_keys(evidence.num_classes)
+def sketch_index(view: StateView, num_classes: int) -> np.ndarray:
+    """The sketch index of one class count: one row of `aid || sketch` per registration that
+    declared a sketch, in registration order (O(registrations / SKETCH_CHUNK) reads)."""
+    count_key, index_key = _sketch_keys(num_classes)
     raw = view.get(count_key)
     count = 0 if raw is None else int.from_bytes(raw, "big")
     chunks = [
         view.get(index_key + i.to_bytes(4, "big")) or b"" for i in range(-(-count // SKETCH_CHUNK))
     ]
-    records = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(-1, _SKETCH_RECORD)
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(-1, _SKETCH_RECORD)
+
+
+def nearest_registrations(
+    view: StateView,
+    evidence: EvidenceRef,
+    *,
+    exclude: Aid,
+    limit: int = DERIVATIVE_NEIGHBOURS,
+    index: np.ndarray | None = None,
+) -> list[ArtefactMetadata]:
+    """The `limit` earlier registrations of the same class count whose sketches are nearest
+    (fewest differing bits) to the claim's, ties broken by aid: what derivative detection
+    checks the claim against. One vectorised pass over the class count's `sketch_index`
+    (`index`, if the caller has read it already: a block's claims share it), never the
+    registrations themselves."""
+    if not evidence.sketch:
+        return []
+    records = sketch_index(view, evidence.num_classes) if index is None else index
     sketches = records[:, HASH_LEN:].view(np.uint64)  # 8 bytes at a time: 16 words a row
     query = np.frombuffer(evidence.sketch, dtype=np.uint64)
     distance = np.bitwise_count(sketches ^ query).sum(axis=1, dtype=np.int64)

@@ -339,17 +339,7 @@ class Verifier:
         (MlServiceError if it is missing, altered or unreadable)."""
         cached = self._evidence.get(evidence_hash)
         if cached is None:
-            path = self.store.find_evidence(evidence_hash)
-            if path is None:
-                raise MlServiceError(
-                    "evidence_not_found", f"no evidence {evidence_hash} has been uploaded"
-                )
-            data = path.read_bytes()
-            if blake3.blake3(data).hexdigest() != evidence_hash:
-                raise MlServiceError(
-                    "evidence_hash_mismatch", "the stored evidence does not hash to its id"
-                )
-            cached = parse_evidence(data)
+            cached = parse_evidence(self._evidence_bytes(evidence_hash, ""))
             self._evidence.put(evidence_hash, cached)
         scheme = get_scheme(cached.scheme_id)
         if scheme is None:
@@ -523,6 +513,13 @@ class Verifier:
         cached = self._evidence.get(evidence_hash)
         if cached is not None:
             return cached
+        evidence = scheme.parse_evidence(self._evidence_bytes(evidence_hash, of_aid))
+        self._evidence.put(evidence_hash, evidence)
+        return evidence
+
+    def _evidence_bytes(self, evidence_hash: str, of_aid: str) -> bytes:
+        """A stored evidence file's bytes, checked against its hash; `of_aid` names the
+        registration it belongs to (MlServiceError if it is missing or altered)."""
         whose = f" (of registered aid {of_aid})" if of_aid else ""
         path = self.store.find_evidence(evidence_hash)
         if path is None:
@@ -534,9 +531,7 @@ class Verifier:
             raise MlServiceError(
                 "evidence_hash_mismatch", f"the stored evidence{whose} does not hash to its id"
             )
-        evidence = scheme.parse_evidence(data)
-        self._evidence.put(evidence_hash, evidence)
-        return evidence
+        return data
 
     def _load_model(self, aid: str, path: Path) -> LoadedModel:
         cached = self._models.get(aid)

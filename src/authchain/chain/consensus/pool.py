@@ -35,8 +35,6 @@ from authchain.chain import codec
 from authchain.chain.consensus.store import BlockStore, Commit
 from authchain.chain.errors import Rejected, StorageError
 from authchain.chain.state import (
-    ACCOUNT_PREFIX,
-    Account,
     Genesis,
     StateView,
     check_tx_auth,
@@ -130,7 +128,9 @@ class TxPool:
         *,
         persist: bool = True,
         height: Height = 0,
+        view: StateView | None = None,
     ) -> None:
+        """`view`: the committed state, to restore the stored pool's txs against."""
         self._store = store
         self._genesis = genesis
         self.policy = policy
@@ -155,9 +155,9 @@ class TxPool:
         """The last add whose writes are in the store."""
         self._flush_task: asyncio.Future[None] | None = None
         if persist:
+            committed = view if view is not None else StateView({})
             for tx_hash, tx in store.pool_txs():  # a restart gives them a fresh ttl
-                raw = store.get_state(ACCOUNT_PREFIX + get_signer(tx))
-                nonce = 0 if raw is None else codec.decode(raw, Account).nonce
+                nonce = get_account(committed, get_signer(tx)).nonce
                 self._insert(tx_hash, tx, height, nonce)
 
     @property
@@ -180,6 +180,11 @@ class TxPool:
     def check(self, view: StateView, tx: Transaction) -> tuple[TxHash, TxHash | None]:
         """CheckTx: raise InvalidTx or PoolRejected, or return the tx hash and the pooled tx it
         would evict (the pool is full)."""
+        tx_hash, victim, _ = self._admit(view, tx)
+        return tx_hash, victim
+
+    def _admit(self, view: StateView, tx: Transaction) -> tuple[TxHash, TxHash | None, Nonce]:
+        """`check`, and the signer's next nonce in `view` (which `add` caches)."""
         tx_hash = codec.compute_tx_hash(tx)
         if tx_hash in self._entries:
             raise PoolRejected(PoolReason.DUPLICATE, f"tx {tx_hash} is already pending")
@@ -223,7 +228,7 @@ class TxPool:
             victim = self._victim(tx, account.nonce)
             if victim is None:
                 raise PoolRejected(PoolReason.POOL_FULL, f"pool holds {p.max_txs} txs; retry later")
-        return tx_hash, victim
+        return tx_hash, victim, account.nonce
 
     def _blocked(self, signer: AccountId, nonce: Nonce, next_nonce: Nonce) -> bool:
         """Whether a tx of `signer` with `nonce` waits on a nonce no pending tx has (at most
@@ -303,7 +308,7 @@ class TxPool:
     def add(self, view: StateView, tx: Transaction, height: Height) -> TxHash:
         """CheckTx, then keep the tx; an evicted tx is forgotten and recorded. The store
         writes wait for `write_unsaved`, `flush` or the next block's commit (`take_unsaved`)."""
-        tx_hash, victim = self.check(view, tx)
+        tx_hash, victim, next_nonce = self._admit(view, tx)
         rejected = {}
         if victim is not None:
             why = f"evicted from the full pool by {tx_hash.short()}, which pays more or can run"
@@ -315,7 +320,7 @@ class TxPool:
         self._unsaved.rejected |= {h: codec.encode(r) for h, r in rejected.items()}
         if self.persist or rejected:
             self._unsaved_seq += 1
-        self._insert(tx_hash, tx, height, get_account(view, get_signer(tx)).nonce)
+        self._insert(tx_hash, tx, height, next_nonce)
         return tx_hash
 
     # --- durability: each admitted tx is in the store before its submitter hears "accepted" ---

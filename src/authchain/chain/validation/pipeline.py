@@ -35,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from authchain.chain import codec
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.state import (
@@ -44,6 +46,7 @@ from authchain.chain.state import (
     nearest_registrations,
     process_tx,
     record_dispute,
+    sketch_index,
 )
 from authchain.chain.types import (
     AccountId,
@@ -209,9 +212,15 @@ def block_claims(parent: StateView, txs: Iterable[Transaction | None]) -> dict[T
     state's registrations with the nearest sketches (`nearest_registrations`), and each
     dispute."""
     claims: dict[TxHash, Claim] = {}
+    indexes: dict[int, np.ndarray] = {}  # read once per class count, however many claims
     for tx in txs:
         if isinstance(tx, TxRegisterModel):
-            nearest = nearest_registrations(parent, tx.evidence, exclude=tx.aid)
+            classes = tx.evidence.num_classes
+            if tx.evidence.sketch and classes not in indexes:
+                indexes[classes] = sketch_index(parent, classes)
+            nearest = nearest_registrations(
+                parent, tx.evidence, exclude=tx.aid, index=indexes.get(classes)
+            )
             claims[codec.compute_tx_hash(tx)] = make_claim(tx, nearest)
         elif isinstance(tx, TxDispute):
             claims[codec.compute_tx_hash(tx)] = dispute_claim(tx)
