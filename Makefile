@@ -10,8 +10,12 @@ STAMP  := $(VENV)/.installed
 COMETBFT_VERSION := $(shell sed -n 's/^COMETBFT_VERSION = "\(.*\)"/\1/p' src/authchain/chain/abci/gen.py)
 COMETBFT := bin/cometbft
 PROTO    := src/authchain/chain/abci/pb/.generated
+# The load generator the CometBFT benchmark and flood tests send with (Go, standard library only).
+REPLAY   := bin/replay
+# CometBFT's example app as a process of its own (the benchmark's socket anchor).
+ABCI_CLI := bin/abci-cli
 
-.PHONY: demo devnet testnet test lint typecheck unit bench bench-cometbft cometbft proto clean
+.PHONY: demo devnet testnet test lint typecheck unit bench bench-cometbft cometbft replay abci-cli proto clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +30,18 @@ $(COMETBFT): src/authchain/chain/abci/gen.py
 $(PROTO): $(STAMP) $(COMETBFT)
 	$(BIN)/python -m authchain.chain.abci.gen
 
+$(REPLAY): tools/replay/main.go tools/replay/go.mod
+	cd tools/replay && GOBIN=$(CURDIR)/bin go install .
+
 cometbft: $(COMETBFT)
+
+replay: $(REPLAY)
+
+$(ABCI_CLI): src/authchain/chain/abci/gen.py
+	GOBIN=$(CURDIR)/bin go install github.com/cometbft/cometbft/abci/cmd/abci-cli@$(COMETBFT_VERSION)
+	touch $(ABCI_CLI)
+
+abci-cli: $(ABCI_CLI)
 
 proto: $(PROTO)
 
@@ -37,13 +52,13 @@ lint: $(STAMP)
 typecheck: $(STAMP) $(PROTO)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(REPLAY)
 	$(BIN)/pytest -q
 
 unit: $(STAMP) $(PROTO)
 	$(BIN)/pytest -q tests/unit
 
-bench-cometbft: $(STAMP) $(PROTO)
+bench-cometbft: $(STAMP) $(PROTO) $(REPLAY) $(ABCI_CLI)
 	$(BIN)/python benchmarks/cometbft.py $(BENCH_ARGS)
 
 # The quick versions (a few minutes); each writes CSV and PNG under data/bench/. The README's

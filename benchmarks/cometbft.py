@@ -1,28 +1,39 @@
-"""Blocks/s, commit latency and registrations/s of a CometBFT testnet, for 1 and 4 validators.
+"""Throughput against CometBFT's own ceiling, commit latency and registrations/s (idle and under
+a flood) of a CometBFT testnet, for 1 and 4 validators.
 
     .venv/bin/python benchmarks/cometbft.py                       # 1 and 4 validators
     .venv/bin/python benchmarks/cometbft.py --validators 4 --quick
 
 Each network is a real `authchain testnet` (cometbft, app and ML service per validator, on
-127.0.0.x) with timeout_commit 1 s. Measured per network, each against a floor from the same
-run:
+127.0.0.x) with timeout_commit 1 s and the testnet's mempool settings. Measured per network,
+each against a floor or a peer from the same run:
 - blocks/s over an idle window, as a ratio to 1/timeout_commit (what CometBFT allows);
 - commit latency of signed transfers (submit -> committed, through the gateway), median and
   p90, as a ratio to timeout_commit;
-- transfers/s: pre-signed ML-DSA-65 transfers posted in batches through the gateway, as a
-  ratio to one core's ML-DSA-65 verify rate;
+- committed txs/s at saturation: B pre-signed ML-DSA-65 transfers (5,350 bytes) sent to every
+  validator's RPC by the Go load generator (`tools/replay`: 32 calls in flight,
+  broadcast_tx_sync), as a ratio to CometBFT's example kvstore on the same network shape and
+  CometBFT settings, sent B txs of the same size the same way: built into CometBFT (the
+  issue's anchor: no ABCI transport at all) and as its own process over the ABCI socket
+  (`abci-cli kvstore`, how CometBFT reaches authchain); and the CPU each process group spent
+  per committed tx;
 - registrations/s: R honest registrations of one owner's model variants (one weight nudged:
-  R aids, one evidence file) submitted at once, as a ratio to the rate one ML service
-  verifies R other variants alone (`/verify` back to back, cold: the V_auth floor).
-Writes CSV and a PNG to --out. Nothing is asserted: this is a measurement, not a test.
+  R aids, one evidence file) submitted at once, idle and again while strangers flood the
+  network with 2,880 transfers, as a ratio to the rate one ML service verifies R other
+  variants alone (`/verify` back to back, cold: the V_auth floor).
+The app's block limits are raised (max_block_txs, max_block_size_bytes) so that CometBFT's
+block size binds both applications alike. Writes CSV and a PNG to --out. Nothing is asserted:
+this is a measurement, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,16 +43,19 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
+from authchain import loadgen
 from authchain.chain import codec, crypto
-from authchain.chain.types import Aid, EvidenceHash, SigScheme, TxTransfer, WmProfile
+from authchain.chain.types import AccountId, Aid, EvidenceHash, SigScheme, TxTransfer, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import free_port
 from authchain.ml_service.artefact import encode_artefact, load_artefact
 from authchain.ml_service.owner import train_model
 from authchain.ml_service.watermark.embed import EmbedSpec
 from authchain.ml_service.watermark.sketch import artefact_sketch
-from authchain.testnet import Testnet
+from authchain.testnet import DEFAULT_CHAIN_ID as CHAIN
+from authchain.testnet import MIN_FEE, Testnet
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = WmProfile(0.9, 0.2, -0.05, 0.05)
@@ -67,51 +81,107 @@ def variants(root: Path, owner: crypto.KeyPair, count: int) -> tuple[list[Path],
     return paths, result.evidence
 
 
-MLDSA_FLOOR = [0.0]
-"""One core's ML-DSA-65 verify rate, measured once per run (`crypto.verify_rate`)."""
+KV_PAYLOAD = 5_350
+"""kvstore's txs are `key=value` of the size of an ML-DSA-65-signed transfer."""
 
 
-def bulk_transfers(gw: GatewayClient, payer: crypto.KeyPair, chain_id: str, count: int) -> float:
-    """Committed transfers/s: `count` pre-signed ML-DSA-65 transfers from 8 funded senders
-    (the apps' pool policy is opened up for them), posted through the gateway's
-    `POST /txs/batch` (CometBFT takes them one by one)."""
-    senders = [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(8)]
-    nonce = gw.account(payer.account)["next_nonce"]
-    funding = [
-        crypto.sign_tx(TxTransfer(payer.account, s.account, count, 0, nonce + i), payer, chain_id)
-        for i, s in enumerate(senders)
+def kvstore_txs(count: int) -> list[bytes]:
+    """Distinct valid kvstore txs (one `=`, hex on either side) of `KV_PAYLOAD` bytes."""
+    txs = []
+    for i in range(count):
+        head = f"k{i:09d}=".encode()
+        txs.append(head + os.urandom(KV_PAYLOAD).hex().encode()[: KV_PAYLOAD - len(head)])
+    return txs
+
+
+def transfers(senders: list[crypto.KeyPair], per_sender: int, sink: AccountId) -> list[bytes]:
+    """Pre-signed ML-DSA-65 transfers, each sender's in nonce order, senders interleaved."""
+    return loadgen.round_robin(
+        [
+            [
+                codec.encode(crypto.sign_tx(TxTransfer(s.account, sink, 1, MIN_FEE, n), s, CHAIN))
+                for n in range(per_sender)
+            ]
+            for s in senders
+        ]
+    )
+
+
+def saturate(net: Testnet, txs: list[bytes], pids: dict[str, list[int]]) -> dict[str, float]:
+    """Send `txs` to every validator's RPC (32 calls in flight, broadcast_tx_sync) and wait
+    until the mempools are empty: committed txs/s from the last block before the first send
+    to the last block with txs, and the CPU seconds per committed tx of each process group."""
+    urls = [node.rpc_url for node in net.nodes]
+    first = net.height(0)
+    cpu = {group: sum(loadgen.cpu_seconds(p) for p in ps) for group, ps in pids.items()}
+    sent = loadgen.replay(urls, txs, repo=REPO, concurrency=32)
+    deadline = time.monotonic() + 300
+    while any(loadgen.mempool_size(u) for u in urls) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2 * COMMIT_SECS)
+    metas = loadgen.blocks(urls[0], first, net.height(0))
+    busy = [m for m in metas[1:] if m.txs]  # metas[0] was made before the first send
+    committed = sum(m.txs for m in metas[1:])
+    span = busy[-1].time - metas[0].time if busy else float("nan")
+    row = {
+        "sent": len(sent.results), "admitted": sent.accepted, "committed": committed,
+        "tx_per_s": committed / span, "largest_block_gap_s": loadgen.largest_gap(metas),
+    }  # fmt: skip
+    for group, ps in pids.items():
+        used = sum(loadgen.cpu_seconds(p) for p in ps) - cpu[group]
+        row[f"{group}_cpu_ms_per_tx"] = 1e3 * used / max(committed, 1)
+    return row
+
+
+def pids_of(net: Testnet, prefix: str) -> list[int]:
+    return [
+        p.popen.pid
+        for name, p in net.processes.items()
+        if name.startswith(prefix) and p.popen is not None
     ]
-    gw.submit_many(funding)
-    for tx in funding:
-        gw.wait_for_tx(str(codec.compute_tx_hash(tx)), timeout=60)
-    txs = [
-        crypto.sign_tx(TxTransfer(s.account, payer.account, 1, 0, n), s, chain_id)
-        for n in range(count // len(senders))
-        for s in senders
-    ]
-    started = time.monotonic()
-    answer = gw.submit_many(txs)
-    assert answer.accepted == len(txs), answer.results[:3]
-    while sum(gw.account(s.account)["nonce"] for s in senders) < len(txs):
-        time.sleep(0.2)
-    return len(txs) / (time.monotonic() - started)
+
+
+def kvstore_rate(n: int, root: Path, count: int, app: str) -> dict[str, float]:
+    """An anchor: CometBFT's example kvstore (`app`: "kvstore" inside CometBFT, or
+    "socket-kvstore" over the ABCI socket) on the same network shape and settings."""
+    net = Testnet(
+        root / f"{app}{n}", validators=n, first_ip=f"127.0.{50 + n}.1", repo=REPO,
+        timeout_commit=f"{COMMIT_SECS:g}s", builtin_app=app,
+    )  # fmt: skip
+    net.start()
+    try:
+        pids = {"cometbft": pids_of(net, "comet"), "app": pids_of(net, "app")}
+        return saturate(net, kvstore_txs(count), pids)
+    finally:
+        net.stop()
 
 
 def measure(
-    n: int, window: float, transfers: int, registrations: int, root: Path, bulk: int
+    n: int, window: float, transfers_n: int, registrations: int, root: Path, bulk: int
 ) -> dict[str, float]:
+    print(f"  CometBFT's kvstore, in-process and over the socket, {bulk} txs each ...", flush=True)
+    kv = kvstore_rate(n, root, bulk, "kvstore")
+    socket_kv = kvstore_rate(n, root, bulk, "socket-kvstore")
+    owner = crypto.KeyPair.generate(SigScheme.ED25519)
+    # each sender's txs go to one validator (tx i to validator i % n, senders interleaved:
+    # sender counts are multiples of 4), as a wallet sends to its node, so none arrives at a
+    # validator before its predecessor (next-nonce-only admission would refuse it)
+    senders = [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(bulk // 25)]
+    flooders = [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(48)]
+    funded = {str(k.account): 10**9 for k in [owner, *senders, *flooders]}
     net = Testnet(
         root / f"net{n}", validators=n, first_ip=f"127.0.{40 + n}.1", repo=REPO,
-        gateway_port=free_port(), gateway_metrics_port=free_port(), timeout_commit="1s",
+        gateway_port=free_port(), gateway_metrics_port=free_port(),
+        timeout_commit=f"{COMMIT_SECS:g}s", funded=funded,
         app_env={
-            "AUTHCHAIN_CONSENSUS__MAX_NONCE_GAP": str(bulk),
-            "AUTHCHAIN_CONSENSUS__MAX_POOL_TXS_PER_SENDER": str(bulk),
-            "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(bulk),
-            "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(16 * 1024 * 1024),
+            "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(10 * bulk),
+            "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(64 * 1024 * 1024),
         },
     )  # fmt: skip
-    owner = crypto.KeyPair.generate(SigScheme.ED25519)
-    paths, evidence = variants(root / f"models{n}", owner, 2 * registrations)
+    paths, evidence = variants(root / f"models{n}", owner, 3 * registrations)
+    print(f"  signing {bulk} ML-DSA-65 transfers ...", flush=True)
+    bulk_txs = transfers(senders, 25, owner.account)
+    flood_txs = transfers(flooders, 60, owner.account)
     net.start()
     try:
         gw = GatewayClient(net.gateway_url)
@@ -122,23 +192,26 @@ def measure(
         blocks_per_s = (net.height(0) - start_height) / (time.monotonic() - started)
         # commit latency of signed transfers, one at a time
         payer = crypto.read_key_file(FUNDED)
-        chain_id = gw.status()["chain_id"]
         latencies = []
-        for _ in range(transfers):
+        for _ in range(transfers_n):
             nonce = gw.account(payer.account)["next_nonce"]
             tx = crypto.sign_tx(
-                TxTransfer(payer.account, owner.account, 1, 0, nonce), payer, chain_id
+                TxTransfer(payer.account, owner.account, 1, MIN_FEE, nonce), payer, CHAIN
             )
             sent = time.monotonic()
             status = gw.wait_for_tx(gw.submit(tx), timeout=60)
             assert status.status == "committed", status
             latencies.append(time.monotonic() - sent)
-        # committed ML-DSA-65 transfers per second, pre-signed, posted in batches
-        transfers_per_s = bulk_transfers(gw, payer, chain_id, bulk)
+        # committed ML-DSA-65 transfers per second at saturation, against kvstore's
+        print(f"  authchain, {bulk} txs ...", flush=True)
+        pids = {"cometbft": pids_of(net, "comet"), "app": pids_of(net, "app")}
+        ours = saturate(net, bulk_txs, pids)
         # registrations per second: all submitted at once, files uploaded to validator 0 only
         evidence_hash = EvidenceHash.from_hex(ml.upload_evidence(evidence))
         uploaded = [Aid.from_hex(ml.upload_artefact(p)) for p in paths]
-        floor_aids, aids = uploaded[:registrations], uploaded[registrations:]
+        floor_aids = uploaded[:registrations]
+        idle_aids = uploaded[registrations : 2 * registrations]
+        loaded_aids = uploaded[2 * registrations :]
         verify_started = time.monotonic()  # the floor: validator 0's service alone, cold
         profile = {f: getattr(PROFILE, f) for f in PROFILE.__struct_fields__}
         for aid in floor_aids:
@@ -151,14 +224,27 @@ def measure(
         sketches = {  # declared in each registration; computed here, as an owner would
             aid: artefact_sketch(path) for aid, path in zip(uploaded, paths, strict=True)
         }
-        submitted = time.monotonic()
-        hashes = [
-            gw.register_signed(owner, aid, evidence_hash, PROFILE, sketch=sketches[aid])
-            for aid in aids
-        ]
-        statuses = [gw.wait_for_tx(h, timeout=300) for h in hashes]
-        registrations_per_s = len(aids) / (time.monotonic() - submitted)
-        committed = sum(s.status == "committed" for s in statuses)
+
+        def register(aids: list[Aid]) -> tuple[float, int]:
+            submitted = time.monotonic()
+            hashes = [
+                gw.register_signed(owner, aid, evidence_hash, PROFILE, sketch=sketches[aid])
+                for aid in aids
+            ]
+            statuses = [gw.wait_for_tx(h, timeout=300) for h in hashes]
+            rate = len(aids) / (time.monotonic() - submitted)
+            return rate, sum(s.status == "committed" for s in statuses)
+
+        registrations_per_s, committed = register(idle_aids)
+        # ... and while strangers flood the network with transfers
+        print(f"  registrations under a flood of {len(flood_txs)} transfers ...", flush=True)
+        flood = threading.Thread(
+            target=loadgen.replay, args=([node.rpc_url for node in net.nodes], flood_txs),
+            kwargs={"repo": REPO, "concurrency": 32}, daemon=True,
+        )  # fmt: skip
+        flood.start()
+        loaded_per_s, loaded_committed = register(loaded_aids)
+        flood.join()
         gw.close()
         ml.close()
     finally:
@@ -171,12 +257,27 @@ def measure(
         "commit_latency_median_s": statistics.median(latencies),
         "commit_latency_p90_s": latencies[int(0.9 * (len(latencies) - 1))],
         "latency_ratio_to_timeout_commit": statistics.median(latencies) / COMMIT_SECS,
-        "transfers_per_s": transfers_per_s,
-        "transfers_ratio_to_verify_floor": transfers_per_s / MLDSA_FLOOR[0],
+        "transfers_per_s": ours["tx_per_s"],
+        "kvstore_txs_per_s": kv["tx_per_s"],
+        "ratio_to_kvstore": ours["tx_per_s"] / kv["tx_per_s"],
+        "socket_kvstore_txs_per_s": socket_kv["tx_per_s"],
+        "ratio_to_socket_kvstore": ours["tx_per_s"] / socket_kv["tx_per_s"],
+        "transfers_committed": ours["committed"],
+        "kvstore_committed": kv["committed"],
+        "socket_kvstore_committed": socket_kv["committed"],
+        "largest_block_gap_s": ours["largest_block_gap_s"],
+        "cometbft_cpu_ms_per_tx": ours["cometbft_cpu_ms_per_tx"],
+        "app_cpu_ms_per_tx": ours["app_cpu_ms_per_tx"],
+        "kvstore_cometbft_cpu_ms_per_tx": kv["cometbft_cpu_ms_per_tx"],
+        "socket_kvstore_cometbft_cpu_ms_per_tx": socket_kv["cometbft_cpu_ms_per_tx"],
+        "socket_kvstore_app_cpu_ms_per_tx": socket_kv["app_cpu_ms_per_tx"],
         "registrations_per_s": registrations_per_s,
         "registrations_committed": committed,
+        "registrations_under_flood_per_s": loaded_per_s,
+        "registrations_under_flood_committed": loaded_committed,
         "verify_floor_per_s": verify_rate,
         "registrations_ratio_to_verify_floor": registrations_per_s / verify_rate,
+        "under_flood_ratio_to_verify_floor": loaded_per_s / verify_rate,
     }
 
 
@@ -187,38 +288,60 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/bench/cometbft"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    window, transfers, registrations = (5.0, 3, 3) if args.quick else (30.0, 20, 10)
-    bulk = 200 if args.quick else 2000
-    MLDSA_FLOOR[0] = crypto.verify_rate(SigScheme.ML_DSA_65)
+    window, latency_txs, registrations = (5.0, 3, 3) if args.quick else (30.0, 20, 10)
+    bulk = 2_000 if args.quick else 10_000
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.validators:
             print(f"{n} validator(s): starting ...", flush=True)
-            row = measure(n, window, transfers, registrations, Path(tmp), bulk)
+            row = measure(n, window, latency_txs, registrations, Path(tmp), bulk)
             rows.append(row)
             print("  " + ", ".join(f"{k}={v:.3g}" for k, v in row.items()), flush=True)
     with (args.out / "cometbft.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-    labels = [f"{int(r['validators'])} val." for r in rows]
-    for ax, key, title in zip(
-        axes,
-        ("blocks_per_s", "commit_latency_median_s", "transfers_per_s", "registrations_per_s"),
-        (
-            "blocks/s (floor 1/timeout_commit = 1)",
-            "commit latency, median (s)",
-            "ML-DSA-65 transfers/s",
-            "registrations/s",
-        ),
-        strict=True,
-    ):
-        ax.bar(labels, [r[key] for r in rows], color="#4c72b0")
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(args.out / "cometbft.png", dpi=120)
+    plot(rows, args.out / "cometbft.png")
     print(f"wrote {args.out / 'cometbft.csv'} and {args.out / 'cometbft.png'}")
+
+
+def plot(rows: list[dict[str, float]], path: Path) -> None:
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    labels = [f"{int(r['validators'])} val." for r in rows]
+    x = range(len(rows))
+
+    def bars(ax: Axes, series: list[tuple[str, str]], title: str) -> None:
+        width = 0.8 / len(series)
+        for i, (key, name) in enumerate(series):
+            offset = [p + (i - (len(series) - 1) / 2) * width for p in x]
+            ax.bar(offset, [r[key] for r in rows], width, label=name)
+        ax.set_xticks(list(x), labels)
+        ax.set_title(title, fontsize=9)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+
+    bars(axes[0], [("blocks_per_s", "idle")], "blocks/s (floor 1/timeout_commit = 1)")
+    bars(axes[1], [("commit_latency_median_s", "median")], "commit latency of a transfer (s)")
+    bars(
+        axes[2],
+        [
+            ("transfers_per_s", "authchain (ML-DSA-65)"),
+            ("socket_kvstore_txs_per_s", "kvstore, ABCI socket"),
+            ("kvstore_txs_per_s", "kvstore, in CometBFT"),
+        ],
+        "committed txs/s at saturation, 5.35 KB txs",
+    )
+    bars(
+        axes[3],
+        [
+            ("registrations_per_s", "idle"),
+            ("registrations_under_flood_per_s", "under a transfer flood"),
+            ("verify_floor_per_s", "one ML service's /verify"),
+        ],
+        "registrations/s",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,13 @@ MEMPOOL_TXS = 5_000
 """CometBFT's mempool size (its default): every tx in it can execute and pays its fee
 (`next_nonce_only`), and the app's pool, a mirror of it, holds at least twice as many
 (`consensus.max_pool_txs`), so the app never refuses what CometBFT still has room for."""
+MIN_FEE = 10
+"""genesis.min_fee of a testnet: every tx pays at least this to the block's proposer, so a
+stranger who fills the mempool pays for every slot (each admitted tx executes: see above).
+The devnet stays free."""
+FUNDED_BALANCE = 10**9
+"""What `authchain testnet --fund ACCOUNT` gives an account in genesis (the devnet account's
+balance)."""
 MEMPOOL_BYTES = 64 * 1024 * 1024
 """5,000 of the largest txs (ML-DSA-65-signed, about 5.4 KB) with room to spare; CometBFT's
 default, 1 GiB, would let a full mempool hold 200,000 tiny ones' worth of memory."""
@@ -118,6 +125,17 @@ class Testnet:
     app_env: dict[str, str] = field(default_factory=dict)
     """Extra environment for every validator's app (e.g. `AUTHCHAIN_CONSENSUS__...`
     overrides, the same on all of them)."""
+    builtin_app: str | None = None
+    """Run CometBFT's example key-value store instead of authchain's app, with the same
+    CometBFT settings and no app, ML service or gateway processes (the throughput anchors of
+    `benchmarks/cometbft.py`): "kvstore" inside each CometBFT process, or "socket-kvstore" as
+    a process of its own that CometBFT reaches over the ABCI socket, as it reaches authchain
+    (`abci-cli kvstore`, built by `make abci-cli`)."""
+    min_fee: int = MIN_FEE
+    """genesis.min_fee (written once, by `init`)."""
+    funded: dict[str, int] = field(default_factory=dict)
+    """Account (hex) -> balance, added to genesis.accounts besides the devnet account (a
+    faucet for tests and benchmarks; written once, by `init`)."""
     nodes: list[Validator] = field(default_factory=list)
     processes: dict[str, Process] = field(default_factory=dict)
 
@@ -181,7 +199,11 @@ class Testnet:
         path = node.home / "config" / "config.toml"
         config = tomllib.loads(path.read_text())
         h = "0.0.0.0" if self.compose else node.host
-        config["proxy_app"] = f"tcp://{f'app{node.index}' if self.compose else h}:26658"
+        config["proxy_app"] = (
+            "kvstore"
+            if self.builtin_app == "kvstore"
+            else f"tcp://{f'app{node.index}' if self.compose else h}:26658"
+        )
         config["moniker"] = f"validator{node.index}"
         config["log_level"] = "consensus:info,state:info,*:error"
         config["rpc"]["laddr"] = f"tcp://{h}:26657"
@@ -218,6 +240,13 @@ class Testnet:
         }
         config["genesis"]["validators"] = [
             {"scheme": "ed25519", "public_key": key.hex()} for key in keys
+        ]
+        config["genesis"]["min_fee"] = self.min_fee
+        listed = {a["account"] for a in config["genesis"]["accounts"]}
+        config["genesis"]["accounts"] += [
+            {"account": account, "balance": balance}
+            for account, balance in self.funded.items()
+            if account not in listed
         ]
         pool = config["consensus"]
         pool["max_pool_txs"] = max(pool.get("max_pool_txs", 0), 2 * MEMPOOL_TXS)
@@ -256,6 +285,13 @@ class Testnet:
         """Start every validator's ML service, app and CometBFT node, then the gateway, and
         wait for the first block."""
         self.init()
+        if self.builtin_app:
+            for node in self.nodes:
+                if self.builtin_app == "socket-kvstore":
+                    self._start_socket_kvstore(node, timeout)
+                self._start_comet(node, timeout)
+            self.wait_height(1, timeout)
+            return
         for node in self.nodes:
             self._start_ml(node)
         for node in self.nodes:
@@ -295,12 +331,29 @@ class Testnet:
         ).start()  # fmt: skip
         self.processes[f"app{index}"] = app
         app.wait_tcp(node.host, 26658, timeout)
+        self._start_comet(node, timeout)
+
+    def _start_socket_kvstore(self, node: Validator, timeout: float) -> None:
+        abci_cli = self.repo / "bin" / "abci-cli"
+        if not abci_cli.is_file():
+            raise DevnetError(
+                f"no {abci_cli}: run `make abci-cli` (go install github.com/cometbft/cometbft/"
+                f"abci/cmd/abci-cli@{COMETBFT_VERSION} into bin/)"
+            )
+        app = Process(
+            ["kvstore", "--address", f"tcp://{node.host}:26658", "--log_level", "error"],
+            node.root / "logs" / "kvstore.log", cwd=self.repo, program=[str(abci_cli)],
+        ).start()  # fmt: skip
+        self.processes[f"app{node.index}"] = app
+        app.wait_tcp(node.host, 26658, timeout)
+
+    def _start_comet(self, node: Validator, timeout: float) -> None:
         cometbft = self.cometbft or find_cometbft(self.repo)
         comet = Process(
             ["start", "--home", str(node.home)], node.root / "logs" / "cometbft.log",
             cwd=self.repo, program=[str(cometbft)],
         ).start()  # fmt: skip
-        self.processes[f"comet{index}"] = comet
+        self.processes[f"comet{node.index}"] = comet
         comet.wait_http(f"{node.rpc_url}/health", timeout)
 
     def stop_validator(self, index: int, sig: int = signal.SIGTERM) -> dict[str, int]:

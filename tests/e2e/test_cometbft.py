@@ -44,14 +44,21 @@ from tests.support.devnet import REPO, seed_body, shot
 from tests.support.models import SEED_PROFILE, SPARED_KEY, TrainedModel
 
 PROFILE = WmProfile(**SEED_PROFILE)
+THIEVES = [crypto.KeyPair.from_seed(SigScheme.ED25519, bytes([0xC1 + i]) * 32) for i in range(2)]
+OWNER = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\xc5" * 32)
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
-    port = free_port()
+def net(
+    tmp_path_factory: pytest.TempPathFactory, watermarked: TrainedModel, stripped: TrainedModel
+) -> Iterator[Testnet]:
+    """The testnet charges genesis.min_fee: every account that signs here is funded."""
+    accounts = [watermarked.owner, stripped.owner, *(str(k.account) for k in THIEVES)]
+    accounts += [str(SPARED_KEY.account), str(OWNER.account)]
     testnet = Testnet(
         tmp_path_factory.mktemp("testnet"), first_ip="127.0.0.21", repo=REPO,
-        gateway_port=port, gateway_metrics_port=free_port(), unavailable_wait_secs=5.0,
+        gateway_port=free_port(), gateway_metrics_port=free_port(), unavailable_wait_secs=5.0,
+        funded={account: 10**6 for account in accounts},
     )  # fmt: skip
     testnet.start()
     yield testnet
@@ -169,7 +176,7 @@ def test_forged_claim_is_never_committed(
     net: Testnet, gw: GatewayClient, ml0: MlServiceClient, watermarked: TrainedModel,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    thief = crypto.KeyPair.generate(SigScheme.ED25519)
+    thief = THIEVES[0]
     aid, directory = stolen(watermarked, thief, tmp_path, nudge=0)
     ml0.upload_artefact(directory / "model.safetensors")
     ev = EvidenceHash.from_hex(ml0.upload_evidence(directory / "evidence.json"))
@@ -187,7 +194,7 @@ def test_forged_claim_is_never_committed(
 def test_one_ml_service_down_the_others_commit_and_nothing_is_invalid(
     net: Testnet, gw: GatewayClient, ml0: MlServiceClient, tmp_path: Path
 ) -> None:
-    owner = crypto.KeyPair.generate(SigScheme.ED25519)
+    owner = OWNER
     aid, ev, directory = train(tmp_path, owner, seed=21)
     ml0.upload_artefact(directory / "model.safetensors")
     ml0.upload_evidence(directory / "evidence.json")
@@ -230,7 +237,7 @@ def test_byzantine_proposer_forged_claim_is_rejected_and_the_chain_goes_on(
     net.start_validator(3, include_unverified_claims=True)
     assert net.app_status(3)["misbehaving"] is True
     rejected_before = sum(net.app_status(i)["proposals_rejected"] for i in range(3))
-    thief = crypto.KeyPair.generate(SigScheme.ED25519)
+    thief = THIEVES[1]
     aid, directory = stolen(watermarked, thief, tmp_path, nudge=1)
     ml0.upload_artefact(directory / "model.safetensors")
     ev = EvidenceHash.from_hex(ml0.upload_evidence(directory / "evidence.json"))

@@ -13,7 +13,7 @@ from authchain.chain.config import load_chain_config
 from authchain.cli import app
 from authchain.ml_service.config import load_ml_settings
 from authchain.ml_service.peer_auth import read_peer_key
-from authchain.testnet import MEMPOOL_BYTES, MEMPOOL_TXS
+from authchain.testnet import FUNDED_BALANCE, MEMPOOL_BYTES, MEMPOOL_TXS, MIN_FEE
 
 REPO = Path(__file__).resolve().parents[2]
 TESTNET = yaml.safe_load((REPO / "deploy" / "docker-compose.testnet.yml").read_text())
@@ -21,9 +21,12 @@ runner = CliRunner()
 
 
 def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> None:
+    user = "ab" * 32  # `--fund`: an account that pays its fees from genesis
     result = runner.invoke(
-        app, ["testnet", "--init-only", "--compose", "--validators", "4", "--dir", str(tmp_path)]
-    )
+        app,
+        ["testnet", "--init-only", "--compose", "--validators", "4", "--dir", str(tmp_path),
+         "--fund", user],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     services = TESTNET["services"]
     for i in range(4):
@@ -40,6 +43,10 @@ def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> N
         assert (mempool["size"], mempool["max_txs_bytes"]) == (MEMPOOL_TXS, MEMPOOL_BYTES)
         assert mempool["recheck"] is True
         assert chain.consensus.max_pool_txs >= 2 * mempool["size"]
+        assert chain.genesis.min_fee == MIN_FEE > 0  # filling the mempool costs fees
+        assert {(str(a.account), a.balance) for a in chain.genesis.accounts} >= {
+            (user, FUNDED_BALANCE)
+        }
         command = services[f"app{i}"]["command"]
         assert command[-1] == f"/testnet/node{i}/authchain.toml"
         # the ML service: its peers, and the validators alone may read its evidence

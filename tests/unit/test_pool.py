@@ -210,3 +210,50 @@ async def test_under_cometbft_only_a_tx_that_can_execute_is_admitted() -> None:
     chain = engine()  # the embedded pool: within the gap limit, admitted
     chain.submit_tx(transfer(SQUATTER, 1, amount=0))
     assert len(chain.pool) == 1
+
+
+async def test_the_apps_pool_follows_what_cometbfts_mempool_holds() -> None:
+    """CometBFT checks "mempool is full" again after CheckTx answers, and may drop a tx the
+    app admitted. Its recheck after each commit lists what the mempool holds, in order: a tx
+    whose predecessor is gone is refused there (it could never execute), the sender may send
+    the lost one again, and what the mempool was not seen to hold for two rounds leaves the
+    app's pool, so no sender's nonce stays held by a tx no block can include."""
+    server = make_server(accounts=((OWNER.account, 1_000), (RICH.account, 1_000)))
+    await init(server)
+    pool = server.app.pool
+
+    async def check(tx: TxTransfer, recheck: bool = False) -> tuple[int, str]:
+        kind = abci.RECHECK if recheck else abci.NEW
+        request = abci.RequestCheckTx(tx=codec.encode(tx), type=kind)
+        answer = (await call(server, check_tx=request)).check_tx
+        return answer.code, json.loads(answer.log)["reason"] if answer.code else ""
+
+    async def commit(height: int, *txs: TxTransfer) -> None:
+        raw = [codec.encode(tx) for tx in txs]
+        request = abci.RequestFinalizeBlock(txs=raw, height=height, proposer_address=ADDRESS)
+        finalized = (await call(server, finalize_block=request)).finalize_block
+        assert [r.code for r in finalized.tx_results] == [0] * len(txs)
+        await call(server, commit=abci.RequestCommit())
+
+    owner = [transfer(OWNER, n) for n in range(4)]
+    rich = transfer(RICH, 0)
+    for tx in [*owner, rich]:
+        assert await check(tx) == (0, "")
+    # CometBFT's mempool took owner's 0, 2 and 3 (it dropped 1 as full) and not RICH's
+    await commit(1)
+    assert await check(owner[0], recheck=True) == (0, "")
+    for tx in owner[2:]:  # nonce 1 is not in the mempool: neither can execute
+        assert await check(tx, recheck=True) == (1, "nonce_gap")
+    assert len(pool) == 3  # owner's 0 and 1, and RICH's
+    assert await check(owner[1]) == (0, "")  # sent again: taken (the pool still held it)
+    assert await check(owner[2]) == (0, "")  # and its successor
+    await commit(2, owner[0])
+    for tx in owner[1:3]:
+        assert await check(tx, recheck=True) == (0, "")
+    assert codec.compute_tx_hash(rich) in pool  # one round unseen
+    await commit(3)
+    for tx in owner[1:3]:
+        assert await check(tx, recheck=True) == (0, "")
+    # RICH's tx, admitted before block 1, was not in the mempool's rechecks after block 1 or 2
+    assert codec.compute_tx_hash(rich) not in pool and len(pool) == 2
+    assert await check(rich) == (0, "")  # its sender may send it again

@@ -58,7 +58,6 @@ from authchain.chain.state import (
     Genesis,
     StateView,
     TxReason,
-    check_tx_state,
     compute_state_root,
     genesis_state,
     process_lineage,
@@ -231,24 +230,20 @@ class Application:
 
     def check_tx(self, tx: Transaction, *, recheck: bool = False, write: bool = True) -> TxHash:
         """Admit `tx` to the pool (raises InvalidTx or PoolRejected with the reason). On a
-        recheck (after a commit) the tx is already pooled: only its state rules are checked
-        again, and a tx this node dropped in a proposal stays dropped. With `write=False` the
-        pool's store writes wait for `pool.flush`, which many txs then share."""
+        recheck (CometBFT's, after a commit) the tx is in CometBFT's mempool: it must still
+        pass the state rules and be able to execute after its sender's txs rechecked before it
+        (`TxPool.recheck`); a tx this node dropped in a proposal stays dropped. With
+        `write=False` the pool's store writes wait for `pool.flush`, which many txs share."""
         try:
             if not recheck:
                 tx_hash = self.pool.add(self.view(), tx, self.height)
                 if write:
                     self.pool.write_unsaved()
             else:
-                tx_hash = codec.compute_tx_hash(tx)
-                rejection = self.records.rejection(tx_hash)
+                rejection = self.records.rejection(codec.compute_tx_hash(tx))
                 if rejection is not None:
                     raise Rejected(rejection.reason, rejection.detail)
-                try:
-                    check_tx_state(self.view(), tx, self.genesis, future_nonce_ok=True)
-                except Rejected:
-                    self.pool.forget([tx_hash])
-                    raise
+                tx_hash = self.pool.recheck(self.view(), tx, self.height)
         except Rejected as exc:
             if self.metrics:
                 self.metrics.txs_rejected.labels(reason=metric_reason(exc.reason, REASONS)).inc()
@@ -417,6 +412,10 @@ class Application:
         self.records.index(pending.claims)
         self.pool.forget(pending.tx_hashes)
         self.pool.settle(self.view(), pending.signers)
+        if not self.pool.persist:  # CometBFT rechecks its mempool next: a new round
+            gone = self.pool.begin_round()
+            if gone:
+                log.info("%d pooled txs are no longer in CometBFT's mempool", len(gone))
         self.proposer.retries.forget(pending.tx_hashes)
         if self.metrics:
             self.metrics.txs_committed.inc(sum(1 for r in f.results if r.code == 0))

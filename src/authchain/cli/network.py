@@ -28,6 +28,7 @@ from authchain.cli.common import (
     supervise,
 )
 from authchain.cli.keys import read_key
+from authchain.testnet import FUNDED_BALANCE, MIN_FEE
 
 
 @app.command("register")
@@ -282,6 +283,19 @@ def testnet(
     ),
     chain_id: str = typer.Option("authchain-testnet", "--chain-id", help="The chain id."),
     gateway_port: int = typer.Option(8081, "--gateway-port", help="Gateway port on 127.0.0.1."),
+    min_fee: int = typer.Option(
+        MIN_FEE,
+        "--min-fee",
+        min=0,
+        help="genesis.min_fee: what every tx pays at least (a full mempool costs its filler).",
+    ),
+    fund: list[str] = typer.Option(
+        [],
+        "--fund",
+        metavar="ACCOUNT",
+        help="Give this account (hex) 10^9 in genesis, to pay fees with (repeatable; read "
+        "when DIR is first written).",
+    ),
     init_only: bool = typer.Option(
         False, "--init-only", help="Write the CometBFT homes and chain configs, start nothing."
     ),
@@ -301,13 +315,17 @@ def testnet(
 
     from rich.live import Live
 
+    from authchain.chain.types import AccountId
     from authchain.devnet import DevnetError
     from authchain.testnet import Testnet
 
     setup_logging("warning")
+    with failing_on(ChainError, code=2):
+        funded = {str(AccountId.from_hex(a, field="--fund")): FUNDED_BALANCE for a in fund}
     net = Testnet(
         directory, validators=validators, first_ip=first_ip, chain_id=chain_id,
         gateway_port=gateway_port, gateway_metrics_port=gateway_port + 1818, compose=compose,
+        min_fee=min_fee, funded=funded,
     )  # fmt: skip
     if init_only or compose:
         with failing_on(DevnetError, OSError, subprocess.CalledProcessError):

@@ -166,8 +166,14 @@ class AbciServer:
         writer: asyncio.StreamWriter,
     ) -> None:
         """Answer queued requests in order until None; after a lost connection, keep taking
-        them (unanswered), so the reader never waits on a full queue."""
+        them (unanswered), so the reader never waits on a full queue.
+
+        Answers are written in batches: when no request is waiting, or on Flush (one write
+        for a run of pipelined CheckTx answers, not one each). After each CheckTx the loop
+        yields, so a flood of CheckTx on the mempool connection never holds up an answer on
+        the consensus connection by more than one CheckTx (recheck included)."""
         lost = False
+        out = bytearray()
         while (item := await queue.get()) is not None:
             request, ready = item
             if ready is not None:
@@ -178,13 +184,19 @@ class AbciServer:
             if lost:
                 continue
             response = await self.handle(request)
-            try:
-                writer.write(frame(response.SerializeToString()))
-                if request.WhichOneof("value") == "flush":
-                    await writer.drain()
-            except ConnectionError as exc:
-                log.warning("ABCI connection lost while answering: %s", exc)
-                lost = True
+            kind = request.WhichOneof("value")
+            out += frame(response.SerializeToString())
+            if kind == "check_tx":
+                await asyncio.sleep(0)
+            if queue.empty() or kind == "flush":
+                try:
+                    writer.write(bytes(out))
+                    out.clear()
+                    if kind == "flush":
+                        await writer.drain()
+                except ConnectionError as exc:
+                    log.warning("ABCI connection lost while answering: %s", exc)
+                    lost = True
 
     def _preverify(self, raw: bytes) -> None:
         """Verify a tx's signature into the cache (a worker thread; CheckTx reports errors)."""

@@ -107,6 +107,9 @@ class _Entry:
     spend: int
     stuck: bool = False
     """It cannot execute now: a nonce between the sender's next one and its own is missing."""
+    round: int = 0
+    """The last round (blocks committed) in which CometBFT's mempool was seen to hold it
+    (admitted or rechecked); a mirror pool only."""
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -148,6 +151,11 @@ class TxPool:
         self._all: _Heap = []
         """(fee, -seq, hash) of every tx pushed (checked again on pop)."""
         self.registrations = 0
+        self._round = 0
+        """Mirror pools: blocks committed since start (`begin_round`)."""
+        self._expected: dict[AccountId, Nonce] = {}
+        """Mirror pools, this round's recheck: each sender's next nonce after its txs that
+        CometBFT's mempool was seen to hold so far, in the mempool's order."""
         self._unsaved = Commit()
         self._unsaved_seq = 0
         """Counts adds with store writes: `_take_unsaved` hands out all up to this one."""
@@ -307,7 +315,14 @@ class TxPool:
 
     def add(self, view: StateView, tx: Transaction, height: Height) -> TxHash:
         """CheckTx, then keep the tx; an evicted tx is forgotten and recorded. The store
-        writes wait for `write_unsaved`, `flush` or the next block's commit (`take_unsaved`)."""
+        writes wait for `write_unsaved`, `flush` or the next block's commit (`take_unsaved`).
+        A mirror pool takes a tx it holds again as seen (CometBFT's cache stops a tx its
+        mempool holds: one that reaches the app was dropped there after the app admitted it)."""
+        if not self.persist:
+            entry = self._entries.get(tx_hash := codec.compute_tx_hash(tx))
+            if entry is not None:
+                entry.round = self._round
+                return tx_hash
         tx_hash, victim, next_nonce = self._admit(view, tx)
         rejected = {}
         if victim is not None:
@@ -321,6 +336,48 @@ class TxPool:
         if self.persist or rejected:
             self._unsaved_seq += 1
         self._insert(tx_hash, tx, height, next_nonce)
+        return tx_hash
+
+    # --- mirroring CometBFT's mempool (persist=False) ---------------------------------------
+
+    def begin_round(self) -> list[TxHash]:
+        """After a commit, before CometBFT rechecks its mempool (every tx, in its order): forget
+        the txs CometBFT's mempool was not seen to hold for two whole rounds, and return them.
+        Those are txs the app admitted that CometBFT then refused ("mempool is full" is checked
+        again after CheckTx answers) or dropped: kept, they would hold their sender's nonce,
+        and every later tx of that sender would wait behind a tx no block can include. (A tx
+        admitted just before a commit may join the mempool after CometBFT took the list it
+        rechecks: hence two rounds.)"""
+        self._round += 1
+        self._expected = {}
+        gone = [h for h, e in self._entries.items() if e.round < self._round - 2]
+        self.forget(gone)
+        return gone
+
+    def recheck(self, view: StateView, tx: Transaction, height: Height) -> TxHash:
+        """CometBFT's recheck of a pooled `tx` after a commit: it still passes the state rules
+        and can execute after its sender's txs rechecked before it (CometBFT rechecks in
+        arrival order, which next-nonce-only admission makes each sender's nonce order). If
+        not, it is forgotten and InvalidTx or PoolRejected(nonce_gap) says why (CometBFT then
+        drops it). A tx the pool does not hold goes through admission again."""
+        tx_hash = codec.compute_tx_hash(tx)
+        entry = self._entries.get(tx_hash)
+        if entry is None:
+            return self.add(view, tx, height)
+        try:
+            check_tx_state(view, tx, self._genesis, future_nonce_ok=True)
+            expected = self._expected.get(entry.signer, self._next.get(entry.signer, 0))
+            if tx.nonce > expected:
+                raise PoolRejected(
+                    PoolReason.NONCE_GAP,
+                    f"nonce {tx.nonce}: the mempool no longer holds nonce {expected} of "
+                    f"{entry.signer}, so it cannot execute; send the missing nonces again",
+                )
+        except Rejected:
+            self.forget([tx_hash])
+            raise
+        self._expected[entry.signer] = max(expected, tx.nonce + 1)
+        entry.round = self._round
         return tx_hash
 
     # --- durability: each admitted tx is in the store before its submitter hears "accepted" ---
@@ -370,7 +427,7 @@ class TxPool:
 
     def _insert(self, tx_hash: TxHash, tx: Transaction, height: Height, next_nonce: Nonce) -> None:
         signer = get_signer(tx)
-        entry = _Entry(tx, signer, next(self._seq), height, spend_of(tx))
+        entry = _Entry(tx, signer, next(self._seq), height, spend_of(tx), round=self._round)
         self._entries[tx_hash] = entry
         self._by_sender.setdefault(signer, {})[tx.nonce] = tx_hash
         self._spend[signer] = self._spend.get(signer, 0) + entry.spend

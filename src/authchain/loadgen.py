@@ -1,0 +1,187 @@
+"""Load on a CometBFT network: pre-made txs sent straight to CometBFT's RPC with many calls in
+flight (`replay`, a small Go client in tools/replay), and the blocks that came of them.
+
+`benchmarks/cometbft.py` sends the same way to an authchain testnet and to CometBFT's built-in
+kvstore, so their ratio compares the applications, not the load generator; the flood tests
+play a stranger with it. Txs go out in the order given, at most `concurrency` at a time: a
+sender's txs must be at least `concurrency` apart in that order to arrive in nonce order
+(`round_robin` arranges it), because a network that admits only a sender's next nonce
+refuses the one that overtook its predecessor. Tx i goes to `urls[i % len(urls)]`: with
+several validators, a sender count divisible by their number sends each sender's txs to one
+of them (a tx that reached another validator first would be refused there for the same reason).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What CometBFT answered to one tx: `code` is CheckTx's (None: refused before the app,
+    e.g. "mempool is full", or the call failed; `error` says which)."""
+
+    code: int | None
+    log: str = ""
+    error: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.code == 0
+
+
+def round_robin(per_sender: Sequence[Sequence[bytes]]) -> list[bytes]:
+    """Each sender's txs (in nonce order) interleaved: every sender's first, then every
+    sender's second, ..."""
+    return [tx for row in itertools.zip_longest(*per_sender) for tx in row if tx is not None]
+
+
+REPLAY_ENV = "AUTHCHAIN_REPLAY"
+
+
+def find_replay(repo: Path) -> Path:
+    """The replay binary (`tools/replay`, built by `make replay` into bin/): $AUTHCHAIN_REPLAY
+    or the repo's bin/."""
+    for candidate in (os.environ.get(REPLAY_ENV), repo / "bin" / "replay"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError(
+        f"no replay binary: run `make replay` (go install ./tools/replay into bin/) or set "
+        f"{REPLAY_ENV}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What one replay run sent and got back."""
+
+    seconds: float
+    results: list[Sent]
+    """One per tx sent, in sending order (a run stopped by `seconds` sends fewer)."""
+
+    @property
+    def accepted(self) -> int:
+        return sum(r.accepted for r in self.results)
+
+    @property
+    def rate(self) -> float:
+        """Calls answered per second."""
+        return len(self.results) / self.seconds if self.seconds else 0.0
+
+
+def replay(
+    urls: Sequence[str],
+    txs: Iterable[bytes],
+    *,
+    repo: Path,
+    concurrency: int = 32,
+    method: str = "broadcast_tx_sync",
+    seconds: float = 0.0,
+) -> Replayed:
+    """Send `txs` in order to CometBFT RPC endpoints `urls` (round robin), `concurrency`
+    calls in flight, with the Go replay client; stop sending after `seconds` (0: send all)."""
+    with tempfile.TemporaryDirectory(prefix="authchain-replay-") as tmp:
+        path, results = Path(tmp) / "txs.bin", Path(tmp) / "results.jsonl"
+        with path.open("wb") as fh:
+            for tx in txs:
+                fh.write(_uvarint(len(tx)) + tx)
+        command = [
+            str(find_replay(repo)), "-in", str(path), "-concurrency", str(concurrency),
+            "-method", method, "-seconds", str(seconds), "-results", str(results),
+        ]  # fmt: skip
+        for url in urls:
+            command += ["-url", url]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"replay failed ({done.returncode}): {done.stderr.strip()}")
+        summary = json.loads(done.stdout)
+        rows = [json.loads(line) for line in results.read_text().splitlines()]
+    rows.sort(key=lambda row: row["i"])
+    sent = [
+        Sent(row["code"], log=row.get("log", "")) if row["code"] >= 0
+        else Sent(None, error=row.get("log", ""))
+        for row in rows
+    ]  # fmt: skip
+    return Replayed(float(summary["seconds"]), sent)
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# --- what came of it --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockMeta:
+    height: int
+    time: float
+    """The header's time (seconds since the epoch): BFT time, the median of the validators'
+    precommit clocks."""
+    txs: int
+
+
+def parse_time(value: str) -> float:
+    """CometBFT's RFC 3339 time with nanoseconds -> seconds since the epoch."""
+    head, _, frac = value.rstrip("Z").partition(".")
+    seconds = datetime.fromisoformat(head + "+00:00").timestamp()
+    return seconds + (float(f"0.{frac}") if frac else 0.0)
+
+
+def blocks(rpc_url: str, first: int, last: int) -> list[BlockMeta]:
+    """The blocks `first..last` as CometBFT's `blockchain` call lists them (20 a call)."""
+    out: list[BlockMeta] = []
+    with httpx.Client(timeout=30) as client:
+        top = last
+        while top >= first:
+            bottom = max(first, top - 19)
+            body = {
+                "jsonrpc": "2.0", "id": 1, "method": "blockchain",
+                "params": {"minHeight": str(bottom), "maxHeight": str(top)},
+            }  # fmt: skip
+            metas = client.post(rpc_url, json=body).json()["result"]["block_metas"]
+            for meta in metas:
+                header = meta["header"]
+                out.append(
+                    BlockMeta(int(header["height"]), parse_time(header["time"]),
+                              int(meta["num_txs"]))
+                )  # fmt: skip
+            top = bottom - 1
+    return sorted(out, key=lambda b: b.height)
+
+
+def largest_gap(metas: Sequence[BlockMeta]) -> float:
+    """The longest time between consecutive blocks (0 for fewer than two)."""
+    return max((b.time - a.time for a, b in itertools.pairwise(metas)), default=0.0)
+
+
+def height(rpc_url: str) -> int:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "status", "params": {}}
+    answer = httpx.post(rpc_url, json=body, timeout=10).json()
+    return int(answer["result"]["sync_info"]["latest_block_height"])
+
+
+def mempool_size(rpc_url: str) -> int:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "num_unconfirmed_txs", "params": {}}
+    return int(httpx.post(rpc_url, json=body, timeout=10).json()["result"]["n_txs"])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

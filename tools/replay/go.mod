@@ -1,0 +1,3 @@
+module github.com/authchain/authchain/tools/replay
+
+go 1.22
