@@ -25,7 +25,7 @@ from authchain.chain.misbehaving import MisbehavingApplication, Misbehaviour
 from authchain.chain.state import compute_state_root, genesis_state
 from authchain.chain.storage import MemBlockStore
 from authchain.chain.storage.rocksdb import RocksDbBlockStore
-from authchain.chain.types import AccountId
+from authchain.chain.types import AccountId, TxTransfer
 from authchain.chain.validation.base import InvalidBlock
 from authchain.chain.validation.ml import MlValidity
 from tests.support.abci import ADDRESS, COMET_KEY, FakeClock, call, init, make_server
@@ -258,3 +258,66 @@ def test_a_store_without_a_tree_gets_one_built_and_checked(tmp_path: Path) -> No
     with pytest.raises(StorageError, match="delete it"):
         Application(store, genesis, ConsensusConfig(), ml)
     store.close()
+
+
+class RecordingWriter:
+    """A connection's writing end: what each write carried, and how many CheckTx the server
+    had answered by then."""
+
+    def __init__(self, checked: list[int]) -> None:
+        self.checked = checked
+        self.writes: list[tuple[bytes, int]] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append((data, len(self.checked)))
+
+    async def drain(self) -> None:
+        await asyncio.sleep(0)
+
+
+async def test_a_flood_of_checktx_delays_an_answer_to_consensus_by_one_checktx_at_most() -> None:
+    """CometBFT's mempool connection has 300 CheckTx read ahead when its consensus connection
+    asks for Info. The consensus answer goes out after at most one more CheckTx, and the 300
+    CheckTx answers go out in one write, in order."""
+    server = make_server()
+    await init(server)
+    checked: list[int] = []
+    answer_check_tx = server.check_tx
+
+    def counting(request: abci.RequestCheckTx) -> abci.ResponseCheckTx:
+        checked.append(1)
+        return answer_check_tx(request)
+
+    server.check_tx = counting  # type: ignore[method-assign]
+    mempool: asyncio.Queue[tuple[abci.Request, None] | None] = asyncio.Queue()
+    for i in range(300):  # unsigned transfers of 0 from 300 accounts (the test genesis)
+        tx = TxTransfer(AccountId(i.to_bytes(4, "big") * 8), VALIDATOR.account, 0, 0, 0)
+        request = abci.RequestCheckTx(tx=codec.encode(tx))
+        mempool.put_nowait((abci.Request(check_tx=request), None))
+    mempool.put_nowait(None)
+    consensus: asyncio.Queue[tuple[abci.Request, None] | None] = asyncio.Queue()
+    consensus.put_nowait((abci.Request(info=abci.RequestInfo()), None))
+    consensus.put_nowait((abci.Request(flush=abci.RequestFlush()), None))
+    consensus.put_nowait(None)
+    to_mempool, to_consensus = RecordingWriter(checked), RecordingWriter(checked)
+    await asyncio.gather(
+        server._answer(mempool, to_mempool),  # type: ignore[arg-type]
+        server._answer(consensus, to_consensus),  # type: ignore[arg-type]
+    )
+    [(_, answered_by)] = to_consensus.writes
+    assert answered_by <= 1
+    [(data, _)] = to_mempool.writes
+    codes = []
+    while data:  # varint-framed Responses
+        length, shift, i = 0, 0, 0
+        while True:
+            length |= (data[i] & 0x7F) << shift
+            shift, i = shift + 7, i + 1
+            if data[i - 1] < 0x80:
+                break
+        response = abci.Response.FromString(data[i : i + length])
+        assert response.WhichOneof("value") == "check_tx"
+        codes.append(response.check_tx.code)
+        data = data[i + length :]
+    assert len(codes) == 300 == len(checked)
+    assert codes[:10] == [0] * 10 and set(codes[10:]) == {1}  # the test pool holds 10

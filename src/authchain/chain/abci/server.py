@@ -197,6 +197,9 @@ class AbciServer:
                 except ConnectionError as exc:
                     log.warning("ABCI connection lost while answering: %s", exc)
                     lost = True
+        if out and not lost:  # the reader stopped: the peer is gone, or about to be
+            with contextlib.suppress(ConnectionError):
+                writer.write(bytes(out))
 
     def _preverify(self, raw: bytes) -> None:
         """Verify a tx's signature into the cache (a worker thread; CheckTx reports errors)."""
