@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
+from authchain.testnet import comet_rpc
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +65,12 @@ def find_replay(repo: Path) -> Path:
 class Replayed:
     """What one replay run sent and got back."""
 
-    seconds: float
     results: list[Sent]
     """One per tx sent, in sending order (a run stopped by `seconds` sends fewer)."""
 
     @property
     def accepted(self) -> int:
         return sum(r.accepted for r in self.results)
-
-    @property
-    def rate(self) -> float:
-        """Calls answered per second."""
-        return len(self.results) / self.seconds if self.seconds else 0.0
 
 
 def replay(
@@ -104,7 +98,6 @@ def replay(
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"replay failed ({done.returncode}): {done.stderr.strip()}")
-        summary = json.loads(done.stdout)
         rows = [json.loads(line) for line in results.read_text().splitlines()]
     rows.sort(key=lambda row: row["i"])
     sent = [
@@ -112,7 +105,7 @@ def replay(
         else Sent(None, error=row.get("log", ""))
         for row in rows
     ]  # fmt: skip
-    return Replayed(float(summary["seconds"]), sent)
+    return Replayed(sent)
 
 
 def _uvarint(n: int) -> bytes:
@@ -146,22 +139,14 @@ def parse_time(value: str) -> float:
 def blocks(rpc_url: str, first: int, last: int) -> list[BlockMeta]:
     """The blocks `first..last` as CometBFT's `blockchain` call lists them (20 a call)."""
     out: list[BlockMeta] = []
-    with httpx.Client(timeout=30) as client:
-        top = last
-        while top >= first:
-            bottom = max(first, top - 19)
-            body = {
-                "jsonrpc": "2.0", "id": 1, "method": "blockchain",
-                "params": {"minHeight": str(bottom), "maxHeight": str(top)},
-            }  # fmt: skip
-            metas = client.post(rpc_url, json=body).json()["result"]["block_metas"]
-            for meta in metas:
-                header = meta["header"]
-                out.append(
-                    BlockMeta(int(header["height"]), parse_time(header["time"]),
-                              int(meta["num_txs"]))
-                )  # fmt: skip
-            top = bottom - 1
+    for top in range(last, first - 1, -20):
+        bottom = max(first, top - 19)
+        found = comet_rpc(rpc_url, "blockchain", minHeight=str(bottom), maxHeight=str(top))
+        for meta in found["block_metas"]:
+            header = meta["header"]
+            out.append(
+                BlockMeta(int(header["height"]), parse_time(header["time"]), int(meta["num_txs"]))
+            )
     return sorted(out, key=lambda b: b.height)
 
 
@@ -170,15 +155,8 @@ def largest_gap(metas: Sequence[BlockMeta]) -> float:
     return max((b.time - a.time for a, b in itertools.pairwise(metas)), default=0.0)
 
 
-def height(rpc_url: str) -> int:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "status", "params": {}}
-    answer = httpx.post(rpc_url, json=body, timeout=10).json()
-    return int(answer["result"]["sync_info"]["latest_block_height"])
-
-
 def mempool_size(rpc_url: str) -> int:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "num_unconfirmed_txs", "params": {}}
-    return int(httpx.post(rpc_url, json=body, timeout=10).json()["result"]["n_txs"])
+    return int(comet_rpc(rpc_url, "num_unconfirmed_txs")["n_txs"])
 
 
 def cpu_seconds(pid: int) -> float:

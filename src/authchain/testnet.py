@@ -59,6 +59,15 @@ MEMPOOL_BYTES = 64 * 1024 * 1024
 default, 1 GiB, would let a full mempool hold 200,000 tiny ones' worth of memory."""
 
 
+def comet_rpc(url: str, method: str, **params: Any) -> Any:
+    """One JSON-RPC call to the CometBFT RPC at `url`: its result (DevnetError on an error)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    answer = httpx.post(url, json=body, timeout=10).json()
+    if "error" in answer:
+        raise DevnetError(f"{method} on {url}: {answer['error']}")
+    return answer["result"]
+
+
 def find_cometbft(repo: Path) -> Path:
     """The cometbft binary: $AUTHCHAIN_COMETBFT, the repo's bin/, or PATH."""
     for candidate in (
@@ -386,17 +395,19 @@ class Testnet:
 
     def rpc(self, index: int, method: str, **params: Any) -> Any:
         """One CometBFT JSON-RPC call on validator `index`."""
-        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-        answer = httpx.post(self.nodes[index].rpc_url, json=body, timeout=10).json()
-        if "error" in answer:
-            raise DevnetError(f"{method} on validator {index}: {answer['error']}")
-        return answer["result"]
+        return comet_rpc(self.nodes[index].rpc_url, method, **params)
+
+    def query(self, index: int, path: str) -> Any:
+        """The application's JSON answer to ABCI Query `path` on validator `index` (its
+        error body for a non-zero code; {} if it answered nothing)."""
+        result = self.rpc(index, "abci_query", path=path, data="", height="0", prove=False)
+        value = result["response"].get("value")
+        return json.loads(base64.b64decode(value)) if value else {}
 
     def app_status(self, index: int) -> dict[str, Any]:
-        """The application's own status (abci_query /status) on validator `index`."""
-        result = self.rpc(index, "abci_query", path="/status", data="", height="0", prove=False)
-        value: dict[str, Any] = json.loads(base64.b64decode(result["response"]["value"]))
-        return value
+        """The application's own status (ABCI Query /status) on validator `index`."""
+        status: dict[str, Any] = self.query(index, "/status")
+        return status
 
     def height(self, index: int) -> int:
         return int(self.rpc(index, "status")["sync_info"]["latest_block_height"])

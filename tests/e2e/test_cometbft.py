@@ -10,8 +10,6 @@ real browser.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import signal
 import time
@@ -82,9 +80,8 @@ def ml0(net: Testnet) -> Iterator[MlServiceClient]:
 
 
 def query_tx(net: Testnet, index: int, tx_hash: str) -> dict[str, Any]:
-    result = net.rpc(index, "abci_query", path=f"/txs/{tx_hash}", data="", height="0", prove=False)
-    value: dict[str, Any] = json.loads(base64.b64decode(result["response"]["value"]))
-    return value
+    status: dict[str, Any] = net.query(index, f"/txs/{tx_hash}")
+    return status
 
 
 def block_headers(net: Testnet, index: int, heights: range) -> list[tuple[str, str]]:
@@ -281,8 +278,7 @@ def test_a_stripped_copy_is_overturned_on_every_validator_with_one_app_hash(
     assert done.verdict is not None and done.verdict.upheld, done
     spare = spared.result.spares[done.spare_index].evidence_hash
     for node in net.nodes:
-        answer = net.rpc(node.index, "abci_query", path=f"/artefacts/{stripped.aid}", data="")
-        record = json.loads(base64.b64decode(answer["response"]["value"]))
+        record = net.query(node.index, f"/artefacts/{stripped.aid}")
         assert record["status"] == "overturned", (node.index, record)
         assert record["overturned_by"]["earlier_aid"] == spared.aid
         refused = httpx.get(f"{node.ml_url}/evidence/{spare}/content")  # revealed to validators

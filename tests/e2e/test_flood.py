@@ -8,7 +8,6 @@ pool ends up holding what CometBFT's mempool holds, nothing more."""
 
 from __future__ import annotations
 
-import base64
 import collections
 import json
 import threading
@@ -19,7 +18,7 @@ import pytest
 
 from authchain import loadgen
 from authchain.chain import codec, crypto
-from authchain.chain.types import AccountId, SigScheme, TxTransfer
+from authchain.chain.types import SigScheme, TxTransfer
 from authchain.devnet import free_port
 from authchain.testnet import MEMPOOL_TXS, MIN_FEE, Testnet
 from tests.support.devnet import REPO
@@ -64,10 +63,10 @@ def reason(sent: loadgen.Sent) -> str:
 
 
 def tx_status(net: Testnet, raw: bytes) -> dict[str, object]:
-    tx_hash = codec.compute_tx_hash(codec.decode(raw, TxTransfer))
-    answer = net.rpc(0, "abci_query", path=f"/txs/{tx_hash}", data="")["response"]
-    value: dict[str, object] = json.loads(base64.b64decode(answer["value"] or b"e30="))
-    return value
+    status: dict[str, object] = net.query(
+        0, f"/txs/{codec.compute_tx_hash(codec.decode(raw, TxTransfer))}"
+    )
+    return status
 
 
 def victim_commits(net: Testnet, raw: bytes, timeout: float) -> float:
@@ -88,14 +87,8 @@ def victim_commits(net: Testnet, raw: bytes, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def account(net: Testnet, account: AccountId) -> dict[str, int]:
-    answer = net.rpc(0, "abci_query", path=f"/accounts/{account}", data="")["response"]
-    value: dict[str, int] = json.loads(base64.b64decode(answer["value"]))
-    return value
-
-
 def mempool_size(net: Testnet) -> int:
-    return int(net.rpc(0, "num_unconfirmed_txs")["n_txs"])
+    return loadgen.mempool_size(net.nodes[0].rpc_url)
 
 
 def test_txs_pay_the_testnets_min_fee(net: Testnet) -> None:
@@ -150,7 +143,7 @@ def test_a_flood_above_both_pools_never_stops_blocks(net: Testnet) -> None:
     assert 0.9 * outcomes["accepted"] <= included <= outcomes["accepted"], (included, outcomes)
     # every tx any block included executed and paid: all of this module's go to SINK
     blocks = loadgen.blocks(url, 1, net.height(0))
-    assert account(net, SINK)["balance"] == sum(m.txs for m in blocks)
+    assert net.query(0, f"/accounts/{SINK}")["balance"] == sum(m.txs for m in blocks)
     assert net.app_status(0)["pool_size"] == mempool_size(net) == 0
     print(f"flood: {outcomes}, {included} included, victim committed after {waited:.1f}s, "
           f"largest block gap {loadgen.largest_gap(metas):.2f}s")  # fmt: skip
