@@ -10,10 +10,12 @@ import asyncio
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
+from authchain.chain import app as app_module
 from authchain.chain import codec, crypto, queries
 from authchain.chain.abci.proto import abci
 from authchain.chain.abci.server import RETRY_SECS, frame, read_message
@@ -200,6 +202,57 @@ async def test_the_misbehaving_app_skips_v_auth_in_proposals_but_not_in_finalize
     assert [r.reason for r in finalized.results] == ["ml_auth_failed"]  # same app hash as honest
 
 
+async def test_finalize_takes_the_run_of_the_proposal_it_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FinalizeBlock of the very proposal this node accepted takes ProcessProposal's pipeline
+    run instead of running the block again; another block, or the same txs from another
+    proposer, is run afresh. Either way the result is that of a node that saw no proposal."""
+    runs: list[int] = []
+    run_block_txs = app_module.run_block_txs
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        runs.append(len(args[1]))
+        return run_block_txs(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "run_block_txs", counting)
+
+    def node() -> Application:
+        app = Application(
+            MemBlockStore(), make_genesis(), ConsensusConfig(), MlValidity(FakeVerifier())
+        )
+        app.init_chain()
+        return app
+
+    def pay(nonce: int) -> TxTransfer:
+        transfer = TxTransfer(OWNER.account, VALIDATOR.account, 5, 0, nonce)
+        return crypto.sign_tx(transfer, OWNER, CHAIN)
+
+    fresh, seen = node(), node()
+    block = [register(1, 0), pay(1), register(2, 2)]  # claims: the verdicts must match too
+    expected = await fresh.finalize_block(block, 1, VALIDATOR.account)
+    await seen.process_proposal(block, 1, VALIDATOR.account)
+    runs.clear()
+    finalized = await seen.finalize_block(block, 1, VALIDATOR.account)
+    assert runs == []
+    assert finalized.app_hash == expected.app_hash and finalized.results == expected.results
+    fresh.commit()
+    seen.commit()
+
+    for accepted, decided, proposer in [
+        ([pay(3), pay(4)], [pay(3)], VALIDATOR.account),  # another block was decided
+        ([pay(3)], [pay(3)], COMET_KEY.account),  # the same txs, but the fees go elsewhere
+    ]:
+        await seen.process_proposal(accepted, 2, VALIDATOR.account)
+        runs.clear()
+        finalized = await seen.finalize_block(decided, 2, proposer)
+        assert runs == [len(decided)]
+        expected = await fresh.finalize_block(decided, 2, proposer)
+        assert finalized.app_hash == expected.app_hash
+        seen.discard()
+        fresh.discard()
+
+
 async def test_init_chain_refuses_another_chain_id() -> None:
     server = make_server()
     response = await call(server, init_chain=abci.RequestInitChain(chain_id="someone-else"))
@@ -289,15 +342,15 @@ async def test_a_flood_of_checktx_delays_an_answer_to_consensus_by_one_checktx_a
         return answer_check_tx(request)
 
     server.check_tx = counting  # type: ignore[method-assign]
-    mempool: asyncio.Queue[tuple[abci.Request, None] | None] = asyncio.Queue()
+    mempool: asyncio.Queue[abci.Request | None] = asyncio.Queue()
     for i in range(300):  # unsigned transfers of 0 from 300 accounts (the test genesis)
         tx = TxTransfer(AccountId(i.to_bytes(4, "big") * 8), VALIDATOR.account, 0, 0, 0)
         request = abci.RequestCheckTx(tx=codec.encode(tx))
-        mempool.put_nowait((abci.Request(check_tx=request), None))
+        mempool.put_nowait(abci.Request(check_tx=request))
     mempool.put_nowait(None)
-    consensus: asyncio.Queue[tuple[abci.Request, None] | None] = asyncio.Queue()
-    consensus.put_nowait((abci.Request(info=abci.RequestInfo()), None))
-    consensus.put_nowait((abci.Request(flush=abci.RequestFlush()), None))
+    consensus: asyncio.Queue[abci.Request | None] = asyncio.Queue()
+    consensus.put_nowait(abci.Request(info=abci.RequestInfo()))
+    consensus.put_nowait(abci.Request(flush=abci.RequestFlush()))
     consensus.put_nowait(None)
     to_mempool, to_consensus = RecordingWriter(checked), RecordingWriter(checked)
     await asyncio.gather(

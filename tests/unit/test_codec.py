@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from authchain.chain import codec
 from authchain.chain.errors import DecodeError
 from authchain.chain.types import (
+    AccountId,
     Block,
     Header,
     Transaction,
@@ -72,6 +73,8 @@ def test_the_memoized_tx_hash_is_the_hash_of_the_bytes(kind: type, data: st.Data
     assert codec.compute_tx_hash(changed) == codec.hash_bytes(codec.encode(changed))
     with pytest.raises(AttributeError):
         setattr(a, name, getattr(changed, name))  # frozen: the memo's object cannot change
+    decoded = codec.decode_tx(codec.encode(changed))  # the hash of the bytes it came from
+    assert codec.compute_tx_hash(decoded) == codec.hash_bytes(codec.encode(changed))
 
 
 @given(data=st.data())
@@ -196,3 +199,12 @@ def test_merkle_root_depends_on_order_and_count() -> None:
 def test_merkle_proof_index_out_of_range() -> None:
     with pytest.raises(IndexError):
         codec.merkle_proof([b"\x00" * 32], 1)
+
+
+def test_the_tx_hash_memo_keeps_only_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codec, "TX_HASH_MEMO_SIZE", 4)
+    txs = [TxTransfer(AccountId(bytes([i]) * 32), AccountId(b"\1" * 32), 1, 0, i) for i in range(9)]
+    for tx in txs:
+        codec.compute_tx_hash(tx)
+    assert len(codec._tx_hashes) == 4
+    assert [entry[0] for entry in codec._tx_hashes.values()] == txs[-4:]

@@ -78,7 +78,9 @@ from authchain.chain.validation.ml import Claim, MlUnavailable, MlValidity, Verd
 from authchain.chain.validation.pipeline import (
     DISPUTE_FAILED,
     BlockContext,
+    BlockTxs,
     TxResult,
+    Verdicts,
     block_claims,
     first_failure,
     run_block_txs,
@@ -123,6 +125,20 @@ class _Pending:
     disputes: dict[TxHash, DisputeStats]
     signers: set[AccountId]
     """Every signer in the block: the accounts whose nonces it moves."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Processed:
+    """The pipeline run of the last proposal this node accepted, which FinalizeBlock takes
+    instead of running the same txs again when the decided block is that proposal."""
+
+    committed: Height
+    """The committed height the run read (the state it ran on)."""
+    height: Height
+    proposer: AccountId
+    tx_hashes: tuple[TxHash, ...]
+    verdicts: Verdicts
+    run: BlockTxs
 
 
 class Application:
@@ -170,6 +186,7 @@ class Application:
         self.extra_status: dict[str, int] = {}
         """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""
         self._pending: _Pending | None = None
+        self._processed: _Processed | None = None
 
     # --- Info / InitChain -------------------------------------------------------------------
 
@@ -281,31 +298,37 @@ class Application:
         check_tx_count(len(txs), self.config)
         ctx = BlockContext.of(self.genesis, self.config, height, proposer)
         view = self.view()
-        failure = first_failure(run_block_txs(view, txs, ctx).results)
+        run = run_block_txs(view, txs, ctx)
+        failure = first_failure(run.results)
         if failure is not None:
             raise failure
-        await self._authenticate_proposal(view, txs, ctx)
+        verdicts, run = await self._authenticate_proposal(view, txs, ctx) or ({}, run)
+        hashes = tuple(codec.compute_tx_hash(tx) for tx in txs)
+        self._processed = _Processed(self.height, height, proposer, hashes, verdicts, run)
 
     async def _authenticate_proposal(
         self, view: StateView, txs: Sequence[Transaction], ctx: BlockContext
-    ) -> None:
+    ) -> tuple[Verdicts, BlockTxs] | None:
         """V_auth on a proposal that passed the cheap rules, then the pipeline with its
-        verdicts."""
+        verdicts: those verdicts and that run (None when there were no claims, and the cheap
+        pass was the whole pipeline)."""
         claims = block_claims(view, txs)
-        if not claims:  # the cheap pass was the whole pipeline
-            return
+        if not claims:
+            return None
         answers = await self.ml.verify_claims(list(claims.values()))
         verdicts = {
             tx_hash: (claim, answer)
             for (tx_hash, claim), answer in zip(claims.items(), answers, strict=True)
             if isinstance(answer, Verdict)
         }
-        failure = first_failure(run_block_txs(view, txs, ctx, verdicts).results)
+        run = run_block_txs(view, txs, ctx, verdicts)
+        failure = first_failure(run.results)
         if failure is not None:
             raise failure
         unanswered = [a for a in answers if isinstance(a, MlUnavailable)]
         if unanswered:
             raise MlUnavailable(f"{len(unanswered)} of {len(claims)} claims: {unanswered[0]}")
+        return verdicts, run
 
     # --- FinalizeBlock ----------------------------------------------------------------------
 
@@ -337,7 +360,9 @@ class Application:
                 raise answer
             verdicts[tx_hash] = (claim, answer)
         ctx = BlockContext.of(self.genesis, self.config, height, proposer)
-        run = run_block_txs(view, txs, ctx, verdicts)
+        run = self._take_processed(height, proposer, txs, verdicts)
+        if run is None:
+            run = run_block_txs(view, txs, ctx, verdicts)
         if strict and (failure := first_failure(run.results)) is not None:
             raise failure
         process_lineage(run.view, run.lineage)
@@ -356,6 +381,29 @@ class Application:
         signers = {get_signer(tx) for tx in txs if tx is not None}
         self._pending = _Pending(finalized, writes, tree, hashes, records, disputes, signers)
         return finalized
+
+    def _take_processed(
+        self,
+        height: Height,
+        proposer: AccountId,
+        txs: Sequence[Transaction | None],
+        verdicts: Verdicts,
+    ) -> BlockTxs | None:
+        """ProcessProposal's run of exactly this block (same txs, proposer, committed state and
+        verdicts), which FinalizeBlock would only compute again; None otherwise. Taken once."""
+        processed, self._processed = self._processed, None
+        if (
+            processed is None
+            or processed.committed != self.height
+            or processed.height != height
+            or processed.proposer != proposer
+            or len(processed.tx_hashes) != len(txs)
+            or any(tx is None for tx in txs)
+            or processed.verdicts != verdicts
+        ):
+            return None
+        hashes = tuple(codec.compute_tx_hash(tx) for tx in txs if tx is not None)
+        return processed.run if hashes == processed.tx_hashes else None
 
     def discard(self) -> None:
         """Forget a finalized block that will not be committed (the embedded driver's own
@@ -404,6 +452,7 @@ class Application:
         self._info = AppInfo(f.height, f.app_hash)
         self.tree.apply(pending.tree)
         self._pending = None
+        self._processed = None
         for key, value in pending.writes.items():
             if value is None:
                 self._state.pop(key, None)
@@ -469,7 +518,7 @@ class Application:
     def decode_tx(self, raw: bytes) -> Transaction:
         """A tx from its canonical bytes; InvalidTx(invalid_tx) naming the field."""
         try:
-            tx: Transaction = codec.decode(raw, Transaction)
+            tx = codec.decode_tx(raw)
         except InvalidField as exc:
             raise Rejected("invalid_tx", f"tx.{exc.field}: {exc.message}", field=exc.field) from exc
         except DecodeError as exc:

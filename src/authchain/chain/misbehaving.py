@@ -16,7 +16,7 @@ from authchain.chain.config import is_test_chain
 from authchain.chain.proposal import Proposal, ProposalLimits, Proposer
 from authchain.chain.state import Genesis, StateView
 from authchain.chain.types import AccountId, Height, Transaction, TxRegisterModel
-from authchain.chain.validation.pipeline import BlockContext
+from authchain.chain.validation.pipeline import BlockContext, BlockTxs, Verdicts
 
 log = logging.getLogger(__name__)
 
@@ -66,5 +66,5 @@ class MisbehavingApplication(Application):
 
     async def _authenticate_proposal(
         self, view: StateView, txs: Sequence[Transaction], ctx: BlockContext
-    ) -> None:
-        return  # any proposal's claims are accepted unverified
+    ) -> tuple[Verdicts, BlockTxs] | None:
+        return None  # any proposal's claims are accepted unverified

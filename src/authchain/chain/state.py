@@ -32,6 +32,7 @@ Fees go to the block's proposer.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -252,7 +253,14 @@ class _Overlay(Mapping[bytes, bytes]):
 def get_account(view: StateView, account: AccountId) -> Account:
     """An account; a never-seen account has balance 0 and nonce 0."""
     raw = view.get(ACCOUNT_PREFIX + account)
-    return Account() if raw is None else codec.decode(raw, Account)
+    return Account() if raw is None else _decode_account(raw)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _decode_account(raw: bytes) -> Account:
+    """An account entry's bytes decoded, remembered: a tx reads its signer's account three or
+    four times across CheckTx and the block phases, and an Account is frozen."""
+    return codec.decode(raw, Account)
 
 
 def get_artefact(view: StateView, aid: Aid) -> ArtefactMetadata | None:

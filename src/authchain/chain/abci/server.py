@@ -37,7 +37,7 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from authchain import __version__
-from authchain.chain import codec, crypto
+from authchain.chain import codec
 from authchain.chain.abci.proto import abci
 from authchain.chain.app import Application, ProposalLimits
 from authchain.chain.consensus.pool import proposal_order
@@ -128,27 +128,23 @@ class AbciServer:
         log.info("ABCI server stopped at height %d", self.app.height)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Read requests as they come and answer them in order. CometBFT pipelines CheckTx on
-        its mempool connection: each new tx's signature is verified in a worker thread as soon
-        as it is read (the signature code releases the GIL), while earlier ones are answered;
-        CheckTx itself still runs in arrival order."""
+        """Read requests as they come (CometBFT pipelines CheckTx on its mempool connection)
+        and answer them in order, in another task.
+
+        CheckTx verifies a new tx's signature on the event loop. A worker thread per CheckTx
+        (the signature code releases the GIL) cost the app more CPU in thread hand-offs than
+        it won back on a loaded node: 0.84-0.98 ms per committed tx against 0.69-0.71 inline,
+        1 validator, 6,000 ML-DSA-65 transfers."""
         peer = writer.get_extra_info("peername") or "unix socket"
         log.debug("CometBFT connected from %s", peer)
-        queue: asyncio.Queue[tuple[abci.Request, asyncio.Future[None] | None] | None]
-        queue = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        queue: asyncio.Queue[abci.Request | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
         answering = asyncio.create_task(self._answer(queue, writer))
         try:
             while True:
                 request = await read_message(reader)
                 if request is None:
                     break
-                ready = None
-                kind = request.WhichOneof("value")
-                if kind == "check_tx" and request.check_tx.type != abci.RECHECK:
-                    ready = asyncio.ensure_future(
-                        asyncio.to_thread(self._preverify, request.check_tx.tx)
-                    )
-                await queue.put((request, ready))
+                await queue.put(request)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.warning("ABCI connection from %s lost: %s", peer, exc)
         finally:
@@ -161,9 +157,7 @@ class AbciServer:
             writer.close()
 
     async def _answer(
-        self,
-        queue: asyncio.Queue[tuple[abci.Request, asyncio.Future[None] | None] | None],
-        writer: asyncio.StreamWriter,
+        self, queue: asyncio.Queue[abci.Request | None], writer: asyncio.StreamWriter
     ) -> None:
         """Answer queued requests in order until None; after a lost connection, keep taking
         them (unanswered), so the reader never waits on a full queue.
@@ -174,13 +168,7 @@ class AbciServer:
         the consensus connection by more than one CheckTx (recheck included)."""
         lost = False
         out = bytearray()
-        while (item := await queue.get()) is not None:
-            request, ready = item
-            if ready is not None:
-                try:
-                    await ready
-                except Exception:  # CheckTx verifies again and names any problem
-                    log.exception("pre-verifying a CheckTx signature failed")
+        while (request := await queue.get()) is not None:
             if lost:
                 continue
             response = await self.handle(request)
@@ -200,14 +188,6 @@ class AbciServer:
         if out and not lost:  # the reader stopped: the peer is gone, or about to be
             with contextlib.suppress(ConnectionError):
                 writer.write(bytes(out))
-
-    def _preverify(self, raw: bytes) -> None:
-        """Verify a tx's signature into the cache (a worker thread; CheckTx reports errors)."""
-        try:
-            tx = self.app.decode_tx(raw)
-        except Rejected:
-            return
-        crypto.preverify_txs([tx], self.app.genesis.chain_id)
 
     async def handle(self, request: abci.Request) -> abci.Response:
         """The response to one request (an `exception` response if the app failed)."""
