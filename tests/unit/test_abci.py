@@ -27,7 +27,8 @@ from authchain.chain.misbehaving import MisbehavingApplication, Misbehaviour
 from authchain.chain.state import compute_state_root, genesis_state
 from authchain.chain.storage import MemBlockStore
 from authchain.chain.storage.rocksdb import RocksDbBlockStore
-from authchain.chain.types import AccountId, TxTransfer
+from authchain.chain.types import AccountId, Transaction, TxTransfer
+from authchain.chain.validation import pipeline
 from authchain.chain.validation.base import InvalidBlock
 from authchain.chain.validation.ml import MlValidity
 from tests.support.abci import ADDRESS, COMET_KEY, FakeClock, call, init, make_server
@@ -209,7 +210,7 @@ async def test_finalize_takes_the_run_of_the_proposal_it_accepted(
     run instead of running the block again; another block, or the same txs from another
     proposer, is run afresh. Either way the result is that of a node that saw no proposal."""
     runs: list[int] = []
-    run_block_txs = app_module.run_block_txs
+    run_block_txs = pipeline.run_block_txs
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         runs.append(len(args[1]))
@@ -229,7 +230,11 @@ async def test_finalize_takes_the_run_of_the_proposal_it_accepted(
         return crypto.sign_tx(transfer, OWNER, CHAIN)
 
     fresh, seen = node(), node()
-    block = [register(1, 0), pay(1), register(2, 2)]  # claims: the verdicts must match too
+    block: list[Transaction] = [
+        register(1, 0),
+        pay(1),
+        register(2, 2),
+    ]  # claims: the verdicts must match too
     expected = await fresh.finalize_block(block, 1, VALIDATOR.account)
     await seen.process_proposal(block, 1, VALIDATOR.account)
     runs.clear()
