@@ -230,11 +230,8 @@ async def test_finalize_takes_the_run_of_the_proposal_it_accepted(
         return crypto.sign_tx(transfer, OWNER, CHAIN)
 
     fresh, seen = node(), node()
-    block: list[Transaction] = [
-        register(1, 0),
-        pay(1),
-        register(2, 2),
-    ]  # claims: the verdicts must match too
+    # with claims: V_auth's verdicts must match too
+    block: list[Transaction] = [register(1, 0), pay(1), register(2, 2)]
     expected = await fresh.finalize_block(block, 1, VALIDATOR.account)
     await seen.process_proposal(block, 1, VALIDATOR.account)
     runs.clear()
