@@ -11,12 +11,13 @@ each against a floor or a peer from the same run:
 - commit latency of signed transfers (submit -> committed, through the gateway), median and
   p90, as a ratio to timeout_commit;
 - committed txs/s at saturation: B pre-signed ML-DSA-65 transfers (5,350 bytes) sent to every
-  validator's RPC by the Go load generator (`tools/replay`: 32 calls in flight,
-  broadcast_tx_sync), as a ratio to CometBFT's example kvstore on the same network shape and
-  CometBFT settings, sent B txs of the same size the same way: built into CometBFT (the
-  issue's anchor: no ABCI transport at all) and as its own process over the ABCI socket
-  (`abci-cli kvstore`, how CometBFT reaches authchain); and the CPU each process group spent
-  per committed tx;
+  validator's RPC by the Go load generator (`tools/replay`, broadcast_tx_sync, 32 calls in
+  flight and again, with fresh txs, 128), as a ratio to CometBFT's example kvstore on the
+  same network shape and CometBFT settings, sent B txs of the same size the same way: built
+  into CometBFT (the issue's anchor: no ABCI transport at all) and as its own process over
+  the ABCI socket (`abci-cli kvstore`, how CometBFT reaches authchain); each as the burst's
+  rate and as the steady rate of the blocks between its first and last; and the CPU each
+  process group spent per committed tx (at 32 in flight);
 - registrations/s: R honest registrations of one owner's model variants (one weight nudged:
   R aids, one evidence file) submitted at once, idle and again while strangers flood the
   network with 2,880 transfers, as a ratio to the rate one ML service verifies R other
@@ -85,10 +86,11 @@ KV_PAYLOAD = 5_350
 """kvstore's txs are `key=value` of the size of an ML-DSA-65-signed transfer."""
 
 
-def kvstore_txs(count: int) -> list[bytes]:
-    """Distinct valid kvstore txs (one `=`, hex on either side) of `KV_PAYLOAD` bytes."""
+def kvstore_txs(count: int, first: int = 0) -> list[bytes]:
+    """Distinct valid kvstore txs (one `=`, hex on either side) of `KV_PAYLOAD` bytes, keys
+    `first`, `first + 1`, ..."""
     txs = []
-    for i in range(count):
+    for i in range(first, first + count):
         head = f"k{i:09d}=".encode()
         txs.append(head + os.urandom(KV_PAYLOAD).hex().encode()[: KV_PAYLOAD - len(head)])
     return txs
@@ -107,14 +109,24 @@ def transfers(senders: list[crypto.KeyPair], per_sender: int, sink: AccountId) -
     )
 
 
-def saturate(net: Testnet, txs: list[bytes], pids: dict[str, list[int]]) -> dict[str, float]:
-    """Send `txs` to every validator's RPC (32 calls in flight, broadcast_tx_sync) and wait
-    until the mempools are empty: committed txs/s from the last block before the first send
-    to the last block with txs, and the CPU seconds per committed tx of each process group."""
+CONCURRENCY = (32, 128)
+"""Calls in flight from the load generator: each app is measured at both (the first is the
+headline; the second shows how much of the rate the generator's round trips bound)."""
+
+
+def saturate(
+    net: Testnet, txs: list[bytes], pids: dict[str, list[int]], concurrency: int
+) -> dict[str, float]:
+    """Send `txs` to every validator's RPC (`concurrency` broadcast_tx_sync calls in flight)
+    and wait until the mempools are empty: committed txs/s from the last block before the
+    first send to the last block with txs (`tx_per_s`, the burst's rate); the same over the
+    blocks between the first and the last with txs (`steady_tx_per_s`, without the burst's
+    ramp and tail; NaN for fewer than 3 such blocks); and the CPU seconds per committed tx of
+    each process group."""
     urls = [node.rpc_url for node in net.nodes]
     first = net.height(0)
     cpu = {group: sum(loadgen.cpu_seconds(p) for p in ps) for group, ps in pids.items()}
-    sent = loadgen.replay(urls, txs, repo=REPO, concurrency=32)
+    sent = loadgen.replay(urls, txs, repo=REPO, concurrency=concurrency)
     deadline = time.monotonic() + 300
     while any(loadgen.mempool_size(u) for u in urls) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -123,9 +135,13 @@ def saturate(net: Testnet, txs: list[bytes], pids: dict[str, list[int]]) -> dict
     busy = [m for m in metas[1:] if m.txs]  # metas[0] was made before the first send
     committed = sum(m.txs for m in metas[1:])
     span = busy[-1].time - metas[0].time if busy else float("nan")
+    steady = float("nan")
+    if len(busy) >= 3:  # block b's time is when b-1 was committed: b's txs came in between
+        steady = sum(m.txs for m in busy[1:-1]) / (busy[-2].time - busy[0].time)
     row = {
         "sent": len(sent.results), "admitted": sent.accepted, "committed": committed,
-        "tx_per_s": committed / span, "largest_block_gap_s": loadgen.largest_gap(metas),
+        "tx_per_s": committed / span, "steady_tx_per_s": steady,
+        "largest_block_gap_s": loadgen.largest_gap(metas),
     }  # fmt: skip
     for group, ps in pids.items():
         used = sum(loadgen.cpu_seconds(p) for p in ps) - cpu[group]
@@ -141,9 +157,10 @@ def pids_of(net: Testnet, prefix: str) -> list[int]:
     ]
 
 
-def kvstore_rate(n: int, root: Path, count: int, app: str) -> dict[str, float]:
+def kvstore_rate(n: int, root: Path, count: int, app: str) -> dict[int, dict[str, float]]:
     """An anchor: CometBFT's example kvstore (`app`: "kvstore" inside CometBFT, or
-    "socket-kvstore" over the ABCI socket) on the same network shape and settings."""
+    "socket-kvstore" over the ABCI socket) on the same network shape and settings, at each
+    of `CONCURRENCY` (fresh keys each time)."""
     net = Testnet(
         root / f"{app}{n}", validators=n, first_ip=f"127.0.{50 + n}.1", repo=REPO,
         timeout_commit=f"{COMMIT_SECS:g}s", builtin_app=app,
@@ -151,7 +168,10 @@ def kvstore_rate(n: int, root: Path, count: int, app: str) -> dict[str, float]:
     net.start()
     try:
         pids = {"cometbft": pids_of(net, "comet"), "app": pids_of(net, "app")}
-        return saturate(net, kvstore_txs(count), pids)
+        return {
+            c: saturate(net, kvstore_txs(count, first=i * count), pids, c)
+            for i, c in enumerate(CONCURRENCY)
+        }
     finally:
         net.stop()
 
@@ -166,9 +186,13 @@ def measure(
     # each sender's txs go to one validator (tx i to validator i % n, senders interleaved:
     # sender counts are multiples of 4), as a wallet sends to its node, so none arrives at a
     # validator before its predecessor (next-nonce-only admission would refuse it)
-    senders = [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(bulk // 25)]
+    senders = {  # fresh senders for each run
+        c: [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(bulk // 25)]
+        for c in CONCURRENCY
+    }
     flooders = [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(48)]
-    funded = {str(k.account): 10**9 for k in [owner, *senders, *flooders]}
+    everyone = [owner, *flooders, *(k for ks in senders.values() for k in ks)]
+    funded = {str(k.account): 10**9 for k in everyone}
     net = Testnet(
         root / f"net{n}", validators=n, first_ip=f"127.0.{40 + n}.1", repo=REPO,
         gateway_port=free_port(), gateway_metrics_port=free_port(),
@@ -179,8 +203,8 @@ def measure(
         },
     )  # fmt: skip
     paths, evidence = variants(root / f"models{n}", owner, 3 * registrations)
-    print(f"  signing {bulk} ML-DSA-65 transfers ...", flush=True)
-    bulk_txs = transfers(senders, 25, owner.account)
+    print(f"  signing {bulk} ML-DSA-65 transfers for each of {CONCURRENCY} ...", flush=True)
+    bulk_txs = {c: transfers(senders[c], 25, owner.account) for c in CONCURRENCY}
     flood_txs = transfers(flooders, 60, owner.account)
     net.start()
     try:
@@ -205,7 +229,7 @@ def measure(
         # committed ML-DSA-65 transfers per second at saturation, against kvstore's
         print(f"  authchain, {bulk} txs ...", flush=True)
         pids = {"cometbft": pids_of(net, "comet"), "app": pids_of(net, "app")}
-        ours = saturate(net, bulk_txs, pids)
+        runs = {c: saturate(net, bulk_txs[c], pids, c) for c in CONCURRENCY}
         # registrations per second: all submitted at once, files uploaded to validator 0 only
         evidence_hash = EvidenceHash.from_hex(ml.upload_evidence(evidence))
         uploaded = [Aid.from_hex(ml.upload_artefact(p)) for p in paths]
@@ -250,6 +274,18 @@ def measure(
     finally:
         net.stop()
     latencies.sort()
+    ours, kv_32, socket_32 = runs[CONCURRENCY[0]], kv[CONCURRENCY[0]], socket_kv[CONCURRENCY[0]]
+    by_concurrency: dict[str, float] = {}
+    for c in CONCURRENCY:
+        for rate in ("tx_per_s", "steady_tx_per_s"):
+            head = "steady_" if rate.startswith("steady") else ""
+            by_concurrency |= {
+                f"{head}transfers_per_s_c{c}": runs[c][rate],
+                f"{head}kvstore_txs_per_s_c{c}": kv[c][rate],
+                f"{head}socket_kvstore_txs_per_s_c{c}": socket_kv[c][rate],
+                f"{head}ratio_to_kvstore_c{c}": runs[c][rate] / kv[c][rate],
+                f"{head}ratio_to_socket_kvstore_c{c}": runs[c][rate] / socket_kv[c][rate],
+            }
     return {
         "validators": n,
         "blocks_per_s": blocks_per_s,
@@ -258,19 +294,20 @@ def measure(
         "commit_latency_p90_s": latencies[int(0.9 * (len(latencies) - 1))],
         "latency_ratio_to_timeout_commit": statistics.median(latencies) / COMMIT_SECS,
         "transfers_per_s": ours["tx_per_s"],
-        "kvstore_txs_per_s": kv["tx_per_s"],
-        "ratio_to_kvstore": ours["tx_per_s"] / kv["tx_per_s"],
-        "socket_kvstore_txs_per_s": socket_kv["tx_per_s"],
-        "ratio_to_socket_kvstore": ours["tx_per_s"] / socket_kv["tx_per_s"],
+        "kvstore_txs_per_s": kv_32["tx_per_s"],
+        "ratio_to_kvstore": ours["tx_per_s"] / kv_32["tx_per_s"],
+        "socket_kvstore_txs_per_s": socket_32["tx_per_s"],
+        "ratio_to_socket_kvstore": ours["tx_per_s"] / socket_32["tx_per_s"],
+        **by_concurrency,
         "transfers_committed": ours["committed"],
-        "kvstore_committed": kv["committed"],
-        "socket_kvstore_committed": socket_kv["committed"],
+        "kvstore_committed": kv_32["committed"],
+        "socket_kvstore_committed": socket_32["committed"],
         "largest_block_gap_s": ours["largest_block_gap_s"],
         "cometbft_cpu_ms_per_tx": ours["cometbft_cpu_ms_per_tx"],
         "app_cpu_ms_per_tx": ours["app_cpu_ms_per_tx"],
-        "kvstore_cometbft_cpu_ms_per_tx": kv["cometbft_cpu_ms_per_tx"],
-        "socket_kvstore_cometbft_cpu_ms_per_tx": socket_kv["cometbft_cpu_ms_per_tx"],
-        "socket_kvstore_app_cpu_ms_per_tx": socket_kv["app_cpu_ms_per_tx"],
+        "kvstore_cometbft_cpu_ms_per_tx": kv_32["cometbft_cpu_ms_per_tx"],
+        "socket_kvstore_cometbft_cpu_ms_per_tx": socket_32["cometbft_cpu_ms_per_tx"],
+        "socket_kvstore_app_cpu_ms_per_tx": socket_32["app_cpu_ms_per_tx"],
         "registrations_per_s": registrations_per_s,
         "registrations_committed": committed,
         "registrations_under_flood_per_s": loaded_per_s,
@@ -306,7 +343,7 @@ def main() -> None:
 
 
 def plot(rows: list[dict[str, float]], path: Path) -> None:
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    fig, axes = plt.subplots(1, 5, figsize=(19, 3.4))
     labels = [f"{int(r['validators'])} val." for r in rows]
     x = range(len(rows))
 
@@ -329,10 +366,20 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
             ("socket_kvstore_txs_per_s", "kvstore, ABCI socket"),
             ("kvstore_txs_per_s", "kvstore, in CometBFT"),
         ],
-        "committed txs/s at saturation, 5.35 KB txs",
+        f"committed txs/s, a burst of 5.35 KB txs, {CONCURRENCY[0]} in flight",
     )
+    top = CONCURRENCY[-1]
     bars(
         axes[3],
+        [
+            (f"steady_transfers_per_s_c{top}", "authchain (ML-DSA-65)"),
+            (f"steady_socket_kvstore_txs_per_s_c{top}", "kvstore, ABCI socket"),
+            (f"steady_kvstore_txs_per_s_c{top}", "kvstore, in CometBFT"),
+        ],
+        f"committed txs/s, steady state, {top} in flight",
+    )
+    bars(
+        axes[4],
         [
             ("registrations_per_s", "idle"),
             ("registrations_under_flood_per_s", "under a transfer flood"),

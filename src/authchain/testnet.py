@@ -246,6 +246,8 @@ class Testnet:
         config["abci"] = {
             "listen_addr": f"tcp://{h}:26658",
             "unavailable_wait_secs": self.unavailable_wait_secs,
+            "mempool_size": MEMPOOL_TXS,  # what CometBFT's config says (`_comet_config`)
+            "mempool_max_txs_bytes": MEMPOOL_BYTES,
         }
         config["genesis"]["validators"] = [
             {"scheme": "ed25519", "public_key": key.hex()} for key in keys

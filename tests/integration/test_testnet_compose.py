@@ -43,6 +43,9 @@ def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> N
         assert (mempool["size"], mempool["max_txs_bytes"]) == (MEMPOOL_TXS, MEMPOOL_BYTES)
         assert mempool["recheck"] is True
         assert chain.consensus.max_pool_txs >= 2 * mempool["size"]
+        # ... and CheckTx knows CometBFT's limits, to refuse what CometBFT would drop later
+        limits = (chain.abci.mempool_size, chain.abci.mempool_max_txs_bytes)
+        assert limits == (mempool["size"], mempool["max_txs_bytes"])
         assert chain.genesis.min_fee == MIN_FEE > 0  # filling the mempool costs fees
         assert {(str(a.account), a.balance) for a in chain.genesis.accounts} >= {
             (user, FUNDED_BALANCE)

@@ -46,6 +46,7 @@ def make_server(
     chain_id: str = CHAIN,
     clock: FakeClock | None = None,
     accounts: tuple[tuple[AccountId, int], ...] | None = None,
+    mempool: tuple[int, int] = (0, 0),
 ) -> AbciServer:
     genesis = dataclasses.replace(
         make_genesis(),
@@ -61,6 +62,7 @@ def make_server(
         ConsensusConfig(max_pool_txs=10, max_artefacts_per_block=4),
         ml,
         persist_pool=False,
+        mempool=mempool,
     )
     return AbciServer(app, unavailable_wait_secs=wait, clock=clock)
 

@@ -35,6 +35,7 @@ def test_node_errors_map_to_http_in_one_place() -> None:
     cases: list[tuple[Rejected | NodeUnavailable, int]] = [
         (NotFound("unknown_tx", "no such tx"), 404),
         (Rejected("pool_full", "full"), 503),
+        (Rejected("mempool_full", "CometBFT's mempool is full"), 503),
         (Rejected("invalid_tx", "tx.fee: not an int", field="tx.fee"), 422),
         (Rejected("invalid_request", "limit: too big", field="limit"), 422),
         (Rejected("bad_nonce", "nonce 3 already used"), 400),

@@ -212,6 +212,34 @@ async def test_under_cometbft_only_a_tx_that_can_execute_is_admitted() -> None:
     assert len(chain.pool) == 1
 
 
+async def test_checktx_keeps_cometbfts_mempool_within_its_limits() -> None:
+    """CometBFT checks its mempool's size and bytes again after CheckTx answers, and drops a tx
+    the app admitted if the mempool filled up meanwhile; its sender was told yes. So CheckTx
+    counts what the app admitted against those limits and refuses first (`mempool_full`). A
+    recheck, of a tx the mempool holds already, is never refused for room."""
+    txs = [transfer(OWNER, n) for n in range(4)]
+    size = len(codec.encode(txs[0]))
+    for limits, fits in [((3, 10**6), 3), ((100, 2 * size + 1), 2)]:  # by count; by bytes
+        accounts = ((OWNER.account, 1_000), (RICH.account, 1_000))
+        server = make_server(accounts=accounts, mempool=limits)
+        await init(server)
+        answers = []
+        for tx in txs:
+            request = abci.RequestCheckTx(tx=codec.encode(tx))
+            answers.append((await call(server, check_tx=request)).check_tx)
+        assert [a.code for a in answers] == [0] * fits + [1] * (4 - fits)
+        refused = json.loads(answers[fits].log)
+        assert refused["reason"] == "mempool_full" and "retry later" in refused["detail"]
+        # the pool has room again once a tx leaves it
+        server.app.pool.forget([codec.compute_tx_hash(txs[0])])
+        request = abci.RequestCheckTx(tx=codec.encode(transfer(RICH, 0)))
+        assert (await call(server, check_tx=request)).check_tx.code == 0
+        # a recheck of a tx the app does not hold (its mirror lost it) is taken though full
+        request = abci.RequestCheckTx(tx=codec.encode(txs[0]), type=abci.RECHECK)
+        assert (await call(server, check_tx=request)).check_tx.code == 0
+        assert len(server.app.pool) == fits + 1
+
+
 async def test_the_apps_pool_follows_what_cometbfts_mempool_holds() -> None:
     """CometBFT checks "mempool is full" again after CheckTx answers, and may drop a tx the
     app admitted. Its recheck after each commit lists what the mempool holds, in order: a tx

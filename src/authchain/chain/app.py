@@ -156,7 +156,10 @@ class Application:
         *,
         metrics: ChainMetrics | None = None,
         persist_pool: bool = True,
+        mempool: tuple[int, int] = (0, 0),
     ) -> None:
+        """`persist_pool=False` under CometBFT, whose mempool holds the txs; `mempool` its
+        (size, max_txs_bytes), which CheckTx keeps within (`PoolPolicy.mempool_txs`)."""
         self.store = store
         self.genesis = genesis
         self.config = config
@@ -178,6 +181,8 @@ class Application:
             max_nonce_gap=config.max_nonce_gap,
             ttl_blocks=config.pool_ttl_blocks,
             next_nonce_only=not persist_pool,  # CometBFT's mempool holds the txs
+            mempool_txs=mempool[0],
+            mempool_bytes=mempool[1],
         )
         self.pool = TxPool(
             store, genesis, policy, persist=persist_pool, height=self.height, view=self.view()

@@ -162,6 +162,12 @@ class AbciConfig(_Section):
     include_unverified_claims: bool = False
     """Byzantine test switch: propose and accept registrations without V_auth. Refused unless
     the chain id ends in -test, -testnet or -devnet."""
+    mempool_size: int = Field(5_000, ge=1)
+    """CometBFT's `[mempool] size` (`authchain testnet` writes both to match). CheckTx refuses a
+    new tx (`mempool_full`) that would not fit beside the txs the app admitted, because
+    CometBFT checks again after CheckTx answers and would drop it without telling its sender."""
+    mempool_max_txs_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """CometBFT's `[mempool] max_txs_bytes`, likewise."""
 
     @field_validator("listen_addr")
     @classmethod

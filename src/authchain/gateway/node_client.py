@@ -57,6 +57,8 @@ BlockRef = int | BlockHash | None
 
 MALFORMED = frozenset({"invalid_tx", "invalid_request"})
 """Refusals of malformed input (answered 422)."""
+FULL = frozenset({"pool_full", "mempool_full"})
+"""Refusals for want of room (answered 503: retry later)."""
 
 
 class NodeUnavailable(Exception):
@@ -73,7 +75,7 @@ def api_error(exc: Rejected | NodeUnavailable) -> ApiError:
         return ApiError(503, "node_unavailable", f"no node answered: {exc}")
     if isinstance(exc, NotFound):
         status = 404
-    elif exc.reason == "pool_full":
+    elif exc.reason in FULL:
         status = 503
     else:
         status = 422 if exc.reason in MALFORMED else 400
@@ -143,7 +145,7 @@ def rejection(body: object, *, missing: bool | None = None, detail: str = "") ->
 def refusal(status: int, body: object) -> Rejected | NodeUnavailable:
     """The error an embedded node's non-2xx answer (`ErrorBody`) stands for."""
     refused = rejection(body, missing=status == 404, detail=f"HTTP {status}")
-    if status >= 500 and refused.reason != "pool_full":
+    if status >= 500 and refused.reason not in FULL:
         return NodeUnavailable(f"HTTP {status}: {refused.reason}: {refused.detail}")
     return refused
 

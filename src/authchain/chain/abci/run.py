@@ -31,6 +31,7 @@ async def run_abci(config: ChainConfig) -> None:
             parts.ml,
             metrics=parts.metrics,
             persist_pool=False,
+            mempool=(config.abci.mempool_size, config.abci.mempool_max_txs_bytes),
         )
         server = AbciServer(app, unavailable_wait_secs=config.abci.unavailable_wait_secs)
         info = app.info()

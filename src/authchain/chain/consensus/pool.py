@@ -12,7 +12,9 @@ duplicate. Then the rules that keep a stranger from clogging the pool (`PoolPoli
   up to date as txs arrive and leave and as blocks advance nonces (`settle`): each sender's
   next nonce is cached, and two heaps (stuck txs, all txs) by (fee, newest first) find the
   victim in O(log n), with a bounded number of state reads however full the pool is;
-- a tx pending for `ttl_blocks` blocks expires (`expired`).
+- a tx pending for `ttl_blocks` blocks expires (`expired`);
+- under CometBFT, a tx that would not fit in its mempool beside the txs admitted is refused
+  (`mempool_full`), since CometBFT would drop it after the app said yes.
 Claims on the same Aid do not block each other here: V_auth decides, and the first valid claim
 in the chain wins.
 
@@ -58,6 +60,7 @@ class PoolReason(enum.StrEnum):
     """Why the pool refused (or later dropped) a tx that may be valid in itself."""
 
     POOL_FULL = "pool_full"
+    MEMPOOL_FULL = "mempool_full"
     DUPLICATE = "duplicate"
     NONCE_TAKEN = "nonce_taken"
     NONCE_TOO_FAR = "nonce_too_far"
@@ -95,6 +98,13 @@ class PoolPolicy:
     """Admit a tx only if its nonce is the sender's next one, counting the sender's pending
     txs (`nonce_gap` otherwise), as Cosmos SDK's sequence check does. Under CometBFT, whose
     mempool the app cannot evict from, so every tx it holds can execute and pays its fee."""
+    mempool_txs: int = 0
+    mempool_bytes: int = 0
+    """Under CometBFT, its mempool's `size` and `max_txs_bytes` (0: not checked). A new tx that
+    would not fit beside the txs the pool holds (what the mempool holds, and what the app
+    admitted that CometBFT has not added yet) is refused (`mempool_full`). CometBFT checks its
+    limits again after CheckTx answers and drops a tx the app admitted, with no word to its
+    sender, if the mempool filled up meanwhile: refused here first, the sender hears it."""
 
 
 @dataclass(slots=True)
@@ -110,6 +120,8 @@ class _Entry:
     round: int = 0
     """The last round (blocks committed) in which CometBFT's mempool was seen to hold it
     (admitted or rechecked); a mirror pool only."""
+    size: int = 0
+    """Its encoding's bytes."""
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -151,6 +163,8 @@ class TxPool:
         self._all: _Heap = []
         """(fee, -seq, hash) of every tx pushed (checked again on pop)."""
         self.registrations = 0
+        self._bytes = 0
+        """The pooled txs' encodings, in bytes."""
         self._round = 0
         """Mirror pools: blocks committed since start (`begin_round`)."""
         self._expected: dict[AccountId, Nonce] = {}
@@ -191,8 +205,11 @@ class TxPool:
         tx_hash, victim, _ = self._admit(view, tx)
         return tx_hash, victim
 
-    def _admit(self, view: StateView, tx: Transaction) -> tuple[TxHash, TxHash | None, Nonce]:
-        """`check`, and the signer's next nonce in `view` (which `add` caches)."""
+    def _admit(
+        self, view: StateView, tx: Transaction, *, rechecked: bool = False
+    ) -> tuple[TxHash, TxHash | None, Nonce]:
+        """`check`, and the signer's next nonce in `view` (which `add` caches). A tx CometBFT
+        `rechecked` is in its mempool already: it needs no room."""
         tx_hash = codec.compute_tx_hash(tx)
         if tx_hash in self._entries:
             raise PoolRejected(PoolReason.DUPLICATE, f"tx {tx_hash} is already pending")
@@ -231,6 +248,15 @@ class TxPool:
                 PoolReason.PENDING_SPEND,
                 f"pending txs of {signer} would spend {spend} > balance {account.balance}",
             )
+        if p.mempool_txs and not rechecked:
+            size = len(codec.encode(tx))
+            if len(self._entries) >= p.mempool_txs or self._bytes + size > p.mempool_bytes:
+                raise PoolRejected(
+                    PoolReason.MEMPOOL_FULL,
+                    f"CometBFT's mempool is full: with the txs this node admitted it holds "
+                    f"{len(self._entries)} txs, {self._bytes} bytes (mempool.size "
+                    f"{p.mempool_txs}, max_txs_bytes {p.mempool_bytes}); retry later",
+                )
         victim = None
         if len(self._entries) >= p.max_txs:
             victim = self._victim(tx, account.nonce)
@@ -313,17 +339,20 @@ class TxPool:
                 self._next[signer] = get_account(view, signer).nonce
                 self._classify(signer)
 
-    def add(self, view: StateView, tx: Transaction, height: Height) -> TxHash:
+    def add(
+        self, view: StateView, tx: Transaction, height: Height, *, rechecked: bool = False
+    ) -> TxHash:
         """CheckTx, then keep the tx; an evicted tx is forgotten and recorded. The store
         writes wait for `write_unsaved`, `flush` or the next block's commit (`take_unsaved`).
         A mirror pool takes a tx it holds again as seen (CometBFT's cache stops a tx its
-        mempool holds: one that reaches the app was dropped there after the app admitted it)."""
+        mempool holds: one that reaches the app was dropped there after the app admitted it),
+        and one CometBFT `rechecked` (in its mempool already) without counting its room."""
         if not self.persist:
             entry = self._entries.get(tx_hash := codec.compute_tx_hash(tx))
             if entry is not None:
                 entry.round = self._round
                 return tx_hash
-        tx_hash, victim, next_nonce = self._admit(view, tx)
+        tx_hash, victim, next_nonce = self._admit(view, tx, rechecked=rechecked)
         rejected = {}
         if victim is not None:
             why = f"evicted from the full pool by {tx_hash.short()}, which pays more or can run"
@@ -363,7 +392,7 @@ class TxPool:
         tx_hash = codec.compute_tx_hash(tx)
         entry = self._entries.get(tx_hash)
         if entry is None:
-            return self.add(view, tx, height)
+            return self.add(view, tx, height, rechecked=True)
         try:
             check_tx_state(view, tx, self._genesis, future_nonce_ok=True)
             expected = self._expected.get(entry.signer, self._next.get(entry.signer, 0))
@@ -427,8 +456,12 @@ class TxPool:
 
     def _insert(self, tx_hash: TxHash, tx: Transaction, height: Height, next_nonce: Nonce) -> None:
         signer = get_signer(tx)
-        entry = _Entry(tx, signer, next(self._seq), height, spend_of(tx), round=self._round)
+        size = len(codec.encode(tx))
+        entry = _Entry(
+            tx, signer, next(self._seq), height, spend_of(tx), round=self._round, size=size
+        )
         self._entries[tx_hash] = entry
+        self._bytes += size
         self._by_sender.setdefault(signer, {})[tx.nonce] = tx_hash
         self._spend[signer] = self._spend.get(signer, 0) + entry.spend
         self._next[signer] = next_nonce
@@ -468,6 +501,7 @@ class TxPool:
             entry = self._entries.pop(tx_hash, None)
             if entry is None:
                 continue
+            self._bytes -= entry.size
             by_nonce = self._by_sender.get(entry.signer, {})
             by_nonce.pop(entry.tx.nonce, None)
             if not by_nonce:
