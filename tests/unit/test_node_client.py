@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,13 @@ import pytest
 
 from authchain.chain import codec, crypto
 from authchain.chain.errors import Rejected
-from authchain.chain.schemas import ClaimQuery, SubmitTx, SubmitTxBatch, encode_tx_hex
+from authchain.chain.schemas import (
+    ClaimQuery,
+    SubmitTx,
+    SubmitTxBatch,
+    encode_tx_hex,
+    verify_tx_status_proof,
+)
 from authchain.chain.types import (
     Aid,
     SigScheme,
@@ -191,3 +198,35 @@ async def test_a_cometbft_batch_sends_each_senders_txs_in_order() -> None:
     assert [r.tx_hash for r in batch.results] == [codec.compute_tx_hash(t) for t in txs]
     for sender in (OWNER, other):
         assert [n for s, n in arrived if s == bytes(sender.account)] == list(range(8))
+
+
+async def test_a_committed_txs_proof_comes_from_its_block_not_cometbfts_indexer() -> None:
+    """CometBFT indexes txs behind the commit: under load its `tx` call says "not found" for a
+    tx the app already reports committed. The gateway proves inclusion from the block itself
+    (its txs against the header's data_hash) and never asks the indexer; a block whose txs do
+    not hash to its data_hash is an error, not a proof."""
+    txs = [codec.encode(register(n, n)) for n in range(1, 6)]
+    leaves = [hashlib.sha256(t).digest() for t in txs]
+    data_hash = codec.merkle_root(leaves, sha256=True).hex().upper()
+    tx_hash = codec.compute_tx_hash(register(4, 4))
+    block: dict[str, Any] = {
+        "block_id": {"hash": "AB" * 32},
+        "block": {
+            "header": {"height": "7", "data_hash": data_hash},
+            "data": {"txs": [base64.b64encode(t).decode() for t in txs]},
+        },
+    }
+    results: dict[str, Any] = {
+        "abci_query": abci_answer(0, {"status": "committed", "height": 7, "index": 3}),
+        "block": block,
+        "tx": RuntimeError(f"tx ({tx_hash}) not found"),
+    }
+    node = comet_node(results)
+    status = await node.tx(tx_hash)
+    assert (status.status, status.height, status.index, status.tx_count) == ("committed", 7, 3, 5)
+    assert status.tx_root is not None and status.tx_root.hex().upper() == data_hash
+    assert status.proof_hash == "sha256" and verify_tx_status_proof(status)
+    block["block"]["header"]["data_hash"] = "00" * 32  # txs that are not the block's
+    with pytest.raises(Rejected, match="data_hash"):
+        await node.tx(tx_hash)
+    await node.aclose()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, get_args
 
 import blake3
@@ -175,12 +175,12 @@ def decode_block(data: bytes) -> Block:
 # --- Merkle tree (RFC 6962 §2.1; proof verification as in RFC 9162 §2.1.3.2) -----------------
 
 
-def _leaf_hash(leaf: bytes) -> bytes:
-    return blake3.blake3(_LEAF_PREFIX + leaf).digest()
+def _blake3(data: bytes) -> bytes:
+    return blake3.blake3(data).digest()
 
 
-def _node_hash(left: bytes, right: bytes) -> bytes:
-    return blake3.blake3(_NODE_PREFIX + left + right).digest()
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 def _split(n: int) -> int:
@@ -188,22 +188,26 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _subtree_root(leaves: Sequence[bytes]) -> bytes:
+def _subtree_root(leaves: Sequence[bytes], h: Callable[[bytes], bytes]) -> bytes:
     if len(leaves) == 1:
-        return _leaf_hash(leaves[0])
+        return h(_LEAF_PREFIX + leaves[0])
     k = _split(len(leaves))
-    return _node_hash(_subtree_root(leaves[:k]), _subtree_root(leaves[k:]))
+    return h(_NODE_PREFIX + _subtree_root(leaves[:k], h) + _subtree_root(leaves[k:], h))
 
 
-def merkle_root(leaves: Sequence[bytes]) -> Hash256:
-    """Root of the Merkle tree over `leaves`; the empty tree's root is BLAKE3 of nothing."""
+def merkle_root(leaves: Sequence[bytes], *, sha256: bool = False) -> Hash256:
+    """Root of the Merkle tree over `leaves` (BLAKE3; SHA-256 with `sha256`, as CometBFT's
+    data_hash); the empty tree's root is the hash of nothing."""
+    h = _sha256 if sha256 else _blake3
     if not leaves:
-        return Hash256(blake3.blake3(b"").digest())
-    return Hash256(_subtree_root(leaves))
+        return Hash256(h(b""))
+    return Hash256(_subtree_root(leaves, h))
 
 
-def merkle_proof(leaves: Sequence[bytes], index: int) -> list[Hash256]:
-    """Audit path for `leaves[index]`, from the leaf's sibling up to the root's child."""
+def merkle_proof(leaves: Sequence[bytes], index: int, *, sha256: bool = False) -> list[Hash256]:
+    """Audit path for `leaves[index]`, from the leaf's sibling up to the root's child (BLAKE3;
+    SHA-256 with `sha256`)."""
+    h = _sha256 if sha256 else _blake3
     if not 0 <= index < len(leaves):
         raise IndexError(f"leaf index {index} out of range for {len(leaves)} leaves")
     path: list[Hash256] = []
@@ -212,22 +216,14 @@ def merkle_proof(leaves: Sequence[bytes], index: int) -> list[Hash256]:
     while hi - lo > 1:
         k = _split(hi - lo)
         if index < lo + k:
-            siblings.append(_subtree_root(leaves[lo + k : hi]))
+            siblings.append(_subtree_root(leaves[lo + k : hi], h))
             hi = lo + k
         else:
-            siblings.append(_subtree_root(leaves[lo : lo + k]))
+            siblings.append(_subtree_root(leaves[lo : lo + k], h))
             lo = lo + k
     for sibling in reversed(siblings):
         path.append(Hash256(sibling))
     return path
-
-
-def _blake3(data: bytes) -> bytes:
-    return blake3.blake3(data).digest()
-
-
-def _sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 def verify_merkle_proof(
