@@ -277,8 +277,7 @@ def measure(
     ours, kv_32, socket_32 = runs[CONCURRENCY[0]], kv[CONCURRENCY[0]], socket_kv[CONCURRENCY[0]]
     by_concurrency: dict[str, float] = {}
     for c in CONCURRENCY:
-        for rate in ("tx_per_s", "steady_tx_per_s"):
-            head = "steady_" if rate.startswith("steady") else ""
+        for head, rate in (("", "tx_per_s"), ("steady_", "steady_tx_per_s")):
             by_concurrency |= {
                 f"{head}transfers_per_s_c{c}": runs[c][rate],
                 f"{head}kvstore_txs_per_s_c{c}": kv[c][rate],

@@ -402,12 +402,10 @@ class Application:
             or processed.committed != self.height
             or processed.height != height
             or processed.proposer != proposer
-            or len(processed.tx_hashes) != len(txs)
-            or any(tx is None for tx in txs)
             or processed.verdicts != verdicts
         ):
             return None
-        hashes = tuple(codec.compute_tx_hash(tx) for tx in txs if tx is not None)
+        hashes = tuple(None if tx is None else codec.compute_tx_hash(tx) for tx in txs)
         return processed.run if hashes == processed.tx_hashes else None
 
     def discard(self) -> None:

@@ -180,7 +180,7 @@ class TxPool:
             committed = view if view is not None else StateView({})
             for tx_hash, tx in store.pool_txs():  # a restart gives them a fresh ttl
                 nonce = get_account(committed, get_signer(tx)).nonce
-                self._insert(tx_hash, tx, height, nonce)
+                self._insert(tx_hash, tx, height, nonce, len(codec.encode(tx)))
 
     @property
     def max_size(self) -> int:
@@ -205,11 +205,8 @@ class TxPool:
         tx_hash, victim, _ = self._admit(view, tx)
         return tx_hash, victim
 
-    def _admit(
-        self, view: StateView, tx: Transaction, *, rechecked: bool = False
-    ) -> tuple[TxHash, TxHash | None, Nonce]:
-        """`check`, and the signer's next nonce in `view` (which `add` caches). A tx CometBFT
-        `rechecked` is in its mempool already: it needs no room."""
+    def _admit(self, view: StateView, tx: Transaction) -> tuple[TxHash, TxHash | None, Nonce]:
+        """`check`, and the signer's next nonce in `view` (which `add` caches)."""
         tx_hash = codec.compute_tx_hash(tx)
         if tx_hash in self._entries:
             raise PoolRejected(PoolReason.DUPLICATE, f"tx {tx_hash} is already pending")
@@ -248,15 +245,6 @@ class TxPool:
                 PoolReason.PENDING_SPEND,
                 f"pending txs of {signer} would spend {spend} > balance {account.balance}",
             )
-        if p.mempool_txs and not rechecked:
-            size = len(codec.encode(tx))
-            if len(self._entries) >= p.mempool_txs or self._bytes + size > p.mempool_bytes:
-                raise PoolRejected(
-                    PoolReason.MEMPOOL_FULL,
-                    f"CometBFT's mempool is full: with the txs this node admitted it holds "
-                    f"{len(self._entries)} txs, {self._bytes} bytes (mempool.size "
-                    f"{p.mempool_txs}, max_txs_bytes {p.mempool_bytes}); retry later",
-                )
         victim = None
         if len(self._entries) >= p.max_txs:
             victim = self._victim(tx, account.nonce)
@@ -352,7 +340,17 @@ class TxPool:
             if entry is not None:
                 entry.round = self._round
                 return tx_hash
-        tx_hash, victim, next_nonce = self._admit(view, tx, rechecked=rechecked)
+        tx_hash, victim, next_nonce = self._admit(view, tx)
+        size = len(codec.encode(tx))
+        p = self.policy
+        full = len(self._entries) >= p.mempool_txs or self._bytes + size > p.mempool_bytes
+        if p.mempool_txs and full and not rechecked:  # a rechecked tx is in the mempool already
+            raise PoolRejected(
+                PoolReason.MEMPOOL_FULL,
+                f"CometBFT's mempool is full: with the txs this node admitted it holds "
+                f"{len(self._entries)} txs, {self._bytes} bytes (mempool.size "
+                f"{p.mempool_txs}, max_txs_bytes {p.mempool_bytes}); retry later",
+            )
         rejected = {}
         if victim is not None:
             why = f"evicted from the full pool by {tx_hash.short()}, which pays more or can run"
@@ -364,7 +362,7 @@ class TxPool:
         self._unsaved.rejected |= {h: codec.encode(r) for h, r in rejected.items()}
         if self.persist or rejected:
             self._unsaved_seq += 1
-        self._insert(tx_hash, tx, height, next_nonce)
+        self._insert(tx_hash, tx, height, next_nonce, size)
         return tx_hash
 
     # --- mirroring CometBFT's mempool (persist=False) ---------------------------------------
@@ -454,9 +452,10 @@ class TxPool:
         unsaved, self._unsaved = self._unsaved, Commit()
         return unsaved
 
-    def _insert(self, tx_hash: TxHash, tx: Transaction, height: Height, next_nonce: Nonce) -> None:
+    def _insert(
+        self, tx_hash: TxHash, tx: Transaction, height: Height, next_nonce: Nonce, size: int
+    ) -> None:
         signer = get_signer(tx)
-        size = len(codec.encode(tx))
         entry = _Entry(
             tx, signer, next(self._seq), height, spend_of(tx), round=self._round, size=size
         )
