@@ -3,6 +3,7 @@ a flood) of a CometBFT testnet, for 1 and 4 validators.
 
     .venv/bin/python benchmarks/cometbft.py                       # 1 and 4 validators
     .venv/bin/python benchmarks/cometbft.py --validators 4 --quick
+    .venv/bin/python benchmarks/cometbft.py --transports          # ABCI socket against gRPC
 
 Each network is a real `authchain testnet` (cometbft, app and ML service per validator, on
 127.0.0.x) with timeout_commit 1 s and the testnet's mempool settings. Measured per network,
@@ -124,6 +125,10 @@ def saturate(
     ramp and tail; NaN for fewer than 3 such blocks); and the CPU seconds per committed tx of
     each process group."""
     urls = [node.rpc_url for node in net.nodes]
+    # block 1's time is genesis_time, written before the network started, not a commit's:
+    # the burst is timed from a block after it (on a fresh network, block 1 would add the
+    # seconds between `init` and the first block to the burst)
+    net.wait_height(2)
     first = net.height(0)
     cpu = {group: sum(loadgen.cpu_seconds(p) for p in ps) for group, ps in pids.items()}
     sent = loadgen.replay(urls, txs, repo=REPO, concurrency=concurrency)
@@ -174,6 +179,45 @@ def kvstore_rate(n: int, root: Path, count: int, app: str) -> dict[int, dict[str
         }
     finally:
         net.stop()
+
+
+GRPC_BLOCK_BYTES = 4 * 1024 * 1024
+"""The block cap of the transport comparison, for both transports: the largest a gRPC app
+may propose (CometBFT's gRPC client reads answers of at most 4 MiB)."""
+TRANSPORTS = ("socket", "grpc")
+
+
+def transport_rates(n: int, root: Path, count: int) -> dict[str, float]:
+    """authchain over the ABCI socket and over gRPC (`--transports`): a network of each on the
+    same shape and settings, blocks of at most `GRPC_BLOCK_BYTES`, `count` fresh transfers sent
+    at the first of `CONCURRENCY`; the rates, the gRPC network's as a ratio to the socket's,
+    and the CPU per committed tx."""
+    row: dict[str, float] = {"validators": n}
+    for i, transport in enumerate(TRANSPORTS):
+        senders = [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(count // 25)]
+        sink = senders[0].account
+        net = Testnet(
+            root / f"{transport}{n}", validators=n, first_ip=f"127.0.{60 + 10 * i + n}.1",
+            repo=REPO, gateway_port=free_port(), gateway_metrics_port=free_port(),
+            timeout_commit=f"{COMMIT_SECS:g}s", abci_transport=transport,
+            funded={str(k.account): 10**9 for k in senders},
+            app_env={
+                "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(count),
+                "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(GRPC_BLOCK_BYTES),
+            },
+        )  # fmt: skip
+        txs = transfers(senders, 25, sink)
+        print(f"  authchain over {transport}, {len(txs)} txs ...", flush=True)
+        net.start()
+        try:
+            pids = {"cometbft": pids_of(net, "comet"), "app": pids_of(net, "app")}
+            run = saturate(net, txs, pids, CONCURRENCY[0])
+        finally:
+            net.stop()
+        row |= {f"{transport}_{key}": value for key, value in run.items()}
+    for rate in ("tx_per_s", "steady_tx_per_s"):
+        row[f"grpc_ratio_to_socket_{rate}"] = row[f"grpc_{rate}"] / row[f"socket_{rate}"]
+    return row
 
 
 def measure(
@@ -322,23 +366,41 @@ def main() -> None:
     parser.add_argument("--validators", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--quick", action="store_true", help="short window, few txs")
     parser.add_argument("--out", type=Path, default=Path("data/bench/cometbft"))
+    parser.add_argument(
+        "--transports",
+        action="store_true",
+        help="only compare authchain over the ABCI socket and over gRPC (transport.csv)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     window, latency_txs, registrations = (5.0, 3, 3) if args.quick else (30.0, 20, 10)
     bulk = 2_000 if args.quick else 10_000
     rows = []
+    if args.transports:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in args.validators:
+                print(f"{n} validator(s), ABCI socket against gRPC ...", flush=True)
+                rows.append(transport_rates(n, Path(tmp), 2_000 if args.quick else 4_000))
+                print("  " + ", ".join(f"{k}={v:.3g}" for k, v in rows[-1].items()), flush=True)
+        write_csv(rows, args.out / "transport.csv")
+        print(f"wrote {args.out / 'transport.csv'}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.validators:
             print(f"{n} validator(s): starting ...", flush=True)
             row = measure(n, window, latency_txs, registrations, Path(tmp), bulk)
             rows.append(row)
             print("  " + ", ".join(f"{k}={v:.3g}" for k, v in row.items()), flush=True)
-    with (args.out / "cometbft.csv").open("w", newline="") as fh:
+    write_csv(rows, args.out / "cometbft.csv")
+    plot(rows, args.out / "cometbft.png")
+    print(f"wrote {args.out / 'cometbft.csv'} and {args.out / 'cometbft.png'}")
+
+
+def write_csv(rows: list[dict[str, float]], path: Path) -> None:
+    with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, args.out / "cometbft.png")
-    print(f"wrote {args.out / 'cometbft.csv'} and {args.out / 'cometbft.png'}")
 
 
 def plot(rows: list[dict[str, float]], path: Path) -> None:

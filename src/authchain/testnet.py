@@ -140,6 +140,9 @@ class Testnet:
     `benchmarks/cometbft.py`): "kvstore" inside each CometBFT process, or "socket-kvstore" as
     a process of its own that CometBFT reaches over the ABCI socket, as it reaches authchain
     (`abci-cli kvstore`, built by `make abci-cli`)."""
+    abci_transport: str = "socket"
+    """How CometBFT reaches each app: "socket" or "grpc" (abci.transport; written once, by
+    `init`)."""
     min_fee: int = MIN_FEE
     """genesis.min_fee (written once, by `init`)."""
     funded: dict[str, int] = field(default_factory=dict)
@@ -149,6 +152,10 @@ class Testnet:
     processes: dict[str, Process] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.abci_transport not in ("socket", "grpc"):
+            raise ValueError(f"abci_transport {self.abci_transport!r}: 'socket' or 'grpc'")
+        if self.builtin_app and self.abci_transport != "socket":
+            raise ValueError(f"builtin_app {self.builtin_app!r} runs over the ABCI socket only")
         head, _, last = self.first_ip.rpartition(".")
         if not head.startswith("127.") or int(last) + self.validators > 255:
             raise ValueError(f"first_ip {self.first_ip}: need {self.validators} loopback hosts")
@@ -208,11 +215,13 @@ class Testnet:
         path = node.home / "config" / "config.toml"
         config = tomllib.loads(path.read_text())
         h = "0.0.0.0" if self.compose else node.host
-        config["proxy_app"] = (
-            "kvstore"
-            if self.builtin_app == "kvstore"
-            else f"tcp://{f'app{node.index}' if self.compose else h}:26658"
-        )
+        app = f"{f'app{node.index}' if self.compose else h}:26658"
+        if self.builtin_app == "kvstore":
+            config["proxy_app"] = "kvstore"
+        elif self.abci_transport == "grpc":  # grpc-go resolves HOST:PORT, not tcp://HOST:PORT
+            config["proxy_app"], config["abci"] = app, "grpc"
+        else:
+            config["proxy_app"] = f"tcp://{app}"
         config["moniker"] = f"validator{node.index}"
         config["log_level"] = "consensus:info,state:info,*:error"
         config["rpc"]["laddr"] = f"tcp://{h}:26657"
@@ -245,6 +254,7 @@ class Testnet:
         config.pop("rpc", None)  # CometBFT serves the RPC
         config["abci"] = {
             "listen_addr": f"tcp://{h}:26658",
+            "transport": self.abci_transport,
             "unavailable_wait_secs": self.unavailable_wait_secs,
             "mempool_size": MEMPOOL_TXS,  # what CometBFT's config says (`_comet_config`)
             "mempool_max_txs_bytes": MEMPOOL_BYTES,

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from authchain.chain.config import load_chain_config
+from authchain.chain.config import GRPC_MAX_ANSWER_BYTES, load_chain_config
 from authchain.cli import app
 from authchain.ml_service.config import load_ml_settings
 from authchain.ml_service.peer_auth import read_peer_key
@@ -65,3 +65,33 @@ def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> N
         home = f"cometbft/node{i}/config/priv_validator_key.json"
         assert str(auth.key_file) == f"/testnet/{home}"
         assert read_peer_key(tmp_path / home).public_key == chain.genesis.validators[i].public_key
+
+
+def test_init_writes_a_grpc_network_that_cometbft_and_the_app_agree_on(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["testnet", "--init-only", "--validators", "2", "--first-ip", "127.0.0.81",
+         "--dir", str(tmp_path), "--abci-transport", "grpc"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for i in range(2):
+        chain = load_chain_config(tmp_path / f"node{i}" / "authchain.toml")
+        assert chain.abci.transport == "grpc"
+        assert chain.abci.listen_addr == f"tcp://127.0.0.{81 + i}:26658"
+        assert chain.consensus.max_block_size_bytes <= GRPC_MAX_ANSWER_BYTES
+        comet = tomllib.loads(
+            (tmp_path / "cometbft" / f"node{i}" / "config" / "config.toml").read_text()
+        )
+        # grpc-go dials HOST:PORT; it would read tcp://HOST:PORT as a DNS name
+        assert (comet["abci"], comet["proxy_app"]) == ("grpc", f"127.0.0.{81 + i}:26658")
+    refused = runner.invoke(
+        app, ["testnet", "--init-only", "--dir", str(tmp_path / "x"), "--abci-transport", "quic"]
+    )
+    assert refused.exit_code == 2 and "--abci-transport" in refused.output
+    refused = runner.invoke(
+        app,
+        ["testnet", "--init-only", "--compose", "--dir", str(tmp_path / "y"),
+         "--abci-transport", "grpc"],
+    )  # fmt: skip
+    assert refused.exit_code == 2 and "--compose" in refused.output
+    assert not (tmp_path / "y").exists()

@@ -12,11 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import grpc
 import msgspec
 import pytest
 
 from authchain.chain import app as app_module
 from authchain.chain import codec, crypto, queries
+from authchain.chain.abci import grpc_server
 from authchain.chain.abci.proto import abci
 from authchain.chain.abci.server import RETRY_SECS, frame, read_message
 from authchain.chain.app import META_APP_HASH, META_HEIGHT, Application, ProposalLimits
@@ -376,3 +378,62 @@ async def test_a_flood_of_checktx_delays_an_answer_to_consensus_by_one_checktx_a
         data = data[i + length :]
     assert len(codes) == 300 == len(checked)
     assert codes[:10] == [0] * 10 and set(codes[10:]) == {1}  # the test pool holds 10
+
+
+# --- the gRPC transport (abci.transport = "grpc") ----------------------------------------------
+
+
+class _Aborted(Exception):
+    """What `ServicerContext.abort` raises, as grpc.aio's does, ending the call."""
+
+
+@dataclasses.dataclass
+class _Context:
+    aborted: list[tuple[grpc.StatusCode, str]] = dataclasses.field(default_factory=list)
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.aborted.append((code, details))
+        raise _Aborted(details)
+
+
+def test_the_grpc_service_answers_every_method_cometbft_calls() -> None:
+    service = abci.DESCRIPTOR.services_by_name["ABCI"]
+    assert service.full_name == grpc_server.SERVICE
+    handlers = grpc_server.method_handlers(make_server())
+    assert set(handlers) == {method.name for method in service.methods}
+    for method in service.methods:  # each carries the Request/Response field of its type
+        field = grpc_server.METHODS[method.name]
+        assert abci.Request.DESCRIPTOR.fields_by_name[field].message_type == method.input_type
+        assert abci.Response.DESCRIPTOR.fields_by_name[field].message_type == method.output_type
+
+
+async def test_the_grpc_handlers_answer_as_the_socket_server_does() -> None:
+    """Bytes in and out, as grpc.aio hands them over: the same answers as `AbciServer.handle`,
+    and an app failure ends the call with INTERNAL, naming it."""
+    server, twin = make_server(), make_server()
+    handlers = grpc_server.method_handlers(server)
+    context = _Context()
+
+    async def invoke(method: str, message: Any) -> Any:
+        handler = handlers[method]
+        request = handler.request_deserializer(message.SerializeToString())
+        answer = await handler.unary_unary(request, context)
+        response_type = type(getattr(abci.Response(), grpc_server.METHODS[method]))
+        return response_type.FromString(handler.response_serializer(answer))
+
+    init_chain = abci.RequestInitChain(chain_id=CHAIN)
+    assert (await invoke("InitChain", init_chain)).app_hash == await init(twin)
+    good = codec.encode(register(1, 0))
+    bad = codec.encode(crypto.sign_tx(register(1, 0, signed=False), OWNER, CHAIN + "-other"))
+    for raw in (good, bad):
+        request = abci.RequestCheckTx(tx=raw)
+        assert await invoke("CheckTx", request) == (await call(twin, check_tx=request)).check_tx
+    refused = await invoke("CheckTx", abci.RequestCheckTx(tx=bad))
+    assert refused.code != 0 and json.loads(refused.log)["reason"] == "bad_signature"
+    query = abci.RequestQuery(path=f"/accounts/{OWNER.account}")
+    assert await invoke("Query", query) == (await call(twin, query=query)).query
+    assert (await invoke("Info", abci.RequestInfo())).data == "authchain"
+    with pytest.raises(_Aborted):
+        await invoke("InitChain", abci.RequestInitChain(chain_id="someone-else"))
+    [(code, details)] = context.aborted
+    assert code == grpc.StatusCode.INTERNAL and "chain id" in details

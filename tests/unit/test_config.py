@@ -162,3 +162,25 @@ def test_devnet_floors_are_the_documented_defaults() -> None:
     from authchain.floors import DEFAULT_FLOORS
 
     assert load_chain_config(DEVNET).genesis.security.to_floors() == DEFAULT_FLOORS
+
+
+def test_grpc_transport_refuses_blocks_its_client_cannot_read(tmp_path: Path) -> None:
+    """CometBFT's gRPC client reads answers of at most 4 MiB; PrepareProposal's carries the
+    block. A larger block cap would halt the chain at the first full block: refused at start."""
+    four_mib = 4 * 1024 * 1024
+    for size, transport, ok in (
+        (four_mib, "grpc", True),
+        (four_mib + 1, "grpc", False),
+        (64 * four_mib, "socket", True),
+    ):
+        path = _write(
+            tmp_path,
+            f"[consensus]\nmax_block_size_bytes = {size}\n[abci]\ntransport = {transport!r}\n",
+        )
+        if ok:
+            assert load_chain_config(path).abci.transport == transport
+            continue
+        with pytest.raises(ConfigError, match=r"consensus\.max_block_size_bytes = 4194305"):
+            load_chain_config(path)
+    with pytest.raises(ConfigError, match="transport"):
+        load_chain_config(_write(tmp_path, "[abci]\ntransport = 'quic'\n"))

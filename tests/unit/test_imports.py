@@ -104,3 +104,12 @@ def test_the_package_boundaries_hold() -> None:
         if m.startswith(prefix)
     }
     assert {m: bad for m, bad in crossings.items() if bad} == {}
+
+
+def test_the_socket_server_loads_no_grpc() -> None:
+    """The chain's container image leaves grpcio out (deploy/docker/Dockerfile.chain): the CLI
+    and `authchain abci` reach the gRPC transport only when `abci.transport = "grpc"` asks."""
+    grpc = "authchain.chain.abci.grpc_server"
+    assert grpc in closure("authchain.chain.abci.run", lazy=True)
+    for entry in ("authchain.cli", "authchain.chain.abci.run", "authchain.testnet"):
+        assert grpc not in closure(entry), entry

@@ -9,7 +9,8 @@
     [metrics]   enabled, listen_addr
     [rpc]       listen_addr
     [node]      key_file
-    [abci]      listen_addr, unavailable_wait_secs, include_unverified_claims (CometBFT mode)
+    [abci]      listen_addr, transport, unavailable_wait_secs, include_unverified_claims,
+                mempool_size, mempool_max_txs_bytes (CometBFT mode)
     [genesis]   timestamp_ms, min_fee, impersonation, [genesis.security] (the watermark floors),
                 [[genesis.validators]], [[genesis.accounts]]
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -151,11 +152,20 @@ class RpcConfig(_Section):
     listen_addr: ListenAddr = "127.0.0.1:26657"
 
 
+GRPC_MAX_ANSWER_BYTES = 4 * 1024 * 1024
+"""The largest answer CometBFT's gRPC ABCI client reads (grpc-go's default; v0.38 sets none)."""
+
+
 class AbciConfig(_Section):
     """The ABCI server CometBFT drives (`authchain abci`, multi-validator networks)."""
 
     listen_addr: str = "tcp://127.0.0.1:26658"
     """CometBFT's `proxy_app`: tcp://HOST:PORT or unix:///PATH."""
+    transport: Literal["socket", "grpc"] = "socket"
+    """CometBFT's `abci` setting. "socket" (the default, and the faster: CometBFT pipelines
+    CheckTx and its recheck on one connection); "grpc" makes one round trip per request and
+    reads answers of at most 4 MiB, so it needs consensus.max_block_size_bytes <= 4 MiB
+    (README, "ABCI transports", has the measurements)."""
     unavailable_wait_secs: float = Field(20.0, ge=0)
     """ProcessProposal waits this long for an unavailable V_auth, then votes REJECT for that
     round only (nothing is recorded invalid)."""
@@ -262,6 +272,16 @@ class ChainConfig(TomlSettings):
                 f"genesis.min_fee must be above 0 on {self.chain_id!r}: on a chain without fees "
                 "anyone can fill every validator's pool for free (only chain ids ending in "
                 "-devnet, -testnet or -test may run with min_fee = 0)"
+            )
+        if (
+            self.abci.transport == "grpc"
+            and self.consensus.max_block_size_bytes > GRPC_MAX_ANSWER_BYTES
+        ):
+            raise ValueError(
+                f"consensus.max_block_size_bytes = {self.consensus.max_block_size_bytes} is "
+                f"above {GRPC_MAX_ANSWER_BYTES} with abci.transport = 'grpc': CometBFT's gRPC "
+                "client reads answers of at most 4 MiB, and PrepareProposal's answer carries "
+                "the block's txs"
             )
         if self.abci.include_unverified_claims and not is_test_chain(self.chain_id):
             raise ValueError(

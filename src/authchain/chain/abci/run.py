@@ -1,10 +1,13 @@
-"""`authchain abci`: open the application over its own RocksDB and serve it to CometBFT."""
+"""`authchain abci`: open the application over its own RocksDB and serve it to CometBFT, over
+the ABCI socket or gRPC (`abci.transport`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from prometheus_client import make_asgi_app
 
@@ -43,7 +46,11 @@ async def run_abci(config: ChainConfig) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        tasks = [asyncio.create_task(server.serve(config.abci.listen_addr, stop))]
+        if config.abci.transport == "grpc":
+            serving = _grpc_transport()(server, config.abci.listen_addr, stop)
+        else:
+            serving = server.serve(config.abci.listen_addr, stop)
+        tasks = [asyncio.create_task(serving)]
         if config.metrics.enabled:
             metrics = make_server(make_asgi_app(registry=parts.metrics.registry))
             sock = bind(config.metrics.listen_addr)
@@ -60,3 +67,15 @@ async def run_abci(config: ChainConfig) -> None:
         if isinstance(parts.verifier, HttpMlVerifier):
             await parts.verifier.aclose()
         parts.store.close()
+
+
+def _grpc_transport() -> Callable[[AbciServer, str, asyncio.Event], Coroutine[Any, Any, None]]:
+    """`serve_grpc`, imported only when asked for: grpcio comes with the `cometbft` extra,
+    and the chain's container image, which serves the socket, leaves it out."""
+    try:
+        from authchain.chain.abci.grpc_server import serve_grpc
+    except ImportError as exc:
+        raise SystemExit(
+            f"abci.transport = 'grpc' needs grpcio ({exc}): pip install 'authchain[cometbft]'"
+        ) from exc
+    return serve_grpc

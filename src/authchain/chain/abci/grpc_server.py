@@ -1,0 +1,94 @@
+"""ABCI over gRPC (`abci.transport = "grpc"`, CometBFT's `abci = "grpc"`): the same
+`AbciServer` calls behind CometBFT's `tendermint.abci.ABCI` service.
+
+The socket is the default, and the faster, because of how CometBFT's gRPC client (v0.38) works:
+- every request is one unary call, and the caller waits for its answer. The socket client
+  pipelines CheckTx and flushes every 20 ms; over gRPC the mempool's recheck after each
+  commit is one round trip per pooled tx, made while CometBFT holds the mempool lock.
+- it reads answers of at most 4 MiB (grpc-go's default; CometBFT sets none), and
+  PrepareProposal's answer carries the block's txs: the config refuses
+  `consensus.max_block_size_bytes` above that with this transport.
+Measured on 1 and 4 validators, the app spends about twice the CPU per committed tx over
+gRPC, and 4 validators commit about a third as many txs/s (README, "ABCI transports";
+`benchmarks/cometbft.py --transports`). It is here so that the comparison can be rerun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from authchain.chain.abci.proto import abci
+from authchain.chain.abci.server import MAX_MESSAGE_BYTES, AbciServer, parse_listen
+
+log = logging.getLogger(__name__)
+
+SERVICE = "tendermint.abci.ABCI"
+METHODS = {
+    "Echo": "echo", "Flush": "flush", "Info": "info", "CheckTx": "check_tx", "Query": "query",
+    "Commit": "commit", "InitChain": "init_chain", "ListSnapshots": "list_snapshots",
+    "OfferSnapshot": "offer_snapshot", "LoadSnapshotChunk": "load_snapshot_chunk",
+    "ApplySnapshotChunk": "apply_snapshot_chunk", "PrepareProposal": "prepare_proposal",
+    "ProcessProposal": "process_proposal", "ExtendVote": "extend_vote",
+    "VerifyVoteExtension": "verify_vote_extension", "FinalizeBlock": "finalize_block",
+}  # fmt: skip
+"""The service's methods -> the `Request`/`Response` field each one carries."""
+
+
+def method_handlers(server: AbciServer) -> dict[str, grpc.RpcMethodHandler]:
+    """One unary handler per ABCI method. CheckTx and Query, the calls made per tx and per
+    read, go straight to `AbciServer`; the rest through `AbciServer.handle`, whose
+    `exception` answer becomes an INTERNAL status (CometBFT stops on either)."""
+    direct: dict[str, Callable[[Any], Any]] = {
+        "check_tx": server.check_tx, "query": server.query,
+    }  # fmt: skip
+
+    def handler(field: str) -> grpc.RpcMethodHandler:
+        request_type = type(getattr(abci.Request(), field))
+        call_directly = direct.get(field)
+
+        async def call(message: Any, context: aio.ServicerContext) -> Any:
+            if call_directly is not None:
+                try:
+                    return call_directly(message)
+                except Exception as exc:
+                    log.exception("ABCI %s failed", field)
+                    await context.abort(grpc.StatusCode.INTERNAL, f"{field}: {exc}")
+            response = await server.handle(abci.Request(**{field: message}))
+            if response.WhichOneof("value") == "exception":
+                await context.abort(grpc.StatusCode.INTERNAL, response.exception.error)
+            return getattr(response, field)
+
+        return grpc.unary_unary_rpc_method_handler(
+            call,
+            request_deserializer=request_type.FromString,
+            response_serializer=type(getattr(abci.Response(), field)).SerializeToString,
+        )
+
+    return {method: handler(field) for method, field in METHODS.items()}
+
+
+async def serve_grpc(server: AbciServer, listen: str, stop: asyncio.Event) -> None:
+    """Serve `server` on `listen` (tcp://HOST:PORT or unix:///PATH) until `stop` is set."""
+    host, port = parse_listen(listen)
+    grpc_server = aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    service = grpc.method_handlers_generic_handler(SERVICE, method_handlers(server))
+    grpc_server.add_generic_rpc_handlers((service,))
+    grpc_server.add_insecure_port(f"unix:{port}" if host == "unix" else f"{host}:{port}")
+    await grpc_server.start()
+    log.info("ABCI gRPC server listening on %s (CometBFT's proxy_app, abci = grpc)", listen)
+    try:
+        await stop.wait()
+    finally:
+        await grpc_server.stop(grace=1.0)
+    log.info("ABCI gRPC server stopped at height %d", server.app.height)
