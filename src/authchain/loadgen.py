@@ -151,8 +151,11 @@ def blocks(rpc_url: str, first: int, last: int) -> list[BlockMeta]:
 
 
 def largest_gap(metas: Sequence[BlockMeta]) -> float:
-    """The longest time between consecutive blocks (0 for fewer than two)."""
-    return max((b.time - a.time for a, b in itertools.pairwise(metas)), default=0.0)
+    """The longest time between consecutive blocks (0 for fewer than two). Block 1's time is
+    genesis_time, written before the network started, not a commit's: the gap after it is
+    not one."""
+    pairs = itertools.pairwise(metas)
+    return max((b.time - a.time for a, b in pairs if a.height > 1), default=0.0)
 
 
 def mempool_size(rpc_url: str) -> int:
