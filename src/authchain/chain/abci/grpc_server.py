@@ -8,9 +8,10 @@ The socket is the default, and the faster, because of how CometBFT's gRPC client
 - it reads answers of at most 4 MiB (grpc-go's default; CometBFT sets none), and
   PrepareProposal's answer carries the block's txs: the config refuses
   `consensus.max_block_size_bytes` above that with this transport.
-Measured on 1 and 4 validators, the app spends about twice the CPU per committed tx over
-gRPC, and 4 validators commit about a third as many txs/s (README, "ABCI transports";
-`benchmarks/cometbft.py --transports`). It is here so that the comparison can be rerun.
+Measured on 1 and 4 validators, the app spends 2-3 times the CPU per committed tx over gRPC,
+1 validator commits 0.92 times and 4 validators half as many txs/s as over the socket (README,
+"ABCI transports"; `benchmarks/cometbft.py --transports`). It is here so that the comparison
+can be rerun.
 """
 
 from __future__ import annotations
