@@ -53,6 +53,7 @@ from matplotlib.axes import Axes
 
 from authchain import loadgen
 from authchain.chain import codec, crypto
+from authchain.chain.config import GRPC_MAX_ANSWER_BYTES
 from authchain.chain.types import AccountId, Aid, EvidenceHash, SigScheme, TxTransfer, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import free_port
@@ -185,7 +186,7 @@ def kvstore_rate(n: int, root: Path, count: int, app: str) -> dict[int, dict[str
         net.stop()
 
 
-GRPC_BLOCK_BYTES = 4 * 1024 * 1024
+GRPC_BLOCK_BYTES = GRPC_MAX_ANSWER_BYTES
 """The block cap of the transport comparison, for both transports: the largest a gRPC app
 may propose (CometBFT's gRPC client reads answers of at most 4 MiB)."""
 TRANSPORTS = ("socket", "grpc")

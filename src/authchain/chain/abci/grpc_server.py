@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -42,24 +41,11 @@ METHODS = {
 
 
 def method_handlers(server: AbciServer) -> dict[str, grpc.RpcMethodHandler]:
-    """One unary handler per ABCI method. CheckTx and Query, the calls made per tx and per
-    read, go straight to `AbciServer`; the rest through `AbciServer.handle`, whose
+    """One unary handler per ABCI method, each answered by `AbciServer.handle`, whose
     `exception` answer becomes an INTERNAL status (CometBFT stops on either)."""
-    direct: dict[str, Callable[[Any], Any]] = {
-        "check_tx": server.check_tx, "query": server.query,
-    }  # fmt: skip
 
     def handler(field: str) -> grpc.RpcMethodHandler:
-        request_type = type(getattr(abci.Request(), field))
-        call_directly = direct.get(field)
-
         async def call(message: Any, context: aio.ServicerContext) -> Any:
-            if call_directly is not None:
-                try:
-                    return call_directly(message)
-                except Exception as exc:
-                    log.exception("ABCI %s failed", field)
-                    await context.abort(grpc.StatusCode.INTERNAL, f"{field}: {exc}")
             response = await server.handle(abci.Request(**{field: message}))
             if response.WhichOneof("value") == "exception":
                 await context.abort(grpc.StatusCode.INTERNAL, response.exception.error)
@@ -67,7 +53,7 @@ def method_handlers(server: AbciServer) -> dict[str, grpc.RpcMethodHandler]:
 
         return grpc.unary_unary_rpc_method_handler(
             call,
-            request_deserializer=request_type.FromString,
+            request_deserializer=type(getattr(abci.Request(), field)).FromString,
             response_serializer=type(getattr(abci.Response(), field)).SerializeToString,
         )
 

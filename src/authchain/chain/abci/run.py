@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from prometheus_client import make_asgi_app
 
@@ -47,7 +45,7 @@ async def run_abci(config: ChainConfig) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if config.abci.transport == "grpc":
-            serving = _grpc_transport()(server, config.abci.listen_addr, stop)
+            serving = _serve_grpc(server, config.abci.listen_addr, stop)
         else:
             serving = server.serve(config.abci.listen_addr, stop)
         tasks = [asyncio.create_task(serving)]
@@ -69,7 +67,7 @@ async def run_abci(config: ChainConfig) -> None:
         parts.store.close()
 
 
-def _grpc_transport() -> Callable[[AbciServer, str, asyncio.Event], Coroutine[Any, Any, None]]:
+async def _serve_grpc(server: AbciServer, listen: str, stop: asyncio.Event) -> None:
     """`serve_grpc`, imported only when asked for: grpcio comes with the `cometbft` extra,
     and the chain's container image, which serves the socket, leaves it out."""
     try:
@@ -78,4 +76,4 @@ def _grpc_transport() -> Callable[[AbciServer, str, asyncio.Event], Coroutine[An
         raise SystemExit(
             f"abci.transport = 'grpc' needs grpcio ({exc}): pip install 'authchain[cometbft]'"
         ) from exc
-    return serve_grpc
+    await serve_grpc(server, listen, stop)

@@ -121,7 +121,7 @@ class _Entry:
     """The last round (blocks committed) in which CometBFT's mempool was seen to hold it
     (admitted or rechecked); a mirror pool only."""
     size: int = 0
-    """Its encoding's bytes."""
+    """Its encoding's bytes (`TxPool._size`)."""
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -164,7 +164,7 @@ class TxPool:
         """(fee, -seq, hash) of every tx pushed (checked again on pop)."""
         self.registrations = 0
         self._bytes = 0
-        """The pooled txs' encodings, in bytes."""
+        """The pooled txs' encodings, in bytes (counted against CometBFT's limits only)."""
         self._round = 0
         """Mirror pools: blocks committed since start (`begin_round`)."""
         self._expected: dict[AccountId, Nonce] = {}
@@ -180,7 +180,7 @@ class TxPool:
             committed = view if view is not None else StateView({})
             for tx_hash, tx in store.pool_txs():  # a restart gives them a fresh ttl
                 nonce = get_account(committed, get_signer(tx)).nonce
-                self._insert(tx_hash, tx, height, nonce, len(codec.encode(tx)))
+                self._insert(tx_hash, tx, height, nonce, self._size(tx))
 
     @property
     def max_size(self) -> int:
@@ -341,7 +341,7 @@ class TxPool:
                 entry.round = self._round
                 return tx_hash
         tx_hash, victim, next_nonce = self._admit(view, tx)
-        size = len(codec.encode(tx))
+        size = self._size(tx)
         p = self.policy
         full = len(self._entries) >= p.mempool_txs or self._bytes + size > p.mempool_bytes
         if p.mempool_txs and full and not rechecked:  # a rechecked tx is in the mempool already
@@ -451,6 +451,11 @@ class TxPool:
     def _take_unsaved(self) -> Commit:
         unsaved, self._unsaved = self._unsaved, Commit()
         return unsaved
+
+    def _size(self, tx: Transaction) -> int:
+        """A tx's bytes, where CometBFT's mempool limits are checked (`mempool_full`); 0
+        elsewhere, where nothing reads it."""
+        return len(codec.encode(tx)) if self.policy.mempool_txs else 0
 
     def _insert(
         self, tx_hash: TxHash, tx: Transaction, height: Height, next_nonce: Nonce, size: int
