@@ -41,6 +41,8 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -121,24 +123,33 @@ headline; the second shows how much of the rate the generator's round trips boun
 
 
 def saturate(
-    net: Testnet, txs: list[bytes], pids: dict[str, list[int]], concurrency: int
+    net: Testnet, txs: list[bytes], pids: dict[str, list[int]], concurrency: int, batch: int = 0
 ) -> dict[str, float]:
-    """Send `txs` to every validator's RPC (`concurrency` broadcast_tx_sync calls in flight)
-    and wait until the mempools are empty: committed txs/s from the last block before the
-    first send to the last block with txs (`tx_per_s`, the burst's rate); the same over the
-    blocks between the first and the last with txs (`steady_tx_per_s`, without the burst's
-    ramp and tail; NaN for fewer than 3 such blocks); and the CPU seconds per committed tx of
-    each process group."""
+    """Send `txs` to every validator's RPC (`concurrency` broadcast_tx_sync calls in flight;
+    where the apps hold the pending txs, to their intakes, `batch` txs per call) and wait
+    until the mempools (or the apps' pools) are empty: committed txs/s from the last block
+    before the first send to the last block with txs (`tx_per_s`, the burst's rate); the same
+    over the blocks between the first and the last with txs (`steady_tx_per_s`, without the
+    burst's ramp and tail; NaN for fewer than 3 such blocks); and the CPU seconds per
+    committed tx of each process group."""
     urls = [node.rpc_url for node in net.nodes]
+    app_mempool = net.mempool == "app"
+
+    def pending() -> int:
+        if app_mempool:
+            return sum(net.app_status(i)["pool_size"] for i in range(len(net.nodes)))
+        return sum(loadgen.mempool_size(u) for u in urls)
+
     # block 1's time is genesis_time, written before the network started, not a commit's:
     # the burst is timed from a block after it (on a fresh network, block 1 would add the
     # seconds between `init` and the first block to the burst)
     net.wait_height(2)
     first = net.height(0)
     cpu = {group: sum(loadgen.cpu_seconds(p) for p in ps) for group, ps in pids.items()}
-    sent = loadgen.replay(urls, txs, repo=REPO, concurrency=concurrency)
+    targets = [node.txs_url for node in net.nodes] if app_mempool else urls
+    sent = loadgen.replay(targets, txs, repo=REPO, concurrency=concurrency, batch=batch)
     deadline = time.monotonic() + 300
-    while any(loadgen.mempool_size(u) for u in urls) and time.monotonic() < deadline:
+    while pending() and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(2 * COMMIT_SECS)
     metas = loadgen.blocks(urls[0], first, net.height(0))
@@ -366,11 +377,84 @@ def measure(
     }
 
 
+APP_BATCH, APP_CALLS = 250, 4
+"""The load where the apps hold the pending txs: batches of 250 pre-signed transfers posted to
+the validators' intakes (`POST /txs/batch`, batch i to validator i mod n), 4 calls in flight."""
+MEMPOOLS = ("cometbft", "app")
+PER_SENDER = 16
+"""Transfers per sender in `--mempools`: nonces 0-15 stay within `max_nonce_gap` of the
+committed nonce in whatever order a sender's txs reach the app pools."""
+
+
+def mempool_rates(n: int, root: Path, count: int) -> dict[str, float]:
+    """`--mempools`: CometBFT's in-process kvstore (at each of `CONCURRENCY`), authchain with
+    CometBFT's mempool (32 broadcast_tx_sync calls in flight) and authchain with the apps
+    holding the pending txs (`APP_BATCH` per call, `APP_CALLS` in flight), on the same
+    network shape and settings; each sent `count` fresh ML-DSA-65 transfers (or kvstore txs
+    of the same size). Rates, ratios to the kvstore's best, and CPU per committed tx."""
+    kv = kvstore_rate(n, root, count, "kvstore")
+    best = {rate: max(kv[c][rate] for c in CONCURRENCY) for rate in ("tx_per_s", "steady_tx_per_s")}
+    row: dict[str, float] = {"validators": n}
+    for c in CONCURRENCY:
+        row |= {
+            f"kvstore_c{c}": kv[c]["tx_per_s"],
+            f"steady_kvstore_c{c}": kv[c]["steady_tx_per_s"],
+        }
+    for i, mempool in enumerate(MEMPOOLS):
+        # each sender's txs to one validator under CometBFT's mempool (tx i to validator
+        # i mod n, senders interleaved: a multiple of 4 of them), whose apps admit only a
+        # sender's next nonce
+        senders = [
+            crypto.KeyPair.generate(SigScheme.ML_DSA_65)
+            for _ in range(count // PER_SENDER // 4 * 4)
+        ]
+        sink = crypto.KeyPair.generate(SigScheme.ED25519).account
+        net = Testnet(
+            root / f"{mempool}{n}", validators=n, first_ip=f"127.0.{80 + 10 * i + n}.1",
+            repo=REPO, gateway_port=free_port(), gateway_metrics_port=free_port(),
+            timeout_commit=f"{COMMIT_SECS:g}s", mempool=mempool,
+            funded={str(k.account): 10**9 for k in senders},
+            app_env={
+                "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(10 * count),
+                "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(64 * 1024 * 1024),
+            },
+        )  # fmt: skip
+        txs = transfers(senders, PER_SENDER, sink)
+        net.start()
+        try:
+            pids = {"cometbft": pids_of(net, "comet"), "app": pids_of(net, "app")}
+            if mempool == "app":
+                run = saturate(net, txs, pids, APP_CALLS, batch=APP_BATCH)
+            else:
+                run = saturate(net, txs, pids, CONCURRENCY[0])
+        finally:
+            net.stop()
+        row |= {
+            f"{mempool}_tx_per_s": run["tx_per_s"],
+            f"{mempool}_steady_tx_per_s": run["steady_tx_per_s"],
+            f"{mempool}_ratio_to_kvstore": run["tx_per_s"] / best["tx_per_s"],
+            f"{mempool}_steady_ratio_to_kvstore": run["steady_tx_per_s"] / best["steady_tx_per_s"],
+            f"{mempool}_committed": run["committed"],
+            f"{mempool}_largest_block_gap_s": run["largest_block_gap_s"],
+            f"{mempool}_cometbft_cpu_ms_per_tx": run["cometbft_cpu_ms_per_tx"],
+            f"{mempool}_app_cpu_ms_per_tx": run["app_cpu_ms_per_tx"],
+        }
+    row["kvstore_steady_tx_per_s"] = best["steady_tx_per_s"]
+    row["kvstore_cometbft_cpu_ms_per_tx"] = kv[CONCURRENCY[0]]["cometbft_cpu_ms_per_tx"]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validators", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--quick", action="store_true", help="short window, few txs")
     parser.add_argument("--out", type=Path, default=Path("data/bench/cometbft"))
+    parser.add_argument(
+        "--mempools",
+        action="store_true",
+        help="only compare authchain with CometBFT's mempool and with the apps holding the "
+        "pending txs, against the in-process kvstore (mempool.csv)",
+    )
     parser.add_argument(
         "--transports",
         action="store_true",
@@ -380,26 +464,34 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     window, latency_txs, registrations = (5.0, 3, 3) if args.quick else (30.0, 20, 10)
     bulk = 2_000 if args.quick else 10_000
-    rows = []
-    if args.transports:
-        with tempfile.TemporaryDirectory() as tmp:
-            for n in args.validators:
-                print(f"{n} validator(s), ABCI socket against gRPC ...", flush=True)
-                rows.append(transport_rates(n, Path(tmp), 2_000 if args.quick else 4_000))
-                print("  " + ", ".join(f"{k}={v:.3g}" for k, v in rows[-1].items()), flush=True)
-        write_csv(rows, args.out / "transport.csv")
-        plot_transports(rows, args.out / "transport.png")
-        print(f"wrote {args.out / 'transport.csv'} and {args.out / 'transport.png'}")
-        return
+    one: Callable[..., dict[str, float]]
+    if args.mempools:
+        name, what = "mempool", "kvstore, CometBFT's mempool, the apps'"
+        one = partial(mempool_rates, count=bulk)
+    elif args.transports:
+        name, what = "transport", "ABCI socket against gRPC"
+        one = partial(transport_rates, count=2_000 if args.quick else 4_000)
+    else:
+        name, what = "cometbft", "starting"
+        one = partial(
+            measure, window=window, transfers_n=latency_txs, registrations=registrations, bulk=bulk
+        )
+    rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.validators:
-            print(f"{n} validator(s): starting ...", flush=True)
-            row = measure(n, window, latency_txs, registrations, Path(tmp), bulk)
-            rows.append(row)
-            print("  " + ", ".join(f"{k}={v:.3g}" for k, v in row.items()), flush=True)
-    write_csv(rows, args.out / "cometbft.csv")
-    plot(rows, args.out / "cometbft.png")
-    print(f"wrote {args.out / 'cometbft.csv'} and {args.out / 'cometbft.png'}")
+            print(f"{n} validator(s): {what} ...", flush=True)
+            rows.append(one(n, root=Path(tmp)))
+            print("  " + ", ".join(f"{k}={v:.3g}" for k, v in rows[-1].items()), flush=True)
+    write_csv(rows, args.out / f"{name}.csv")
+    if args.mempools:
+        plot_comparison(rows, args.out / "mempool.png", MEMPOOLS, "committed txs/s, steady state",
+                        anchor="kvstore")  # fmt: skip
+    elif args.transports:
+        plot_comparison(rows, args.out / "transport.png", TRANSPORTS,
+                        "committed txs/s, steady state (blocks <= 4 MiB)")  # fmt: skip
+    else:
+        plot(rows, args.out / "cometbft.png")
+    print(f"wrote {args.out / name}.csv and .png")
 
 
 def write_csv(rows: list[dict[str, float]], path: Path) -> None:
@@ -409,27 +501,42 @@ def write_csv(rows: list[dict[str, float]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def plot_transports(rows: list[dict[str, float]], path: Path) -> None:
-    """`--transports`: steady txs/s of each transport, and each one's CPU per committed tx,
+LABELS = {
+    "cometbft": "authchain, CometBFT's mempool",
+    "app": "authchain, the apps' pools",
+    "kvstore": "kvstore inside CometBFT",
+}
+
+
+def plot_comparison(
+    rows: list[dict[str, float]],
+    path: Path,
+    variants: Sequence[str],
+    rate_title: str,
+    anchor: str | None = None,
+) -> None:
+    """`--transports`, `--mempools`: steady txs/s of each variant (and of the `anchor`, the
+    kvstore inside CometBFT, where there is one), and each one's CPU per committed tx,
     CometBFT's and the app's stacked."""
     fig, (rate, cpu) = plt.subplots(1, 2, figsize=(9, 3.4))
     x = list(range(len(rows)))
-    width = 0.38
-    for i, transport in enumerate(TRANSPORTS):
-        offset = [p + (i - 0.5) * width for p in x]
-        rate.bar(offset, [r[f"{transport}_steady_tx_per_s"] for r in rows], width, label=transport)
-        comet = [r[f"{transport}_cometbft_cpu_ms_per_tx"] for r in rows]
-        app = [r[f"{transport}_app_cpu_ms_per_tx"] for r in rows]
-        cpu.bar(offset, comet, width, label=f"{transport}: CometBFT", color=f"C{i}")
-        cpu.bar(offset, app, width, bottom=comet, label=f"{transport}: app", color=f"C{i}",
-                alpha=0.45)  # fmt: skip
-    for ax, title in (
-        (rate, "committed txs/s, steady state (blocks <= 4 MiB)"),
-        (cpu, "CPU ms per committed tx, all processes"),
-    ):
+    bars = [*variants, *([anchor] if anchor else [])]
+    width = 0.8 / len(bars)
+    for i, variant in enumerate(bars):
+        offset = [p + (i - (len(bars) - 1) / 2) * width for p in x]
+        label = LABELS.get(variant, variant)
+        rate.bar(offset, [r[f"{variant}_steady_tx_per_s"] for r in rows], width, label=label,
+                 color=f"C{i}")  # fmt: skip
+        comet = [r[f"{variant}_cometbft_cpu_ms_per_tx"] for r in rows]
+        cpu.bar(offset, comet, width, label=f"{label}: CometBFT", color=f"C{i}")
+        if variant != anchor:  # the anchor's app runs inside CometBFT
+            app = [r[f"{variant}_app_cpu_ms_per_tx"] for r in rows]
+            cpu.bar(offset, app, width, bottom=comet, label=f"{label}: app", color=f"C{i}",
+                    alpha=0.45)  # fmt: skip
+    for ax, title in ((rate, rate_title), (cpu, "CPU ms per committed tx, all processes")):
         ax.set_xticks(x, [f"{int(r['validators'])} val." for r in rows])
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -447,7 +554,7 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
         ax.set_xticks(list(x), labels)
         ax.set_title(title, fontsize=9)
         if len(series) > 1:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left")
 
     bars(axes[0], [("blocks_per_s", "idle")], "blocks/s (floor 1/timeout_commit = 1)")
     bars(axes[1], [("commit_latency_median_s", "median")], "commit latency of a transfer (s)")

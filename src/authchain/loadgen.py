@@ -81,9 +81,11 @@ def replay(
     concurrency: int = 32,
     method: str = "broadcast_tx_sync",
     seconds: float = 0.0,
+    batch: int = 0,
 ) -> Replayed:
     """Send `txs` in order to CometBFT RPC endpoints `urls` (round robin), `concurrency`
-    calls in flight, with the Go replay client; stop sending after `seconds` (0: send all)."""
+    calls in flight, with the Go replay client; stop sending after `seconds` (0: send all).
+    With `batch`, `urls` are tx intakes (`POST /txs/batch`), each call carrying that many."""
     with tempfile.TemporaryDirectory(prefix="authchain-replay-") as tmp:
         path, results = Path(tmp) / "txs.bin", Path(tmp) / "results.jsonl"
         with path.open("wb") as fh:
@@ -92,6 +94,7 @@ def replay(
         command = [
             str(find_replay(repo)), "-in", str(path), "-concurrency", str(concurrency),
             "-method", method, "-seconds", str(seconds), "-results", str(results),
+            "-batch", str(batch),
         ]  # fmt: skip
         for url in urls:
             command += ["-url", url]

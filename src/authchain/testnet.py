@@ -7,6 +7,7 @@ CometBFT's default ports, and processes of its own:
                                         files from the other validators' services by hash,
                                         signing evidence requests with its validator key
     authchain abci 127.0.0.(i+1):26658  the application, its own RocksDB, metrics on :9898
+                                        (with mempool "app", its tx intake on :26659)
     cometbft       127.0.0.(i+1):26656 (p2p), :26657 (RPC), :26660 (Prometheus)
 
 and one gateway at 127.0.0.1:8081 (metrics :9899) reads and writes through CometBFT's RPC.
@@ -47,6 +48,8 @@ MEMPOOL_TXS = 5_000
 """CometBFT's mempool size (its default): every tx in it can execute and pays its fee
 (`next_nonce_only`), and the app's pool, a mirror of it, holds at least twice as many
 (`consensus.max_pool_txs`), so the app never refuses what CometBFT still has room for."""
+TXS_PORT = 26659
+"""Each app's tx intake, where it holds the pending txs (`Testnet.mempool = "app"`)."""
 MIN_FEE = 10
 """genesis.min_fee of a testnet: every tx pays at least this to the block's proposer, so a
 stranger who fills the mempool pays for every slot (each admitted tx executes: see above).
@@ -103,6 +106,11 @@ class Validator:
         return f"http://{self.host}:8080"
 
     @property
+    def txs_url(self) -> str:
+        """The app's tx intake, where it holds the pending txs (`Testnet.mempool = "app"`)."""
+        return f"http://{self.host}:{TXS_PORT}"
+
+    @property
     def config_path(self) -> Path:
         return self.root / "authchain.toml"
 
@@ -143,6 +151,10 @@ class Testnet:
     abci_transport: str = "socket"
     """How CometBFT reaches each app: "socket" or "grpc" (abci.transport; written once, by
     `init`)."""
+    mempool: str = "cometbft"
+    """Who holds the pending txs: "cometbft" (its mempool) or "app" (CometBFT's mempool off,
+    each app's own pool fed by its intake on :26659 and relayed to the others; the gateway
+    submits there). abci.mempool; written once, by `init`."""
     min_fee: int = MIN_FEE
     """genesis.min_fee (written once, by `init`)."""
     funded: dict[str, int] = field(default_factory=dict)
@@ -154,6 +166,10 @@ class Testnet:
     def __post_init__(self) -> None:
         if self.abci_transport not in ("socket", "grpc"):
             raise ValueError(f"abci_transport {self.abci_transport!r}: 'socket' or 'grpc'")
+        if self.mempool not in ("cometbft", "app"):
+            raise ValueError(f"mempool {self.mempool!r}: 'cometbft' or 'app'")
+        if self.mempool == "app" and (self.builtin_app or self.compose):
+            raise ValueError("mempool 'app' runs authchain's app on this machine only")
         if self.builtin_app and self.abci_transport != "socket":
             raise ValueError(f"builtin_app {self.builtin_app!r} runs over the ABCI socket only")
         head, _, last = self.first_ip.rpartition(".")
@@ -237,6 +253,8 @@ class Testnet:
         config["mempool"]["size"] = MEMPOOL_TXS
         config["mempool"]["max_txs_bytes"] = MEMPOOL_BYTES
         config["mempool"]["recheck"] = True  # a commit may make a pooled tx invalid: drop it
+        if self.mempool == "app":  # the apps hold, relay and propose the txs
+            config["mempool"]["type"] = "nop"
         path.write_text(tomli_w.dumps(config))
 
     def _authchain_config(self, node: Validator, keys: list[bytes]) -> dict[str, Any]:
@@ -258,7 +276,11 @@ class Testnet:
             "unavailable_wait_secs": self.unavailable_wait_secs,
             "mempool_size": MEMPOOL_TXS,  # what CometBFT's config says (`_comet_config`)
             "mempool_max_txs_bytes": MEMPOOL_BYTES,
+            "mempool": self.mempool,
         }
+        if self.mempool == "app":
+            config["abci"]["txs_listen_addr"] = f"{h}:{TXS_PORT}"
+            config["abci"]["mempool_peers"] = [n.txs_url for n in self.nodes if n is not node]
         config["genesis"]["validators"] = [
             {"scheme": "ed25519", "public_key": key.hex()} for key in keys
         ]
@@ -325,6 +347,9 @@ class Testnet:
                 "AUTHCHAIN_API_LISTEN_ADDR": f"127.0.0.1:{self.gateway_port}",
                 "AUTHCHAIN_API_METRICS_LISTEN_ADDR": f"127.0.0.1:{self.gateway_metrics_port}",
                 "AUTHCHAIN_API_COMET_RPC_URLS": json.dumps([n.rpc_url for n in self.nodes]),
+                "AUTHCHAIN_API_COMET_TXS_URLS": json.dumps(
+                    [n.txs_url for n in self.nodes] if self.mempool == "app" else []
+                ),
             },
         ).start()  # fmt: skip
         self.processes["gateway"] = gateway

@@ -95,3 +95,30 @@ def test_init_writes_a_grpc_network_that_cometbft_and_the_app_agree_on(tmp_path:
     )  # fmt: skip
     assert refused.exit_code == 2 and "--compose" in refused.output
     assert not (tmp_path / "y").exists()
+
+
+def test_init_writes_a_network_whose_apps_hold_the_pending_txs(tmp_path: Path) -> None:
+    """`--mempool app`: CometBFT's mempool is off, each app takes txs on its intake and relays
+    them to every other validator's. (`tests/e2e/test_app_mempool.py` runs such a network.)"""
+    result = runner.invoke(
+        app,
+        ["testnet", "--init-only", "--validators", "3", "--first-ip", "127.0.0.81",
+         "--dir", str(tmp_path), "--mempool", "app"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    intakes = [f"http://127.0.0.{81 + i}:26659" for i in range(3)]
+    for i in range(3):
+        chain = load_chain_config(tmp_path / f"node{i}" / "authchain.toml")
+        assert chain.abci.mempool == "app"
+        assert chain.abci.txs_listen_addr == f"127.0.0.{81 + i}:26659"
+        assert chain.abci.mempool_peers == intakes[:i] + intakes[i + 1 :]
+        comet = tomllib.loads(
+            (tmp_path / "cometbft" / f"node{i}" / "config" / "config.toml").read_text()
+        )
+        assert comet["mempool"]["type"] == "nop"
+    refused = runner.invoke(
+        app,
+        ["testnet", "--init-only", "--compose", "--dir", str(tmp_path / "y"), "--mempool", "app"],
+    )
+    assert refused.exit_code == 2 and "--compose" in refused.output
+    assert not (tmp_path / "y").exists()

@@ -47,7 +47,10 @@ def make_server(
     clock: FakeClock | None = None,
     accounts: tuple[tuple[AccountId, int], ...] | None = None,
     mempool: tuple[int, int] = (0, 0),
+    app_mempool: bool = False,
 ) -> AbciServer:
+    """`app_mempool`: the app holds the pending txs (`abci.mempool = "app"`), in a pool of its
+    own that it persists, as `authchain abci` runs it then."""
     genesis = dataclasses.replace(
         make_genesis(),
         chain_id=chain_id,
@@ -61,10 +64,10 @@ def make_server(
         genesis,
         ConsensusConfig(max_pool_txs=10, max_artefacts_per_block=4),
         ml,
-        persist_pool=False,
+        persist_pool=app_mempool,
         mempool=mempool,
     )
-    return AbciServer(app, unavailable_wait_secs=wait, clock=clock)
+    return AbciServer(app, unavailable_wait_secs=wait, clock=clock, app_mempool=app_mempool)
 
 
 async def call(server: AbciServer, **request: object) -> abci.Response:

@@ -437,3 +437,37 @@ async def test_the_grpc_handlers_answer_as_the_socket_server_does() -> None:
         await invoke("InitChain", abci.RequestInitChain(chain_id="someone-else"))
     [(code, details)] = context.aborted
     assert code == grpc.StatusCode.INTERNAL and "chain id" in details
+
+
+async def test_where_the_app_holds_the_txs_it_proposes_from_its_own_pool() -> None:
+    """`abci.mempool = "app"`: CometBFT's mempool is off (`type = "nop"`), so PrepareProposal
+    gets no txs and proposes the app's pool, admitted through `Application.admit` (the intake);
+    a tx CometBFT sends anyway is left out. Commit waits for a pool write in flight (a batch
+    admitted meanwhile) instead of failing, and removes what the block included, durably."""
+    server = make_server(app_mempool=True)
+    await init(server)
+    app = server.app
+    pooled = [register(1, 0), register(2, 1)]
+    assert await app.admit(pooled) == [codec.compute_tx_hash(tx) for tx in pooled]
+    stray = codec.encode(register(3, 2))  # CometBFT's mempool was left on by mistake
+    request = abci.RequestPrepareProposal(
+        txs=[stray], max_tx_bytes=1 << 20, height=1, proposer_address=ADDRESS
+    )
+    prepared = (await call(server, prepare_proposal=request)).prepare_proposal
+    assert list(prepared.txs) == [codec.encode(tx) for tx in pooled]
+    finalize = abci.RequestFinalizeBlock(txs=prepared.txs, height=1, proposer_address=ADDRESS)
+    finalized = (await call(server, finalize_block=finalize)).finalize_block
+    assert [r.code for r in finalized.tx_results] == [0, 0]
+
+    later = register(3, 2)
+    admitting = asyncio.create_task(app.admit([later]))  # its pool write runs in a thread
+    while app.pool._flush_task is None:
+        await asyncio.sleep(0)
+    committed = await call(server, commit=abci.RequestCommit())
+    assert committed.WhichOneof("value") == "commit"  # not an exception answer
+    assert await admitting == [codec.compute_tx_hash(later)]
+    assert [codec.compute_tx_hash(tx) for tx in app.pool.candidates()] == [
+        codec.compute_tx_hash(later)
+    ]
+    await app.pool.flush()
+    assert [h for h, _ in app.store.pool_txs()] == [codec.compute_tx_hash(later)]

@@ -184,3 +184,23 @@ def test_grpc_transport_refuses_blocks_its_client_cannot_read(tmp_path: Path) ->
             load_chain_config(path)
     with pytest.raises(ConfigError, match="transport"):
         load_chain_config(_write(tmp_path, "[abci]\ntransport = 'quic'\n"))
+
+
+def test_the_apps_mempool_settings_are_checked(tmp_path: Path) -> None:
+    config = load_chain_config(
+        _write(
+            tmp_path,
+            "[abci]\nmempool = 'app'\ntxs_listen_addr = '127.0.0.2:26659'\n"
+            "mempool_peers = ['http://127.0.0.3:26659/']\n",
+        )
+    )
+    assert config.abci.mempool == "app"
+    assert config.abci.mempool_peers == ["http://127.0.0.3:26659"]
+    assert load_chain_config(_write(tmp_path, "")).abci.mempool == "cometbft"
+    for bad, field in (
+        ("mempool = 'both'", "abci.mempool"),
+        ("mempool_peers = ['127.0.0.3:26659']", "abci.mempool_peers"),
+        ("txs_listen_addr = 'nowhere'", "abci.txs_listen_addr"),
+    ):
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            load_chain_config(_write(tmp_path, f"[abci]\n{bad}\n"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
@@ -10,9 +10,10 @@ import pytest
 from authchain.chain import codec, crypto
 from authchain.chain.config import ChainConfig
 from authchain.chain.consensus.engine import ConsensusEngine
-from authchain.chain.rpc import RpcContext, create_rpc_app
+from authchain.chain.errors import Rejected
+from authchain.chain.rpc import RELAYED_HEADER, Admit, RpcContext, create_intake_app, create_rpc_app
 from authchain.chain.schemas import TxStatus, encode_tx_hex, verify_tx_status_proof
-from authchain.chain.types import Transaction, TxTransfer
+from authchain.chain.types import Transaction, TxHash, TxTransfer
 from tests.support.chain import (
     CHAIN,
     OWNER,
@@ -199,3 +200,38 @@ async def test_bad_reads_are_clear_4xx(
 async def test_unknown_account_reads_as_empty(client: httpx.AsyncClient) -> None:
     account = (await client.get("/accounts/" + "ee" * 32)).json()
     assert account == {"account": "ee" * 32, "balance": 0, "nonce": 0, "next_nonce": 0}
+
+
+async def test_the_intake_admits_a_clients_batch_for_relay_and_a_peers_batch_without() -> None:
+    """An app that holds its pending txs under CometBFT serves the two submission routes
+    (`create_intake_app`): a client's txs go through the `admit` that relays them, a batch
+    another validator relayed (`RELAYED_HEADER`) through the one that does not; answers and
+    refusals are the embedded RPC's."""
+    engine = make_engine(FakeVerifier(), impersonation=False)
+    calls: list[str] = []
+
+    def admit_as(kind: str) -> Admit:
+        async def admit(txs: Sequence[Transaction]) -> list[TxHash | Rejected]:
+            calls.append(kind)
+            return await engine.submit_txs(txs)
+
+        return admit
+
+    app = create_intake_app(admit_as("client"), admit_as("relayed"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as c:
+        assert (await c.get("/health")).json() == {"status": "ok"}
+        accepted = await c.post("/txs", json={"tx": encode_tx_hex(register(0, 0))})
+        assert accepted.status_code == 202
+        assert accepted.json()["tx_hash"] == str(codec.compute_tx_hash(register(0, 0)))
+        relayed = await c.post(
+            "/txs/batch",
+            json={"txs": [encode_tx_hex(register(1, 1)), encode_tx_hex(register(0, 0))]},
+            headers={RELAYED_HEADER: "1"},
+        )
+        answers = relayed.json()["results"]
+        assert [a["status"] for a in answers] == ["accepted", "rejected"]
+        assert answers[1]["reason"] == "duplicate"
+        assert (await c.get("/status")).status_code == 404  # reads are CometBFT's RPC's
+    assert calls == ["client", "relayed"]
+    assert len(engine.pool) == 2

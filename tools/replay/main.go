@@ -6,6 +6,11 @@
 //	replay -in txs.bin -url http://127.0.0.1:26657 [-url ...] -concurrency 32 \
 //	       -method broadcast_tx_sync [-seconds 30] [-results out.jsonl]
 //
+// With -batch N it posts N txs per call, as {"txs": [hex, ...]}, to URL/txs/batch instead: an
+// authchain app's tx intake where the apps hold the pending txs (`abci.mempool = "app"`,
+// CometBFT's mempool off), or an embedded node's RPC. Code 0 is "accepted", 1 a refusal
+// (its reason in "log").
+//
 // txs.bin holds the transactions in sending order, each prefixed by its length as an unsigned
 // varint. Calls go out in that order, at most -concurrency at a time, spread over the URLs
 // round robin. The summary (one JSON object) goes to stdout; -results writes one line per tx
@@ -17,6 +22,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -82,6 +88,7 @@ func main() {
 	method := flag.String("method", "broadcast_tx_sync", "broadcast_tx_sync or broadcast_tx_async")
 	seconds := flag.Float64("seconds", 0, "stop sending after this long (0: send all)")
 	resultsPath := flag.String("results", "", "write one JSON line per tx sent here")
+	batch := flag.Int("batch", 0, "post this many txs per call to URL/txs/batch (0: JSON-RPC, one each)")
 	flag.Parse()
 	if *in == "" || len(targets) == 0 || *concurrency < 1 {
 		flag.Usage()
@@ -100,6 +107,11 @@ func main() {
 		},
 	}
 	results := make([]*result, len(txs))
+	per := 1
+	if *batch > 0 {
+		per = *batch
+	}
+	calls := (len(txs) + per - 1) / per
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	started := time.Now()
@@ -109,11 +121,17 @@ func main() {
 		go func() {
 			defer wg.Done()
 			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(txs) || (*seconds > 0 && time.Now().After(deadline)) {
+				c := int(next.Add(1) - 1)
+				if c >= calls || (*seconds > 0 && time.Now().After(deadline)) {
 					return
 				}
-				results[i] = call(client, targets[i%len(targets)], *method, i, txs[i])
+				url := targets[c%len(targets)]
+				if *batch > 0 {
+					first, last := c*per, min((c+1)*per, len(txs))
+					copy(results[first:last], post(client, url, first, txs[first:last]))
+				} else {
+					results[c] = call(client, url, *method, c, txs[c])
+				}
 			}
 		}()
 	}
@@ -184,4 +202,45 @@ func call(client *http.Client, url, method string, i int, tx []byte) *result {
 		return &result{I: i, Code: -1, Log: "no result"}
 	}
 	return &result{I: i, Code: answer.Result.Code, Log: answer.Result.Log}
+}
+
+type batchAnswer struct {
+	Results []struct {
+		Status string `json:"status"`
+		Reason string `json:"reason"`
+	} `json:"results"`
+}
+
+// post sends txs[first:] as one batch to url/txs/batch; one result per tx, in order.
+func post(client *http.Client, url string, first int, txs [][]byte) []*result {
+	hexes := make([]string, len(txs))
+	for k, tx := range txs {
+		hexes[k] = hex.EncodeToString(tx)
+	}
+	body, _ := json.Marshal(map[string]any{"txs": hexes})
+	failed := func(msg string) []*result {
+		out := make([]*result, len(txs))
+		for k := range txs {
+			out[k] = &result{I: first + k, Code: -1, Log: msg}
+		}
+		return out
+	}
+	resp, err := client.Post(url+"/txs/batch", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return failed(err.Error())
+	}
+	defer resp.Body.Close()
+	var answer batchAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || len(answer.Results) != len(txs) {
+		return failed(fmt.Sprintf("HTTP %d: not a batch answer", resp.StatusCode))
+	}
+	out := make([]*result, len(txs))
+	for k, r := range answer.Results {
+		if r.Status == "accepted" {
+			out[k] = &result{I: first + k, Code: 0}
+		} else {
+			out[k] = &result{I: first + k, Code: 1, Log: r.Reason}
+		}
+	}
+	return out
 }

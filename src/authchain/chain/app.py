@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from authchain.chain import codec, queries
+from authchain.chain import codec, crypto, queries
 from authchain.chain.claims import ClaimRecord, claim_record
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.pool import PoolPolicy, PoolReason, TxPool, TxRejection
@@ -275,6 +276,28 @@ class Application:
 
     # --- PrepareProposal --------------------------------------------------------------------
 
+    async def admit(self, txs: Sequence[Transaction]) -> list[TxHash | Rejected]:
+        """Admit a batch to a pool this node owns (the embedded driver's, or under CometBFT
+        with `abci.mempool = "app"`): signatures verified in worker threads (in parallel: the
+        signature code releases the GIL), then CheckTx for each in order, then one durable
+        pool write for all of them, shared with concurrent callers. Each tx's hash, or why it
+        was not admitted."""
+        if len(txs) > 1:
+            workers = min(len(txs), os.cpu_count() or 1)
+            parts = [txs[i::workers] for i in range(workers)]
+            chain_id = self.genesis.chain_id
+            await asyncio.gather(
+                *(asyncio.to_thread(crypto.preverify_txs, part, chain_id) for part in parts)
+            )
+        results: list[TxHash | Rejected] = []
+        for tx in txs:
+            try:
+                results.append(self.check_tx(tx, write=False))
+            except Rejected as exc:
+                results.append(exc)
+        await self.pool.flush()
+        return results
+
     async def prepare_proposal(
         self,
         candidates: Sequence[Transaction],
@@ -424,7 +447,10 @@ class Application:
 
     async def commit_async(self, extra: Commit | None = None) -> Finalized:
         """`commit` with the (synced, possibly large) RocksDB write in a worker thread, so the
-        event loop keeps answering; until it returns, readers see the state before the block."""
+        event loop keeps answering; until it returns, readers see the state before the block.
+        A pool write in flight (a batch admitted to a pool this node owns) finishes first: the
+        block's removal of a tx must not be overtaken by the write that adds it."""
+        await self.pool.writes_idle()
         pending, commit = self._prepare_commit(extra)
         await asyncio.to_thread(self.store.commit, commit)
         return self._apply_commit(pending)

@@ -10,7 +10,8 @@
     [rpc]       listen_addr
     [node]      key_file
     [abci]      listen_addr, transport, unavailable_wait_secs, include_unverified_claims,
-                mempool_size, mempool_max_txs_bytes (CometBFT mode)
+                mempool_size, mempool_max_txs_bytes, mempool, txs_listen_addr,
+                mempool_peers (CometBFT mode)
     [genesis]   timestamp_ms, min_fee, impersonation, [genesis.security] (the watermark floors),
                 [[genesis.validators]], [[genesis.accounts]]
 
@@ -178,6 +179,19 @@ class AbciConfig(_Section):
     CometBFT checks again after CheckTx answers and would drop it without telling its sender."""
     mempool_max_txs_bytes: int = Field(64 * 1024 * 1024, ge=1)
     """CometBFT's `[mempool] max_txs_bytes`, likewise."""
+    mempool: Literal["cometbft", "app"] = "cometbft"
+    """Who holds the pending txs. "cometbft": CometBFT's mempool (clients call its
+    `broadcast_tx_*`; CheckTx admits, and rechecks after each commit). "app": CometBFT runs
+    with `[mempool] type = "nop"` and the app's own pool holds them, durable as the embedded
+    node's: clients post to `txs_listen_addr`, each tx admitted there is relayed to
+    `mempool_peers`, and PrepareProposal proposes from the pool (README, "Where pending txs
+    live")."""
+    txs_listen_addr: ListenAddr = "127.0.0.1:26659"
+    """With mempool = "app": where the app takes txs (`POST /txs`, `POST /txs/batch`, as an
+    embedded node's RPC)."""
+    mempool_peers: list[str] = Field(default_factory=list, max_length=256)
+    """With mempool = "app": the other validators' `txs_listen_addr` URLs, to which each tx
+    this node admits from a client is relayed."""
 
     @field_validator("listen_addr")
     @classmethod
@@ -185,6 +199,14 @@ class AbciConfig(_Section):
         if not value.startswith(("tcp://", "unix://")):
             raise ValueError(f"expected tcp://HOST:PORT or unix:///PATH, got {value!r}")
         return value
+
+    @field_validator("mempool_peers")
+    @classmethod
+    def _peer_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"expected an http(s) URL, got {url!r}")
+        return [url.rstrip("/") for url in value]
 
 
 class NodeConfig(_Section):

@@ -25,6 +25,7 @@ they see a consistent tip.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -86,6 +87,22 @@ def get_context(request: Request) -> RpcContext:
 
 ContextDep = Annotated[RpcContext, Depends(get_context)]
 
+Admit = Callable[[Sequence[Transaction]], Awaitable[list[TxHash | Rejected]]]
+"""Admits a batch to this node's pool: each tx's hash, or why it was not admitted."""
+RELAYED_HEADER = "x-authchain-relayed"
+"""Set on a batch another validator relayed (`chain/abci/relay.py`): not relayed again."""
+
+
+def get_admit(request: Request) -> Admit:
+    """The app's `admit` for this request: a relayed batch's is the one that relays nothing."""
+    state = request.app.state
+    relayed = request.headers.get(RELAYED_HEADER) is not None
+    admit: Admit = state.admit_relayed if relayed else state.admit
+    return admit
+
+
+AdmitDep = Annotated[Admit, Depends(get_admit)]
+
 
 def decode_submitted_tx(hex_text: str) -> Transaction:
     """A submitted tx's canonical bytes, decoded; ApiError(422) naming what is wrong."""
@@ -107,6 +124,7 @@ MAX_LIST = 100
 """Most items one list request returns."""
 
 node_router = APIRouter(tags=["node"])
+submit_router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONSES)
 txs_router = APIRouter(prefix="/txs", tags=["transactions"], responses=ERROR_RESPONSES)
 blocks_router = APIRouter(prefix="/blocks", tags=["blocks"], responses=ERROR_RESPONSES)
 state_router = APIRouter(tags=["state"], responses=ERROR_RESPONSES)
@@ -140,19 +158,19 @@ async def status(ctx: ContextDep) -> NodeStatus:
     )
 
 
-@txs_router.post("", status_code=202)
-async def submit_tx(body: SubmitTx, ctx: ContextDep) -> SubmitTxAccepted:
+@submit_router.post("", status_code=202)
+async def submit_tx(body: SubmitTx, admit: AdmitDep) -> SubmitTxAccepted:
     """CheckTx a signed transaction; if it passes it is pooled (and persisted)."""
     tx = decode_submitted_tx(body.tx)
-    [result] = await ctx.engine.submit_txs([tx])
+    [result] = await admit([tx])
     if isinstance(result, Rejected):
         code = 503 if result.reason == PoolReason.POOL_FULL else 400
         raise ApiError(code, str(result.reason), result.detail, result.field)
     return SubmitTxAccepted(tx_hash=result)
 
 
-@txs_router.post("/batch")
-async def submit_txs(body: SubmitTxBatch, ctx: ContextDep) -> SubmitTxBatchResult:
+@submit_router.post("/batch")
+async def submit_txs(body: SubmitTxBatch, admit: AdmitDep) -> SubmitTxBatchResult:
     """CheckTx up to 500 signed transactions in one request: signatures are verified in
     parallel and the accepted ones share one durable write. Per-tx answers, in order."""
     items: list[SubmitTxBatchItem | None] = []
@@ -165,7 +183,7 @@ async def submit_txs(body: SubmitTxBatch, ctx: ContextDep) -> SubmitTxBatchResul
             field = batch_field(i, exc.field)
             items.append(SubmitTxBatchItem(status="rejected", reason=exc.reason,
                                            detail=exc.detail, field=field))  # fmt: skip
-    answers = iter(await ctx.engine.submit_txs(decoded))
+    answers = iter(await admit(decoded))
     results = []
     for item in items:
         if item is None:
@@ -330,12 +348,35 @@ def create_rpc_app(context: RpcContext) -> FastAPI:
         description="Submit transactions and read the chain of one authchain node.",
     )
     app.state.rpc = context
+    app.state.admit = app.state.admit_relayed = context.engine.submit_txs
     install_error_handlers(app)
-    for router in (node_router, txs_router, blocks_router, state_router):
+    for router in (node_router, submit_router, txs_router, blocks_router, state_router):
         app.include_router(router)
+    _limit_bodies(app)
+    return app
+
+
+def create_intake_app(admit: Admit, admit_relayed: Admit) -> FastAPI:
+    """The tx intake of an app that holds its own pool under CometBFT (`abci.mempool =
+    "app"`): the embedded RPC's two submission routes, and `/health`. `admit_relayed` takes
+    the batches other validators relay (`RELAYED_HEADER`)."""
+    app = FastAPI(
+        title="authchain tx intake",
+        version=__version__,
+        description="Submit transactions to a CometBFT validator whose application holds "
+        "the pending txs (CometBFT's mempool is off).",
+    )
+    app.state.admit, app.state.admit_relayed = admit, admit_relayed
+    install_error_handlers(app)
+    app.add_api_route("/health", health, methods=["GET"], tags=["node"])
+    app.include_router(submit_router)
+    _limit_bodies(app)
+    return app
+
+
+def _limit_bodies(app: FastAPI) -> None:
     app.add_middleware(
         BodyLimit,
         max_bytes=2 * MAX_TX_BYTES + 1024,
         path_limits={"/txs/batch": MAX_BATCH_BYTES},
     )
-    return app

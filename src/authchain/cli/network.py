@@ -280,6 +280,13 @@ class AbciTransport(StrEnum):
     GRPC = "grpc"
 
 
+class Mempool(StrEnum):
+    """`authchain testnet --mempool`."""
+
+    COMETBFT = "cometbft"
+    APP = "app"
+
+
 @app.command("testnet")
 def testnet(
     validators: int = typer.Option(4, "--validators", "-n", min=1, max=50, help="How many."),
@@ -310,6 +317,13 @@ def testnet(
         help="How CometBFT reaches each app. The socket is faster; gRPC caps blocks at 4 MiB "
         "(README, 'ABCI transports'). Read when DIR is first written.",
     ),
+    mempool: Mempool = typer.Option(
+        Mempool.COMETBFT,
+        "--mempool",
+        help="Who holds the pending txs: CometBFT's mempool, or each app's own pool (CometBFT's "
+        "mempool off; the gateway submits to the apps, which relay to each other; README, "
+        "'Where pending txs live'). Read when DIR is first written.",
+    ),
     init_only: bool = typer.Option(
         False, "--init-only", help="Write the CometBFT homes and chain configs, start nothing."
     ),
@@ -339,12 +353,18 @@ def testnet(
             "the chain's container image serves the ABCI socket only (it leaves grpcio out)",
             param_hint="'--abci-transport' with '--compose'",
         )
+    if compose and mempool is Mempool.APP:
+        raise typer.BadParameter(
+            "the compose file has no tx intakes for the gateway",
+            param_hint="'--mempool app' with '--compose'",
+        )
     with failing_on(ChainError, code=2):
         funded = {str(AccountId.from_hex(a, field="--fund")): FUNDED_BALANCE for a in fund}
     net = Testnet(
         directory, validators=validators, first_ip=first_ip, chain_id=chain_id,
         gateway_port=gateway_port, gateway_metrics_port=gateway_port + 1818, compose=compose,
         min_fee=min_fee, funded=funded, abci_transport=abci_transport.value,
+        mempool=mempool.value,
     )  # fmt: skip
     if init_only or compose:
         with failing_on(DevnetError, OSError, subprocess.CalledProcessError):

@@ -32,7 +32,11 @@ def create_app(settings: ApiSettings | None = None, node: NodeClient | None = No
     )
     app.state.settings = settings
     if node is None and settings.comet_rpc_urls:
-        node = CometNodeClient(settings.comet_rpc_urls, timeout_secs=settings.node_timeout_secs)
+        node = CometNodeClient(
+            settings.comet_rpc_urls,
+            timeout_secs=settings.node_timeout_secs,
+            txs_urls=settings.comet_txs_urls,
+        )
     app.state.node = node or HttpNodeClient(
         settings.node_urls, timeout_secs=settings.node_timeout_secs
     )

@@ -4,8 +4,10 @@ Each method answers with the same schema as an embedded node's RPC, from CometBF
 (JSON-RPC 2.0 over HTTP), so that standard CometBFT tooling sees exactly the chain the gateway
 shows:
 
-    submit_tx         broadcast_tx_sync (CheckTx's code and reason come back)
-    submit_txs        broadcast_tx_sync for each, 8 in flight
+    submit_tx         broadcast_tx_sync (CheckTx's code and reason come back), or where the
+                      apps hold the pending txs (`abci.mempool = "app"`), POST /txs to an
+                      app's intake (`txs_urls`, with failover)
+    submit_txs        broadcast_tx_sync for each, 8 in flight; or POST /txs/batch to an intake
     tx                abci_query /txs/{hash}; when committed, `block` for its bytes and
                       `tx?prove=true` for the inclusion proof against data_hash
     blocks            blockchain (block metas), newest first
@@ -59,7 +61,14 @@ from authchain.chain.schemas import (
     tx_to_json,
 )
 from authchain.chain.types import AccountId, Aid, Transaction, TxHash, get_signer
-from authchain.gateway.node_client import BlockRef, NodeUnavailable, NotFound, parse, rejection
+from authchain.gateway.node_client import (
+    BlockRef,
+    HttpNodeClient,
+    NodeUnavailable,
+    NotFound,
+    parse,
+    rejection,
+)
 from authchain.web import Failover
 
 log = logging.getLogger(__name__)
@@ -87,13 +96,23 @@ class CometNodeClient:
         urls: Sequence[str],
         *,
         timeout_secs: float,
+        txs_urls: Sequence[str] = (),
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.failover = Failover(urls, "CometNodeClient")
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_secs), transport=transport)
+        self._intake = (
+            HttpNodeClient(txs_urls, timeout_secs=timeout_secs, transport=transport)
+            if txs_urls
+            else None
+        )
+        """The apps' tx intakes, where txs go when the apps hold them (`abci.mempool =
+        "app"`: CometBFT's mempool is off and refuses `broadcast_tx_*`)."""
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._intake is not None:
+            await self._intake.aclose()
 
     # --- CometBFT's JSON-RPC, and the application's ABCI queries ---------------------------
 
@@ -155,6 +174,8 @@ class CometNodeClient:
         return await self._read(ClaimList, query.path())
 
     async def submit_tx(self, body: SubmitTx) -> SubmitTxAccepted:
+        if self._intake is not None:
+            return await self._intake.submit_tx(body)
         raw = bytes.fromhex(body.tx.lower().removeprefix("0x"))
         try:
             tx: Transaction = codec.decode(raw, Transaction)
@@ -180,7 +201,9 @@ class CometNodeClient:
         """CometBFT takes txs one at a time: `broadcast_tx_sync` each, 8 in flight, but each
         sender's in the batch's order, one after the other (its apps admit only a sender's
         next nonce: `nonce_gap`); the same per-tx answers, in order, as the node's
-        `POST /txs/batch`."""
+        `POST /txs/batch`. Where the apps hold the txs, the batch goes to an intake whole."""
+        if self._intake is not None:
+            return await self._intake.submit_txs(body)
         gate = asyncio.Semaphore(BATCH_CONCURRENCY)
         results: list[SubmitTxBatchItem | None] = [None] * len(body.txs)
         by_sender: dict[bytes, list[int]] = {}

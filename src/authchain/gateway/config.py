@@ -27,11 +27,15 @@ class ApiSettings(TomlSettings):
     comet_rpc_urls: list[str] = Field(default_factory=list)
     """CometBFT RPC URLs (a multi-validator network): when set, the gateway reads and writes
     the chain through CometBFT instead of `node_urls`."""
+    comet_txs_urls: list[str] = Field(default_factory=list)
+    """With `comet_rpc_urls`, where the validators' apps hold the pending txs (their
+    `abci.mempool = "app"`, CometBFT's mempool off): their tx intakes (`abci.txs_listen_addr`),
+    tried in order, to which the gateway submits instead of CometBFT's `broadcast_tx_sync`."""
     node_timeout_secs: float = Field(10.0, gt=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     """Largest accepted request body (413 above it)."""
 
-    @field_validator("node_urls", "comet_rpc_urls")
+    @field_validator("node_urls", "comet_rpc_urls", "comet_txs_urls")
     @classmethod
     def _http_urls(cls, value: list[str]) -> list[str]:
         for url in value:

@@ -8,7 +8,9 @@ connection waits on the ML service.
 
 What each call does is `Application`'s business; this module only translates:
 - CheckTx: code 0, or a non-zero code with `{"reason","detail","field"}` JSON in `log`.
-- PrepareProposal: the application's selection (V_auth has run; failures are dropped).
+- PrepareProposal: the application's selection (V_auth has run; failures are dropped), from
+  CometBFT's mempool, or with `abci.mempool = "app"` from the app's own pool (CometBFT's
+  mempool is off: `[mempool] type = "nop"`).
 - ProcessProposal: ACCEPT, or REJECT for a definite failure. When V_auth cannot answer (ML
   service down, files not fetched yet) the validator waits, retrying, up to
   `unavailable_wait_secs`; then it votes REJECT for this round only. Nothing is recorded
@@ -106,9 +108,13 @@ class AbciServer:
         app: Application,
         *,
         unavailable_wait_secs: float = 20.0,
+        app_mempool: bool = False,
         clock: Clock | None = None,
     ) -> None:
         self.app = app
+        self.app_mempool = app_mempool
+        """The app's pool holds the pending txs (`abci.mempool = "app"`): PrepareProposal
+        proposes from it, and CometBFT's txs (none: its mempool is off) come first."""
         self.unavailable_wait_secs = unavailable_wait_secs
         self.clock: Clock = clock or SystemClock()
         self._accounts = validator_accounts(app.genesis)
@@ -297,6 +303,14 @@ class AbciServer:
             raw_of[id(tx)] = raw
             decoded.append(tx)
         candidates = proposal_order((tx, i) for i, tx in enumerate(decoded))  # mempool order
+        if self.app_mempool:
+            if request.txs:
+                log.warning(
+                    "CometBFT proposed %d txs from its mempool, but abci.mempool = 'app': "
+                    'they are left out (set [mempool] type = "nop" in its config.toml)',
+                    len(request.txs),
+                )
+            candidates = self.app.pool.candidates()
         limits = ProposalLimits(
             max_txs=self.app.config.max_block_txs,
             max_bytes=min(request.max_tx_bytes, self.app.config.max_block_size_bytes),
@@ -306,7 +320,8 @@ class AbciServer:
         proposal = await self.app.prepare_proposal(candidates, request.height, proposer, limits)
         if proposal.dropped:
             log.info("proposal %d: dropped %d txs", request.height, len(proposal.dropped))
-        return abci.ResponsePrepareProposal(txs=[raw_of[id(tx)] for tx in proposal.txs])
+        txs = [raw_of.get(id(tx)) or codec.encode(tx) for tx in proposal.txs]
+        return abci.ResponsePrepareProposal(txs=txs)
 
     async def process_proposal(
         self, request: abci.RequestProcessProposal

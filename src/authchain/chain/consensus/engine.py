@@ -21,10 +21,8 @@ behind `MlValidity`, which is why proposal and import are coroutines.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,25 +148,8 @@ class ConsensusEngine:
         return self.app.check_tx(tx)
 
     async def submit_txs(self, txs: Sequence[Transaction]) -> list[TxHash | Rejected]:
-        """Admit a batch: signatures verified in worker threads (in parallel: the signature
-        code releases the GIL), then CheckTx for each in order, then one durable pool write
-        for all of them, shared with concurrent callers. Each tx's hash, or why it was not
-        admitted."""
-        chain_id = self.genesis.chain_id
-        if len(txs) > 1:
-            workers = min(len(txs), os.cpu_count() or 1)
-            parts = [txs[i::workers] for i in range(workers)]
-            await asyncio.gather(
-                *(asyncio.to_thread(crypto.preverify_txs, part, chain_id) for part in parts)
-            )
-        results: list[TxHash | Rejected] = []
-        for tx in txs:
-            try:
-                results.append(self.app.check_tx(tx, write=False))
-            except Rejected as exc:
-                results.append(exc)
-        await self.app.pool.flush()
-        return results
+        """Admit a batch (`Application.admit`): each tx's hash, or why it was not admitted."""
+        return await self.app.admit(txs)
 
     # --- PrepareProposal --------------------------------------------------------------------
 
