@@ -554,7 +554,7 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
         ax.set_xticks(list(x), labels)
         ax.set_title(title, fontsize=9)
         if len(series) > 1:
-            ax.legend(fontsize=7, loc="upper left")
+            ax.legend(fontsize=7)
 
     bars(axes[0], [("blocks_per_s", "idle")], "blocks/s (floor 1/timeout_commit = 1)")
     bars(axes[1], [("commit_latency_median_s", "median")], "commit latency of a transfer (s)")
