@@ -4,6 +4,8 @@ a flood) of a CometBFT testnet, for 1 and 4 validators.
     .venv/bin/python benchmarks/cometbft.py                       # 1 and 4 validators
     .venv/bin/python benchmarks/cometbft.py --validators 4 --quick
     .venv/bin/python benchmarks/cometbft.py --transports          # ABCI socket against gRPC
+    .venv/bin/python benchmarks/cometbft.py --mempools            # CometBFT's mempool against
+                                                                  # the apps' own pools
 
 Each network is a real `authchain testnet` (cometbft, app and ML service per validator, on
 127.0.0.x) with timeout_commit 1 s and the testnet's mempool settings. Measured per network,
@@ -26,6 +28,11 @@ each against a floor or a peer from the same run:
 The app's block limits are raised (max_block_txs, max_block_size_bytes) so that CometBFT's
 block size binds both applications alike. Writes CSV and a PNG to --out. Nothing is asserted:
 this is a measurement, not a test.
+
+`--mempools` measures only authchain with CometBFT's mempool (32 broadcast_tx_sync calls in
+flight) and with the apps holding the pending txs (`mempool = "app"`: batches of 250 posted to
+the apps' intakes, 4 calls in flight), against the in-process kvstore at its better load;
+mempool.csv and mempool.png.
 
 `--transports` measures only authchain over the ABCI socket against authchain over gRPC
 (`abci.transport`): a fresh network of each, blocks of at most 4 MiB for both (what CometBFT's
@@ -533,10 +540,12 @@ def plot_comparison(
             app = [r[f"{variant}_app_cpu_ms_per_tx"] for r in rows]
             cpu.bar(offset, app, width, bottom=comet, label=f"{label}: app", color=f"C{i}",
                     alpha=0.45)  # fmt: skip
-    for ax, title in ((rate, rate_title), (cpu, "CPU ms per committed tx, all processes")):
+    cpu_title = "CPU ms per committed tx, all processes"
+    for ax, title, corner in ((rate, rate_title, "upper right"), (cpu, cpu_title, "upper left")):
         ax.set_xticks(x, [f"{int(r['validators'])} val." for r in rows])
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set_ylim(top=1.5 * ax.get_ylim()[1])  # room for the legend above the bars
+        ax.legend(fontsize=7, loc=corner)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
