@@ -204,6 +204,31 @@ def kvstore_rate(n: int, root: Path, count: int, app: str) -> dict[int, dict[str
         net.stop()
 
 
+def authchain_net(
+    root: Path,
+    n: int,
+    first_ip: str,
+    senders: Sequence[crypto.KeyPair],
+    *,
+    block_txs: int,
+    block_bytes: int,
+    **options: str,
+) -> Testnet:
+    """`n` authchain validators for a throughput run, `senders` funded, the app's block limits
+    raised to `block_txs` and `block_bytes` (so that CometBFT's block size, or that cap, binds
+    alike for every variant); `options` are Testnet's (the transport, the mempool)."""
+    return Testnet(
+        root, validators=n, first_ip=first_ip, repo=REPO, gateway_port=free_port(),
+        gateway_metrics_port=free_port(), timeout_commit=f"{COMMIT_SECS:g}s",
+        funded={str(k.account): 10**9 for k in senders},
+        app_env={
+            "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(block_txs),
+            "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(block_bytes),
+        },
+        **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 GRPC_BLOCK_BYTES = GRPC_MAX_ANSWER_BYTES
 """The block cap of the transport comparison, for both transports: the largest a gRPC app
 may propose (CometBFT's gRPC client reads answers of at most 4 MiB)."""
@@ -219,15 +244,9 @@ def transport_rates(n: int, root: Path, count: int) -> dict[str, float]:
     for i, transport in enumerate(TRANSPORTS):
         senders = [crypto.KeyPair.generate(SigScheme.ML_DSA_65) for _ in range(count // 25)]
         sink = senders[0].account
-        net = Testnet(
-            root / f"{transport}{n}", validators=n, first_ip=f"127.0.{60 + 10 * i + n}.1",
-            repo=REPO, gateway_port=free_port(), gateway_metrics_port=free_port(),
-            timeout_commit=f"{COMMIT_SECS:g}s", abci_transport=transport,
-            funded={str(k.account): 10**9 for k in senders},
-            app_env={
-                "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(count),
-                "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(GRPC_BLOCK_BYTES),
-            },
+        net = authchain_net(
+            root / f"{transport}{n}", n, f"127.0.{60 + 10 * i + n}.1", senders,
+            block_txs=count, block_bytes=GRPC_BLOCK_BYTES, abci_transport=transport,
         )  # fmt: skip
         txs = transfers(senders, 25, sink)
         print(f"  authchain over {transport}, {len(txs)} txs ...", flush=True)
@@ -416,15 +435,9 @@ def mempool_rates(n: int, root: Path, count: int) -> dict[str, float]:
             for _ in range(count // PER_SENDER // 4 * 4)
         ]
         sink = crypto.KeyPair.generate(SigScheme.ED25519).account
-        net = Testnet(
-            root / f"{mempool}{n}", validators=n, first_ip=f"127.0.{80 + 10 * i + n}.1",
-            repo=REPO, gateway_port=free_port(), gateway_metrics_port=free_port(),
-            timeout_commit=f"{COMMIT_SECS:g}s", mempool=mempool,
-            funded={str(k.account): 10**9 for k in senders},
-            app_env={
-                "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(10 * count),
-                "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(64 * 1024 * 1024),
-            },
+        net = authchain_net(
+            root / f"{mempool}{n}", n, f"127.0.{80 + 10 * i + n}.1", senders,
+            block_txs=10 * count, block_bytes=64 * 1024 * 1024, mempool=mempool,
         )  # fmt: skip
         txs = transfers(senders, PER_SENDER, sink)
         net.start()

@@ -114,6 +114,15 @@ def test_a_tx_sent_to_one_validator_is_proposed_by_the_other(net: Testnet) -> No
         proposers.add(block["header"]["proposer_address"])
     validator0 = net.rpc(0, "status")["validator_info"]["address"]
     assert validator0 in proposers
+    exported = httpx.get(f"http://{net.nodes[1].host}:9898/metrics", timeout=10).text
+    relayed = [
+        line
+        for line in exported.splitlines()
+        if line.startswith("txpool_txs_relayed_total")
+        and f'peer="{net.nodes[0].txs_url}"' in line
+        and 'result="sent"' in line
+    ]
+    assert relayed and float(relayed[0].split()[-1]) >= len(raws), relayed
     assert_same_chain(net, [0, 1])
 
 

@@ -20,19 +20,13 @@ from collections.abc import Iterator
 import pytest
 
 from authchain import loadgen
-from authchain.chain import codec, crypto
-from authchain.chain.types import SigScheme, TxTransfer
+from authchain.chain import codec
+from authchain.chain.types import TxTransfer
 from authchain.devnet import free_port
 from authchain.testnet import MEMPOOL_TXS, MIN_FEE, Testnet
-from tests.e2e.test_flood import BLOCK_TXS, MAX_BLOCK_GAP_SECS
+from tests.e2e.test_flood import BLOCK_TXS, MAX_BLOCK_GAP_SECS, SINK, STRANGERS, VICTIM, signed
 from tests.support.devnet import REPO
 
-STRANGERS = [
-    crypto.KeyPair.from_seed(SigScheme.ED25519, (i + 5_000).to_bytes(4, "big") * 8)
-    for i in range(1_600)
-]
-VICTIM = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x79" * 32)
-SINK = crypto.KeyPair.from_seed(SigScheme.ED25519, b"\x7a" * 32).account
 POOL_TXS = 2 * MEMPOOL_TXS
 """The app's pool as `authchain testnet` writes it (`consensus.max_pool_txs`)."""
 
@@ -49,11 +43,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
     yield testnet
     codes = testnet.stop()
     assert set(codes.values()) == {0}, codes
-
-
-def signed(key: crypto.KeyPair, nonce: int, fee: int = MIN_FEE) -> bytes:
-    tx = TxTransfer(key.account, SINK, 1, fee, nonce)
-    return codec.encode(crypto.sign_tx(tx, key, "authchain-testnet"))
 
 
 def post(net: Testnet, txs: list[bytes], calls: int = 4) -> list[loadgen.Sent]:

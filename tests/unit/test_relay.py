@@ -11,6 +11,7 @@ import json
 import httpx
 
 from authchain.chain.abci.relay import Relay
+from authchain.chain.metrics.prometheus import ChainMetrics
 from authchain.chain.rpc import RELAYED_HEADER
 from authchain.chain.schemas import MAX_BATCH_BYTES, MAX_BATCH_TXS
 
@@ -76,9 +77,23 @@ async def test_a_full_queue_is_counted_not_grown() -> None:
 async def test_a_dead_peer_costs_its_own_txs_only() -> None:
     dead = PEERS[0]
     peers = Peers(dead=frozenset({dead}))
-    relay = Relay(PEERS, retry_secs=0.0, transport=httpx.MockTransport(peers))
+    metrics = ChainMetrics()
+    relay = Relay(PEERS, retry_secs=0.0, metrics=metrics, transport=httpx.MockTransport(peers))
     txs = [bytes([i]) * 100 for i in range(50)]
     await relay_all(relay, txs, 2 * len(txs))
     assert [tx for batch in peers.batches[PEERS[1]] for tx in batch] == txs
     assert relay.sent == {dead: 0, PEERS[1]: len(txs)}
     assert relay.dropped == {dead: len(txs), PEERS[1]: 0}
+    counted = {
+        (peer, result): metrics.registry.get_sample_value(
+            "txpool_txs_relayed_total", {"peer": peer, "result": result}
+        )
+        for peer in PEERS
+        for result in ("sent", "dropped")
+    }
+    assert counted == {
+        (dead, "sent"): None,  # never sent: no series
+        (dead, "dropped"): len(txs),
+        (PEERS[1], "sent"): len(txs),
+        (PEERS[1], "dropped"): None,
+    }

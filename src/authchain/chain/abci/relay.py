@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from authchain.chain.metrics.prometheus import ChainMetrics
 from authchain.chain.rpc import RELAYED_HEADER
 from authchain.chain.schemas import MAX_BATCH_BYTES, MAX_BATCH_TXS
 
@@ -37,9 +38,12 @@ class Relay:
         max_queued: int = 20_000,
         timeout_secs: float = 10.0,
         retry_secs: float = 1.0,
+        metrics: ChainMetrics | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.peers = list(peers)
+        self.metrics = metrics
+        """`txpool_txs_relayed{peer, result}` counts what `sent` and `dropped` count."""
         self._queues: dict[str, asyncio.Queue[bytes]] = {
             url: asyncio.Queue(maxsize=max_queued) for url in self.peers
         }
@@ -57,7 +61,7 @@ class Relay:
                 try:
                     queue.put_nowait(raw)
                 except asyncio.QueueFull:
-                    self.dropped[url] += 1
+                    self._count(url, "dropped", 1)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Post to every peer until `stop` is set; then close the client."""
@@ -97,13 +101,18 @@ class Relay:
             response = None
             problem = type(exc).__name__
         if response is not None and response.is_success:
-            self.sent[url] += len(batch)
+            self._count(url, "sent", len(batch))
             return
         if response is not None:
             problem = f"HTTP {response.status_code}"
-        self.dropped[url] += len(batch)
+        self._count(url, "dropped", len(batch))
         log.warning("relay to %s: %d txs not taken (%s)", url, len(batch), problem)
         await asyncio.sleep(self.retry_secs)
+
+    def _count(self, url: str, result: str, n: int) -> None:
+        (self.sent if result == "sent" else self.dropped)[url] += n
+        if self.metrics:
+            self.metrics.txs_relayed.labels(peer=url, result=result).inc(n)
 
 
 def _body_bytes(raw: bytes) -> int:

@@ -63,7 +63,7 @@ async def run_abci(config: ChainConfig) -> None:
         tasks = [asyncio.create_task(serving)]
         servers = []
         if app_mempool:
-            relay = Relay(config.abci.mempool_peers)
+            relay = Relay(config.abci.mempool_peers, metrics=parts.metrics)
             intake = make_server(create_intake_app(_relaying(app, relay), app.admit))
             servers.append(intake)
             sock = bind(config.abci.txs_listen_addr)

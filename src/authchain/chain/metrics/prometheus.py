@@ -84,6 +84,13 @@ class ChainMetrics:
             ["reason"],
             registry=r,
         )
+        self.txs_relayed = Counter(
+            "txpool_txs_relayed",
+            "Txs relayed to another validator's intake (abci.mempool = app), by peer and "
+            "result (sent / dropped)",
+            ["peer", "result"],
+            registry=r,
+        )
         self.verifier_calls = Counter(
             "ml_verifier_calls",
             "Calls to the ML verifier, by result (ok / failed / unavailable)",
