@@ -274,8 +274,6 @@ class Application:
         self._update_gauges()
         return tx_hash
 
-    # --- PrepareProposal --------------------------------------------------------------------
-
     async def admit(self, txs: Sequence[Transaction]) -> list[TxHash | Rejected]:
         """Admit a batch to a pool this node owns (the embedded driver's, or under CometBFT
         with `abci.mempool = "app"`): signatures verified in worker threads (in parallel: the
@@ -297,6 +295,8 @@ class Application:
                 results.append(exc)
         await self.pool.flush()
         return results
+
+    # --- PrepareProposal --------------------------------------------------------------------
 
     async def prepare_proposal(
         self,

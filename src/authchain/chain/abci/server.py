@@ -114,7 +114,7 @@ class AbciServer:
         self.app = app
         self.app_mempool = app_mempool
         """The app's pool holds the pending txs (`abci.mempool = "app"`): PrepareProposal
-        proposes from it, and CometBFT's txs (none: its mempool is off) come first."""
+        proposes from it alone (CometBFT's mempool is off, so it sends none)."""
         self.unavailable_wait_secs = unavailable_wait_secs
         self.clock: Clock = clock or SystemClock()
         self._accounts = validator_accounts(app.genesis)
