@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BeforeValidator, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -42,6 +42,16 @@ def check_listen_addr(value: str) -> str:
 
 
 ListenAddr = Annotated[str, BeforeValidator(check_listen_addr)]
+
+
+def check_http_url(value: str) -> str:
+    """An http(s) URL, without a trailing slash (paths are appended to it)."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 
 
 class TomlSettings(BaseSettings):

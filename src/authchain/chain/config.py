@@ -41,6 +41,7 @@ from authchain.chain import codec
 from authchain.chain.types import AccountId, SigScheme
 from authchain.settings import (
     ENV_NESTED,
+    HttpUrl,
     ListenAddr,
     TomlSettings,
     load_settings,
@@ -189,7 +190,7 @@ class AbciConfig(_Section):
     txs_listen_addr: ListenAddr = "127.0.0.1:26659"
     """With mempool = "app": where the app takes txs (`POST /txs`, `POST /txs/batch`, as an
     embedded node's RPC)."""
-    mempool_peers: list[str] = Field(default_factory=list, max_length=256)
+    mempool_peers: list[HttpUrl] = Field(default_factory=list, max_length=256)
     """With mempool = "app": the other validators' `txs_listen_addr` URLs, to which each tx
     this node admits from a client is relayed."""
 
@@ -199,14 +200,6 @@ class AbciConfig(_Section):
         if not value.startswith(("tcp://", "unix://")):
             raise ValueError(f"expected tcp://HOST:PORT or unix:///PATH, got {value!r}")
         return value
-
-    @field_validator("mempool_peers")
-    @classmethod
-    def _peer_urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"expected an http(s) URL, got {url!r}")
-        return [url.rstrip("/") for url in value]
 
 
 class NodeConfig(_Section):

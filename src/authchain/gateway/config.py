@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from authchain.settings import ListenAddr, TomlSettings, load_settings
+from authchain.settings import HttpUrl, ListenAddr, TomlSettings, load_settings
 
 DEFAULT_CONFIG = Path("configs/api.toml")
 
@@ -22,26 +22,20 @@ class ApiSettings(TomlSettings):
 
     listen_addr: ListenAddr = "127.0.0.1:8081"
     metrics_listen_addr: ListenAddr = "127.0.0.1:9899"
-    node_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:26657"], min_length=1)
+    node_urls: list[HttpUrl] = Field(
+        default_factory=lambda: ["http://127.0.0.1:26657"], min_length=1
+    )
     """Node RPC URLs, tried in order (failover)."""
-    comet_rpc_urls: list[str] = Field(default_factory=list)
+    comet_rpc_urls: list[HttpUrl] = Field(default_factory=list)
     """CometBFT RPC URLs (a multi-validator network): when set, the gateway reads and writes
     the chain through CometBFT instead of `node_urls`."""
-    comet_txs_urls: list[str] = Field(default_factory=list)
+    comet_txs_urls: list[HttpUrl] = Field(default_factory=list)
     """With `comet_rpc_urls`, where the validators' apps hold the pending txs (their
     `abci.mempool = "app"`, CometBFT's mempool off): their tx intakes (`abci.txs_listen_addr`),
     tried in order, to which the gateway submits instead of CometBFT's `broadcast_tx_sync`."""
     node_timeout_secs: float = Field(10.0, gt=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     """Largest accepted request body (413 above it)."""
-
-    @field_validator("node_urls", "comet_rpc_urls", "comet_txs_urls")
-    @classmethod
-    def _http_urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"expected an http(s) URL, got {url!r}")
-        return [url.rstrip("/") for url in value]
 
 
 def load_api_settings(path: Path | None = None) -> ApiSettings:

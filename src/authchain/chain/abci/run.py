@@ -64,7 +64,8 @@ async def run_abci(config: ChainConfig) -> None:
         servers = []
         if app_mempool:
             relay = Relay(config.abci.mempool_peers, metrics=parts.metrics)
-            intake = make_server(create_intake_app(_relaying(app, relay), app.admit))
+            admit = _relaying(app, relay) if relay.peers else app.admit
+            intake = make_server(create_intake_app(admit, app.admit))
             servers.append(intake)
             sock = bind(config.abci.txs_listen_addr)
             tasks += [

@@ -294,15 +294,6 @@ class AbciServer:
         self, request: abci.RequestPrepareProposal
     ) -> abci.ResponsePrepareProposal:
         raw_of: dict[int, bytes] = {}
-        decoded: list[Transaction] = []
-        for raw in request.txs:
-            try:
-                tx = self.app.decode_tx(raw)
-            except Rejected:
-                continue
-            raw_of[id(tx)] = raw
-            decoded.append(tx)
-        candidates = proposal_order((tx, i) for i, tx in enumerate(decoded))  # mempool order
         if self.app_mempool:
             if request.txs:
                 log.warning(
@@ -311,6 +302,16 @@ class AbciServer:
                     len(request.txs),
                 )
             candidates = self.app.pool.candidates()
+        else:
+            decoded: list[Transaction] = []
+            for raw in request.txs:
+                try:
+                    tx = self.app.decode_tx(raw)
+                except Rejected:
+                    continue
+                raw_of[id(tx)] = raw
+                decoded.append(tx)
+            candidates = proposal_order((tx, i) for i, tx in enumerate(decoded))  # mempool order
         limits = ProposalLimits(
             max_txs=self.app.config.max_block_txs,
             max_bytes=min(request.max_tx_bytes, self.app.config.max_block_size_bytes),
