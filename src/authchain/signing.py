@@ -8,6 +8,8 @@ transactions (`chain/crypto.py` wraps these with its `SigScheme` and account ids
 
 from __future__ import annotations
 
+import functools
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
@@ -53,10 +55,21 @@ def verify(scheme: str, key: bytes, message: bytes, signature: bytes) -> None:
         raise BadSignature(f"{scheme} signature must be {SIGNATURE_LEN[scheme]} bytes")
     try:
         if scheme == "ml-dsa-65":
-            mldsa.MLDSA65PublicKey.from_public_bytes(key).verify(signature, message)
+            _mldsa_public_key(key).verify(signature, message)
         else:
             ed25519.Ed25519PublicKey.from_public_bytes(key).verify(signature, message)
     except InvalidSignature as exc:
         raise BadSignature("signature does not verify") from exc
     except ValueError as exc:  # malformed key bytes
         raise BadSignature(f"malformed {scheme} public key: {exc}") from exc
+
+
+PUBLIC_KEY_CACHE_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=PUBLIC_KEY_CACHE_SIZE)
+def _mldsa_public_key(key: bytes) -> mldsa.MLDSA65PublicKey:
+    """The ML-DSA-65 public key of these bytes, loaded once for many signatures (a sender's
+    txs come in runs): loading one costs about a twentieth of a verification. A malformed
+    key raises and is not cached."""
+    return mldsa.MLDSA65PublicKey.from_public_bytes(key)

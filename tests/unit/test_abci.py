@@ -18,6 +18,7 @@ import pytest
 
 from authchain.chain import app as app_module
 from authchain.chain import codec, crypto, queries
+from authchain.chain import state as state_module
 from authchain.chain.abci import grpc_server
 from authchain.chain.abci.proto import abci
 from authchain.chain.abci.server import RETRY_SECS, frame, read_message
@@ -255,6 +256,78 @@ async def test_finalize_takes_the_run_of_the_proposal_it_accepted(
         assert finalized.app_hash == expected.app_hash
         seen.discard()
         fresh.discard()
+
+
+async def test_the_proposer_judges_its_own_proposal_of_transfers_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PrepareProposal runs the pipeline on what it packs; when that run is of exactly the
+    proposal's txs and they hold no claims, the proposer's ProcessProposal and FinalizeBlock of
+    the same bytes take it (and the txs already decoded) instead of judging them again. Another
+    validator judges the block once and executes it without decoding it again; both reach the
+    same app hash. A proposal with a claim is judged again: V_auth must answer for it."""
+    judged: list[Transaction] = []
+    process_tx = state_module.process_tx
+
+    def counting(view: Any, tx: Transaction, *args: Any) -> None:
+        judged.append(tx)
+        process_tx(view, tx, *args)
+
+    monkeypatch.setattr(pipeline, "process_tx", counting)
+    proposer, other = make_server(app_mempool=True), make_server()
+    decoded: list[bytes] = []
+    for server in (proposer, other):
+        await init(server)
+        decode_tx = server.app.decode_tx
+
+        def counting_decode(raw: bytes, decode_tx: Any = decode_tx) -> Any:
+            decoded.append(raw)
+            return decode_tx(raw)
+
+        monkeypatch.setattr(server.app, "decode_tx", counting_decode)
+
+    def pay(nonce: int) -> TxTransfer:
+        return crypto.sign_tx(
+            TxTransfer(OWNER.account, VALIDATOR.account, 5, 0, nonce), OWNER, CHAIN
+        )
+
+    async def phases(server: Any, height: int, txs: list[bytes]) -> list[tuple[int, int]]:
+        """(txs judged, txs decoded) in ProcessProposal and in FinalizeBlock."""
+        counts = []
+        for phase in ("process_proposal", "finalize_block"):
+            judged.clear()
+            decoded.clear()
+            kind = (
+                abci.RequestProcessProposal
+                if phase == "process_proposal"
+                else abci.RequestFinalizeBlock
+            )
+            response = await call(
+                server, **{phase: kind(txs=txs, height=height, proposer_address=ADDRESS)}
+            )
+            if phase == "process_proposal":
+                assert response.process_proposal.status == abci.ResponseProcessProposal.ACCEPT
+            counts.append((len(judged), len(decoded)))
+        return counts
+
+    transfers = [pay(n) for n in range(3)]
+    await proposer.app.admit(transfers)
+    request = abci.RequestPrepareProposal(max_tx_bytes=1 << 20, height=1, proposer_address=ADDRESS)
+    judged.clear()
+    block = list((await call(proposer, prepare_proposal=request)).prepare_proposal.txs)
+    assert block == [codec.encode(tx) for tx in transfers] and len(judged) == 3
+    assert await phases(proposer, 1, block) == [(0, 0), (0, 0)]
+    assert await phases(other, 1, block) == [(3, 3), (0, 0)]
+    for server in (proposer, other):
+        await call(server, commit=abci.RequestCommit())
+    assert proposer.app.info() == other.app.info()
+
+    await proposer.app.admit([register(1, 3)])
+    request = abci.RequestPrepareProposal(max_tx_bytes=1 << 20, height=2, proposer_address=ADDRESS)
+    block = list((await call(proposer, prepare_proposal=request)).prepare_proposal.txs)
+    assert block == [codec.encode(register(1, 3))]
+    (judged_in_process, _), _ = await phases(proposer, 2, block)
+    assert judged_in_process > 0
 
 
 async def test_init_chain_refuses_another_chain_id() -> None:

@@ -130,16 +130,42 @@ class _Pending:
 
 @dataclass(frozen=True, slots=True)
 class _Processed:
-    """The pipeline run of the last proposal this node accepted, which FinalizeBlock takes
-    instead of running the same txs again when the decided block is that proposal."""
+    """A pipeline run of a whole block: the last proposal this node accepted, which FinalizeBlock
+    takes instead of running the same txs again when the decided block is that proposal; or
+    the proposal this node prepared, when its packing ran the pipeline on exactly those txs
+    and they hold no claims (so V_auth has nothing to add), which ProcessProposal and
+    FinalizeBlock take for the same block."""
 
     committed: Height
     """The committed height the run read (the state it ran on)."""
     height: Height
     proposer: AccountId
-    tx_hashes: tuple[TxHash, ...]
+    txs: tuple[Transaction | None, ...]
     verdicts: Verdicts
     run: BlockTxs
+
+    def ran(
+        self,
+        committed: Height,
+        height: Height,
+        proposer: AccountId,
+        txs: Sequence[Transaction | None],
+        verdicts: Verdicts,
+    ) -> bool:
+        """Whether this run is that of `txs` at `height` on the state committed at
+        `committed`, with `verdicts`: the same tx objects (the ABCI server passes those it
+        decoded from the same bytes), or txs with the same hashes."""
+        if (
+            self.committed != committed
+            or self.height != height
+            or self.proposer != proposer
+            or self.verdicts != verdicts
+            or len(self.txs) != len(txs)
+        ):
+            return False
+        return all(a is b for a, b in zip(self.txs, txs, strict=True)) or _hashes(
+            self.txs
+        ) == _hashes(txs)
 
 
 class Application:
@@ -193,6 +219,7 @@ class Application:
         """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""
         self._pending: _Pending | None = None
         self._processed: _Processed | None = None
+        self._prepared: _Processed | None = None
 
     # --- Info / InitChain -------------------------------------------------------------------
 
@@ -309,7 +336,12 @@ class Application:
         (`pool.proposal_order`); what can never pass is dropped from the pool, with its
         reason (`chain/proposal.py`)."""
         ctx = BlockContext.of(self.genesis, self.config, height, proposer)
-        proposal = await self.proposer.propose(self.view(), candidates, ctx, limits)
+        view = self.view()
+        proposal = await self.proposer.propose(view, candidates, ctx, limits)
+        self._prepared = None
+        if proposal.run is not None and not block_claims(view, proposal.txs):
+            txs = tuple(proposal.txs)
+            self._prepared = _Processed(self.height, height, proposer, txs, {}, proposal.run)
         if proposal.dropped:
             self._drop(proposal.dropped, proposal.failed)
         return proposal
@@ -322,8 +354,13 @@ class Application:
         """The block-tx pipeline on a proposed block at `height` (on the committed state): every
         tx must pass. InvalidBlock names the first that does not; MlUnavailable when V_auth
         had no answer for some claim and none failed. The cheap rules run on the whole block
-        before V_auth runs on any of it."""
+        before V_auth runs on any of it. The proposal this node prepared, if the pipeline ran
+        on exactly its txs (`_Processed`), passes without running again."""
         check_tx_count(len(txs), self.config)
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared.ran(self.height, height, proposer, txs, {}):
+            self._processed = prepared
+            return
         ctx = BlockContext.of(self.genesis, self.config, height, proposer)
         view = self.view()
         run = run_block_txs(view, txs, ctx)
@@ -331,8 +368,7 @@ class Application:
         if failure is not None:
             raise failure
         verdicts, run = await self._authenticate_proposal(view, txs, ctx) or ({}, run)
-        hashes = tuple(codec.compute_tx_hash(tx) for tx in txs)
-        self._processed = _Processed(self.height, height, proposer, hashes, verdicts, run)
+        self._processed = _Processed(self.height, height, proposer, tuple(txs), verdicts, run)
 
     async def _authenticate_proposal(
         self, view: StateView, txs: Sequence[Transaction], ctx: BlockContext
@@ -418,18 +454,15 @@ class Application:
         verdicts: Verdicts,
     ) -> BlockTxs | None:
         """ProcessProposal's run of exactly this block (same txs, proposer, committed state and
-        verdicts), which FinalizeBlock would only compute again; None otherwise. Taken once."""
-        processed, self._processed = self._processed, None
-        if (
-            processed is None
-            or processed.committed != self.height
-            or processed.height != height
-            or processed.proposer != proposer
-            or processed.verdicts != verdicts
-        ):
-            return None
-        hashes = tuple(None if tx is None else codec.compute_tx_hash(tx) for tx in txs)
-        return processed.run if hashes == processed.tx_hashes else None
+        verdicts), or PrepareProposal's (the embedded driver finalizes its own proposal without
+        processing it), which FinalizeBlock would only compute again; None otherwise. Taken
+        once."""
+        runs = (self._processed, self._prepared)
+        self._processed = self._prepared = None
+        for run in runs:
+            if run is not None and run.ran(self.height, height, proposer, txs, verdicts):
+                return run.run
+        return None
 
     def discard(self) -> None:
         """Forget a finalized block that will not be committed (the embedded driver's own
@@ -481,7 +514,7 @@ class Application:
         self._info = AppInfo(f.height, f.app_hash)
         self.tree.apply(pending.tree)
         self._pending = None
-        self._processed = None
+        self._processed = self._prepared = None
         for key, value in pending.writes.items():
             if value is None:
                 self._state.pop(key, None)
@@ -559,6 +592,10 @@ class Application:
             if height is not None:
                 self.metrics.chain_height.set(height)
             self.metrics.pool_size.set(len(self.pool))
+
+
+def _hashes(txs: Sequence[Transaction | None]) -> list[TxHash | None]:
+    return [None if tx is None else codec.compute_tx_hash(tx) for tx in txs]
 
 
 def _claim_records(

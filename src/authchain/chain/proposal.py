@@ -88,6 +88,9 @@ class Proposal:
     txs: list[Transaction]
     dropped: dict[TxHash, TxRejection] = field(default_factory=dict)
     failed: dict[TxHash, Verdict] = field(default_factory=dict)
+    run: BlockTxs | None = None
+    """The last packing's pipeline run, when it ran on exactly `txs` (every tx it tried
+    passed); V_auth's verdicts are in it only if it packed with them."""
 
 
 class RetrySchedule:
@@ -227,6 +230,7 @@ class Proposer:
                 continue
             out.append(tx)
             size += tx_size
+        proposal.run = run if len(run.results) == len(out) else None
         return out
 
 

@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Protocol
 from urllib.parse import urlparse
 
@@ -120,6 +121,10 @@ class AbciServer:
         self._accounts = validator_accounts(app.genesis)
         self.stats = {"proposals_accepted": 0, "proposals_rejected": 0, "unavailable_waits": 0}
         app.extra_status = self.stats
+        self._decoded: tuple[list[bytes], list[Transaction | Rejected]] = ([], [])
+        """The last block's txs, as bytes and decoded: PrepareProposal's answer, or the
+        proposal ProcessProposal judged, which the next call for the same bytes takes instead
+        of decoding them again (the application then knows its run of those txs)."""
 
     async def serve(self, listen: str, stop: asyncio.Event) -> None:
         """Accept CometBFT's connections on `listen` until `stop` is set."""
@@ -322,16 +327,18 @@ class AbciServer:
         if proposal.dropped:
             log.info("proposal %d: dropped %d txs", request.height, len(proposal.dropped))
         txs = [raw_of.get(id(tx)) or codec.encode(tx) for tx in proposal.txs]
+        self._decoded = (txs, list(proposal.txs))
         return abci.ResponsePrepareProposal(txs=txs)
 
     async def process_proposal(
         self, request: abci.RequestProcessProposal
     ) -> abci.ResponseProcessProposal:
         status = abci.ResponseProcessProposal
-        try:
-            txs = [self.app.decode_tx(raw) for raw in request.txs]
-        except Rejected as exc:
-            return self._reject(request.height, f"undecodable tx: {exc}")
+        txs: list[Transaction] = []
+        for i, tx in enumerate(self._decode(request.txs)):
+            if isinstance(tx, Rejected):
+                return self._reject(request.height, f"undecodable tx {i}: {tx}")
+            txs.append(tx)
         proposer = self.proposer(request.proposer_address)
         started = self.clock.monotonic()
         for attempt in range(1_000_000):
@@ -366,12 +373,8 @@ class AbciServer:
     async def finalize_block(
         self, request: abci.RequestFinalizeBlock
     ) -> abci.ResponseFinalizeBlock:
-        txs: list[Transaction | None] = []
-        for raw in request.txs:
-            try:
-                txs.append(self.app.decode_tx(raw))
-            except Rejected:
-                txs.append(None)
+        txs = [None if isinstance(tx, Rejected) else tx for tx in self._decode(request.txs)]
+        self._decoded = ([], [])
         proposer = self.proposer(request.proposer_address)
         attempt = 0
         while True:
@@ -400,6 +403,21 @@ class AbciServer:
                 )
             )
         return abci.ResponseFinalizeBlock(tx_results=results, app_hash=bytes(finalized.app_hash))
+
+    def _decode(self, raws: Sequence[bytes]) -> list[Transaction | Rejected]:
+        """A block's txs decoded (or why bytes are not a tx): those decoded last time if the
+        bytes are the same."""
+        raws = list(raws)
+        if raws == self._decoded[0]:
+            return self._decoded[1]
+        txs: list[Transaction | Rejected] = []
+        for raw in raws:
+            try:
+                txs.append(self.app.decode_tx(raw))
+            except Rejected as exc:
+                txs.append(exc)
+        self._decoded = (raws, txs)
+        return txs
 
     def proposer(self, address: bytes) -> AccountId:
         """The account that earns a block's fees: the proposer's, or a burn address."""
