@@ -13,6 +13,7 @@ of them (a tx that reached another validator first would be refused there for th
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -166,6 +167,20 @@ def mempool_size(rpc_url: str) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux's /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time a process and its descendants have used so far: those alive
+    (an app's signature workers) and those it has waited for (Linux's /proc)."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    children: dict[int, list[int]] = {}
+    for child, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(child)
+    ticks, todo = 0, [pid]
+    while todo:
+        this = todo.pop()
+        if this in stats:
+            ticks += sum(int(f) for f in stats[this][11:15])  # utime, stime, cutime, cstime
+            todo += children.get(this, [])
+    return ticks / os.sysconf("SC_CLK_TCK")

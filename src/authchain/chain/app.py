@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from authchain.chain import codec, crypto, queries
+from authchain.chain import codec, queries
 from authchain.chain.claims import ClaimRecord, claim_record
 from authchain.chain.config import ConsensusConfig
 from authchain.chain.consensus.pool import PoolPolicy, PoolReason, TxPool, TxRejection
@@ -54,6 +53,7 @@ from authchain.chain.records import (
     encode_claims,
     encode_dispute_stats,
 )
+from authchain.chain.sigpool import SignaturePool
 from authchain.chain.smt import StateTree, TreeUpdate
 from authchain.chain.state import (
     Genesis,
@@ -215,6 +215,8 @@ class Application:
             store, genesis, policy, persist=persist_pool, height=self.height, view=self.view()
         )
         self.proposer = Proposer(ml, config)
+        self.signatures = SignaturePool(genesis.chain_id)
+        """Verifies the signatures of batches `admit` takes, in worker processes."""
         self.extra_status: dict[str, int] = {}
         """Counters a driver adds to `status()` (the ABCI server's proposal verdicts)."""
         self._pending: _Pending | None = None
@@ -303,17 +305,11 @@ class Application:
 
     async def admit(self, txs: Sequence[Transaction]) -> list[TxHash | Rejected]:
         """Admit a batch to a pool this node owns (the embedded driver's, or under CometBFT
-        with `abci.mempool = "app"`): signatures verified in worker threads (in parallel: the
-        signature code releases the GIL), then CheckTx for each in order, then one durable
-        pool write for all of them, shared with concurrent callers. Each tx's hash, or why it
-        was not admitted."""
-        if len(txs) > 1:
-            workers = min(len(txs), os.cpu_count() or 1)
-            parts = [txs[i::workers] for i in range(workers)]
-            chain_id = self.genesis.chain_id
-            await asyncio.gather(
-                *(asyncio.to_thread(crypto.preverify_txs, part, chain_id) for part in parts)
-            )
+        with `abci.mempool = "app"`): signatures verified in worker processes
+        (`chain/sigpool.py`: the signature code holds the GIL), then CheckTx for each in order,
+        then one durable pool write for all of them, shared with concurrent callers. Each tx's
+        hash, or why it was not admitted."""
+        await self.signatures.preverify(txs)
         results: list[TxHash | Rejected] = []
         for tx in txs:
             try:
@@ -463,6 +459,10 @@ class Application:
             if run is not None and run.ran(self.height, height, proposer, txs, verdicts):
                 return run.run
         return None
+
+    def close(self) -> None:
+        """Stop the signature workers; the store is the caller's to close."""
+        self.signatures.close()
 
     def discard(self) -> None:
         """Forget a finalized block that will not be committed (the embedded driver's own

@@ -99,7 +99,8 @@ _verified: LRUCache[tuple[bytes, str], bool] = LRUCache(maxsize=VERIFIED_CACHE_S
 """(tx hash, chain id) of txs whose signature verified. The tx hash covers the signature and
 the public key, so a tampered copy has another hash and is verified afresh."""
 _verified_lock = threading.Lock()
-"""Batches are verified in worker threads (the signature code releases the GIL)."""
+"""The cache is read and written from worker threads too (`chain/sigpool.py` verifies a
+small batch in one)."""
 
 
 def verify_tx(tx: Transaction, chain_id: str) -> None:
@@ -107,13 +108,23 @@ def verify_tx(tx: Transaction, chain_id: str) -> None:
 
     Each tx is verified once per process (CheckTx, proposal, ProcessProposal and FinalizeBlock
     all ask): a verified (tx hash, chain id) is remembered in a bounded LRU."""
-    key = (bytes(codec.compute_tx_hash(tx)), chain_id)
-    with _verified_lock:
-        if key in _verified:
-            return
+    if is_verified(tx, chain_id):
+        return
     _verify_tx(tx, chain_id)
+    note_verified(tx, chain_id)
+
+
+def is_verified(tx: Transaction, chain_id: str) -> bool:
+    """Whether `tx`'s signature for `chain_id` verified in this process (and is remembered)."""
     with _verified_lock:
-        _verified[key] = True
+        return (bytes(codec.compute_tx_hash(tx)), chain_id) in _verified
+
+
+def note_verified(tx: Transaction, chain_id: str) -> None:
+    """Remember that `tx`'s signature for `chain_id` verified (`chain/sigpool.py`'s workers
+    verify in other processes; this one keeps the result)."""
+    with _verified_lock:
+        _verified[(bytes(codec.compute_tx_hash(tx)), chain_id)] = True
 
 
 def verify_rate(scheme: SigScheme, seconds: float = 2.0) -> float:

@@ -189,7 +189,8 @@ class Node:
             )  # fmt: skip
 
     def close(self) -> None:
-        """Release the store (flushes RocksDB)."""
+        """Stop the signature workers and release the store (flushes RocksDB)."""
+        self.engine.app.close()
         self.store.close()
 
 

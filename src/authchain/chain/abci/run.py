@@ -31,6 +31,7 @@ async def run_abci(config: ChainConfig) -> None:
     """Serve the application until SIGINT/SIGTERM; then close the store."""
     parts = open_parts(config)
     app_mempool = config.abci.mempool == "app"
+    app: Application | None = None
     try:
         kind = MisbehavingApplication if config.abci.include_unverified_claims else Application
         app = kind(
@@ -90,6 +91,8 @@ async def run_abci(config: ChainConfig) -> None:
         for task in done:
             task.result()
     finally:
+        if app is not None:
+            app.close()
         if isinstance(parts.verifier, HttpMlVerifier):
             await parts.verifier.aclose()
         parts.store.close()

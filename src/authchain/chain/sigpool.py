@@ -1,0 +1,137 @@
+"""Signature verification for a batch of txs, in worker processes.
+
+pyca/cryptography's ML-DSA verification holds the GIL for its whole run (its `verify` makes no
+`allow_threads` call): worker threads verify one signature at a time, taking turns with the
+event loop, however many cores there are. Measured on the 2-core machine: a pure-Python loop
+kept 87% of its speed beside a thread that verified without pause, and that thread made 560
+verifications/s where one core makes 4,200. So a node that admits batches (`Application.admit`:
+the embedded node's and, with `abci.mempool = "app"`, the app's intake) verifies them in
+`workers` processes, started on the first batch that needs them.
+
+Only the verdicts come back: a tx whose signature verified goes into `crypto`'s cache of
+verified txs, and CheckTx, which runs next on the event loop, finds it there; a bad one is left
+for CheckTx, which verifies it again and names the reason. So a worker can make admission
+faster but never decides it. A worker that dies breaks the pool: that batch is verified in a
+thread instead, and the next batch starts a new pool. Workers are started with `spawn` (no copy
+of the node's threads and locks) and get SIGTERM when the node dies (Linux's parent-death
+signal), so a SIGKILLed node leaves none behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from authchain import signing
+from authchain.chain import codec, crypto
+from authchain.chain.types import Transaction, get_signer
+
+log = logging.getLogger(__name__)
+
+MAX_WORKERS = 4
+"""Worker processes per node at most (a local testnet runs several nodes on one machine)."""
+MIN_POOLED = 16
+"""Fewer unverified txs than this are verified in a thread (a round trip to the workers costs
+more than it saves), which at least lets the event loop take turns; a single one is left to
+CheckTx."""
+
+Item = tuple[str, bytes, bytes, bytes]
+"""What a worker verifies: scheme, public key, signed message, signature."""
+
+
+def verify_items(items: Sequence[Item]) -> list[bool]:
+    """In a worker: whether each signature verifies."""
+    verdicts = []
+    for scheme, public_key, message, signature in items:
+        try:
+            signing.verify(scheme, public_key, message, signature)
+            verdicts.append(True)
+        except signing.BadSignature:
+            verdicts.append(False)
+    return verdicts
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent: int) -> None:
+    """A worker's initializer: SIGTERM when the node that started it dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SignaturePool:
+    """Verifies batches of txs' signatures for `chain_id` in `workers` processes (by default
+    one per core, up to `MAX_WORKERS`)."""
+
+    def __init__(self, chain_id: str, workers: int | None = None) -> None:
+        self.chain_id = chain_id
+        self.workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
+        self._executor: ProcessPoolExecutor | None = None
+
+    async def preverify(self, txs: Sequence[Transaction]) -> None:
+        """Put the txs whose signatures verify into `crypto`'s cache of verified txs."""
+        pending = [
+            tx
+            for tx in txs
+            if not crypto.is_unsigned(tx)
+            and not crypto.is_verified(tx, self.chain_id)
+            and codec.compute_account_id(tx.public_key) == get_signer(tx)
+        ]
+        if len(pending) <= 1:
+            return  # CheckTx verifies it, as it does a single submission
+        if len(pending) < MIN_POOLED or self.workers < 2:
+            await asyncio.to_thread(crypto.preverify_txs, pending, self.chain_id)
+            return
+        items = [
+            (
+                tx.sig_scheme.value,
+                tx.public_key,
+                codec.tx_signing_bytes(tx, self.chain_id),
+                tx.signature,
+            )
+            for tx in pending
+        ]
+        parts = [items[i :: self.workers] for i in range(self.workers)]
+        loop = asyncio.get_running_loop()
+        executor = self._pool()
+        try:
+            answers = await asyncio.gather(
+                *(loop.run_in_executor(executor, verify_items, part) for part in parts)
+            )
+        except BrokenProcessPool as exc:
+            log.warning("signature workers failed (%s): this batch is verified here", exc)
+            self.close()
+            await asyncio.to_thread(crypto.preverify_txs, pending, self.chain_id)
+            return
+        for i, verdicts in enumerate(answers):
+            for tx, ok in zip(pending[i :: self.workers], verdicts, strict=True):
+                if ok:
+                    crypto.note_verified(tx, self.chain_id)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with,
+                initargs=(os.getpid(),),
+            )
+            log.info("verifying batches' signatures in %d worker processes", self.workers)
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the workers (a new batch starts new ones)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
