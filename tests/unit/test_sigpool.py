@@ -48,3 +48,24 @@ async def test_without_workers_a_batch_is_verified_and_only_the_good_remembered(
     with pytest.raises(SignatureError):
         crypto.verify_tx(forged, CHAIN)
     assert pool._executor is None  # no worker was started
+
+
+class Unstartable:
+    """An executor whose workers cannot start (no processes left, say)."""
+
+    def submit(self, *args: object) -> None:
+        raise OSError("fork: Resource temporarily unavailable")
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+async def test_workers_that_cannot_start_leave_the_batch_to_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    txs = transfers(sigpool.MIN_POOLED)
+    pool = sigpool.SignaturePool(CHAIN, workers=2)
+    monkeypatch.setattr(pool, "_executor", Unstartable())
+    await pool.preverify(txs)
+    assert all(crypto.is_verified(tx, CHAIN) for tx in txs)
+    assert pool._executor is None  # the next batch tries to start workers again

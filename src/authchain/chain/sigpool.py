@@ -11,10 +11,10 @@ the embedded node's and, with `abci.mempool = "app"`, the app's intake) verifies
 Only the verdicts come back: a tx whose signature verified goes into `crypto`'s cache of
 verified txs, and CheckTx, which runs next on the event loop, finds it there; a bad one is left
 for CheckTx, which verifies it again and names the reason. So a worker can make admission
-faster but never decides it. A worker that dies breaks the pool: that batch is verified in a
-thread instead, and the next batch starts a new pool. Workers are started with `spawn` (no copy
-of the node's threads and locks) and get SIGTERM when the node dies (Linux's parent-death
-signal), so a SIGKILLed node leaves none behind.
+faster but never decides it. A worker that dies breaks the pool (as do workers that cannot
+start): that batch is verified in a thread instead, and the next batch starts a new pool.
+Workers are started with `spawn` (no copy of the node's threads and locks) and get SIGTERM when
+the node dies (Linux's parent-death signal), so a SIGKILLed node leaves none behind.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class SignaturePool:
             answers = await asyncio.gather(
                 *(loop.run_in_executor(executor, verify_items, part) for part in parts)
             )
-        except BrokenProcessPool as exc:
+        except (BrokenProcessPool, OSError) as exc:  # a worker died, or none could start
             log.warning("signature workers failed (%s): this batch is verified here", exc)
             self.close()
             await asyncio.to_thread(crypto.preverify_txs, pending, self.chain_id)
@@ -131,7 +131,9 @@ class SignaturePool:
         return self._executor
 
     def close(self) -> None:
-        """Stop the workers (a new batch starts new ones)."""
+        """Stop the workers once they finish what they were given (a batch in flight from
+        another request still gets its answer, or a broken pool); a new batch starts new
+        ones."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False)
             self._executor = None
