@@ -149,14 +149,20 @@ def preverify_txs(txs: Sequence[Transaction], chain_id: str) -> None:
                 verify_tx(tx, chain_id)
 
 
-def _verify_tx(tx: Transaction, chain_id: str) -> None:
+def signature_check(tx: Transaction, chain_id: str) -> tuple[str, bytes, bytes, bytes]:
+    """What verifying `tx`'s signature for `chain_id` takes, as `signing.verify`'s arguments
+    (scheme, public key, signed message, signature); SignatureError if `tx` is unsigned or its
+    public key is not its signer's."""
     if is_unsigned(tx):
         raise SignatureError("transaction is unsigned")
     if codec.compute_account_id(tx.public_key) != get_signer(tx):
         raise SignatureError("public key does not hash to the signer's account id")
-    verify_signature(
-        tx.sig_scheme, tx.public_key, codec.tx_signing_bytes(tx, chain_id), tx.signature
-    )
+    return tx.sig_scheme.value, tx.public_key, codec.tx_signing_bytes(tx, chain_id), tx.signature
+
+
+def _verify_tx(tx: Transaction, chain_id: str) -> None:
+    _, public_key, message, signature = signature_check(tx, chain_id)
+    verify_signature(tx.sig_scheme, public_key, message, signature)
 
 
 def sign_block(block: Block, key: KeyPair, chain_id: str) -> Block:

@@ -20,6 +20,7 @@ the node dies (Linux's parent-death signal), so a SIGKILLed node leaves none beh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -31,8 +32,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from authchain import signing
-from authchain.chain import codec, crypto
-from authchain.chain.types import Transaction, get_signer
+from authchain.chain import crypto
+from authchain.chain.errors import SignatureError
+from authchain.chain.types import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -81,27 +83,19 @@ class SignaturePool:
 
     async def preverify(self, txs: Sequence[Transaction]) -> None:
         """Put the txs whose signatures verify into `crypto`'s cache of verified txs."""
-        pending = [
-            tx
-            for tx in txs
-            if not crypto.is_unsigned(tx)
-            and not crypto.is_verified(tx, self.chain_id)
-            and codec.compute_account_id(tx.public_key) == get_signer(tx)
-        ]
+        pending: list[Transaction] = []
+        items: list[Item] = []
+        for tx in txs:
+            if crypto.is_unsigned(tx) or crypto.is_verified(tx, self.chain_id):
+                continue
+            with contextlib.suppress(SignatureError):  # CheckTx names why
+                items.append(crypto.signature_check(tx, self.chain_id))
+                pending.append(tx)
         if len(pending) <= 1:
             return  # CheckTx verifies it, as it does a single submission
         if len(pending) < MIN_POOLED or self.workers < 2:
             await asyncio.to_thread(crypto.preverify_txs, pending, self.chain_id)
             return
-        items = [
-            (
-                tx.sig_scheme.value,
-                tx.public_key,
-                codec.tx_signing_bytes(tx, self.chain_id),
-                tx.signature,
-            )
-            for tx in pending
-        ]
         parts = [items[i :: self.workers] for i in range(self.workers)]
         loop = asyncio.get_running_loop()
         executor = self._pool()
