@@ -32,7 +32,9 @@ this is a measurement, not a test.
 `--mempools` measures only authchain with CometBFT's mempool (32 broadcast_tx_sync calls in
 flight) and with the apps holding the pending txs (`mempool = "app"`: batches of 250 posted to
 the apps' intakes, 4 calls in flight), against the in-process kvstore at its better load;
-mempool.csv and mempool.png.
+and, on each network, the registrations/s of 4 model variants submitted while those transfers
+flood it, against validator 0's ML service verifying 4 others back to back (cold: the V_auth
+floor); mempool.csv and mempool.png.
 
 `--transports` measures only authchain over the ABCI socket against authchain over gRPC
 (`abci.transport`): a fresh network of each, blocks of at most 4 MiB for both (what CometBFT's
@@ -63,7 +65,16 @@ from matplotlib.axes import Axes
 from authchain import loadgen
 from authchain.chain import codec, crypto
 from authchain.chain.config import GRPC_MAX_ANSWER_BYTES
-from authchain.chain.types import AccountId, Aid, EvidenceHash, SigScheme, TxTransfer, WmProfile
+from authchain.chain.types import (
+    AccountId,
+    Aid,
+    EvidenceHash,
+    EvidenceRef,
+    SigScheme,
+    TxRegisterModel,
+    TxTransfer,
+    WmProfile,
+)
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import free_port
 from authchain.ml_service.artefact import encode_artefact, load_artefact
@@ -129,6 +140,13 @@ CONCURRENCY = (32, 128)
 headline; the second shows how much of the rate the generator's round trips bound)."""
 
 
+def pending(net: Testnet) -> int:
+    """Txs waiting in the network: in the apps' pools, or in CometBFT's mempools."""
+    if net.mempool == "app":
+        return sum(net.app_status(i)["pool_size"] for i in range(len(net.nodes)))
+    return sum(loadgen.mempool_size(node.rpc_url) for node in net.nodes)
+
+
 def saturate(
     net: Testnet, txs: list[bytes], pids: dict[str, list[int]], concurrency: int, batch: int = 0
 ) -> dict[str, float]:
@@ -141,12 +159,6 @@ def saturate(
     committed tx of each process group."""
     urls = [node.rpc_url for node in net.nodes]
     app_mempool = net.mempool == "app"
-
-    def pending() -> int:
-        if app_mempool:
-            return sum(net.app_status(i)["pool_size"] for i in range(len(net.nodes)))
-        return sum(loadgen.mempool_size(u) for u in urls)
-
     # block 1's time is genesis_time, written before the network started, not a commit's:
     # the burst is timed from a block after it (on a fresh network, block 1 would add the
     # seconds between `init` and the first block to the burst)
@@ -156,7 +168,7 @@ def saturate(
     targets = [node.txs_url for node in net.nodes] if app_mempool else urls
     sent = loadgen.replay(targets, txs, repo=REPO, concurrency=concurrency, batch=batch)
     deadline = time.monotonic() + 300
-    while pending() and time.monotonic() < deadline:
+    while pending(net) and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(2 * COMMIT_SECS)
     metas = loadgen.blocks(urls[0], first, net.height(0))
@@ -191,7 +203,7 @@ def kvstore_rate(n: int, root: Path, count: int, app: str) -> dict[int, dict[str
     of `CONCURRENCY` (fresh keys each time)."""
     net = Testnet(
         root / f"{app}{n}", validators=n, first_ip=f"127.0.{50 + n}.1", repo=REPO,
-        timeout_commit=f"{COMMIT_SECS:g}s", builtin_app=app,
+        timeout_commit=f"{COMMIT_SECS:g}s", builtin_app=app, mempool="cometbft",
     )  # fmt: skip
     net.start()
     try:
@@ -247,6 +259,7 @@ def transport_rates(n: int, root: Path, count: int) -> dict[str, float]:
         net = authchain_net(
             root / f"{transport}{n}", n, f"127.0.{60 + 10 * i + n}.1", senders,
             block_txs=count, block_bytes=GRPC_BLOCK_BYTES, abci_transport=transport,
+            mempool="cometbft",  # every CheckTx and recheck crosses the transport too
         )  # fmt: skip
         txs = transfers(senders, 25, sink)
         print(f"  authchain over {transport}, {len(txs)} txs ...", flush=True)
@@ -282,7 +295,7 @@ def measure(
     net = Testnet(
         root / f"net{n}", validators=n, first_ip=f"127.0.{40 + n}.1", repo=REPO,
         gateway_port=free_port(), gateway_metrics_port=free_port(),
-        timeout_commit=f"{COMMIT_SECS:g}s", funded=funded,
+        timeout_commit=f"{COMMIT_SECS:g}s", funded=funded, mempool="cometbft",
         app_env={
             "AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(10 * bulk),
             "AUTHCHAIN_CONSENSUS__MAX_BLOCK_SIZE_BYTES": str(64 * 1024 * 1024),
@@ -412,6 +425,75 @@ PER_SENDER = 16
 committed nonce in whatever order a sender's txs reach the app pools."""
 
 
+FLOOD_REGISTRATIONS = 4
+"""Registrations `--mempools` makes while its transfers flood each network (deliverable 5 of
+issue 23: a flood of transfers must not starve V_auth)."""
+
+
+class Registrations(threading.Thread):
+    """Once the network holds a flood's worth of pending txs, register the model variants
+    `aids` through the gateway (the owner's nonces 0, 1, ...), all at once, and wait for them:
+    `result` is the rate and how many committed."""
+
+    def __init__(self, net: Testnet, owner: crypto.KeyPair, aids: Sequence[Aid],
+                 evidence: EvidenceHash, sketches: Sequence[bytes]) -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.net, self.owner, self.aids = net, owner, aids
+        self.evidence, self.sketches = evidence, sketches
+        self.result = {"per_s": float("nan"), "committed": 0.0}
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 120
+        while pending(self.net) < 1_000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        gw = GatewayClient(self.net.gateway_url)
+        try:
+            started = time.monotonic()
+            hashes = []
+            for nonce, (aid, sketch) in enumerate(zip(self.aids, self.sketches, strict=True)):
+                claim = EvidenceRef("multi_factor_v2", self.evidence, PROFILE, sketch=sketch)
+                tx = TxRegisterModel(self.owner.account, aid, claim, fee=MIN_FEE, nonce=nonce)
+                hashes.append(gw.submit(crypto.sign_tx(tx, self.owner, CHAIN)))
+            statuses = [gw.wait_for_tx(h, timeout=300) for h in hashes]
+            self.result = {
+                "per_s": len(hashes) / (time.monotonic() - started),
+                "committed": float(sum(s.status == "committed" for s in statuses)),
+            }
+        finally:
+            gw.close()
+
+
+def registrations_beside(
+    net: Testnet,
+    owner: crypto.KeyPair,
+    paths: Sequence[Path],
+    evidence: Path,
+    sketches: Sequence[bytes],
+) -> tuple[float, Registrations]:
+    """Upload the variants to validator 0's ML service; the floor (its `/verify` of the first
+    half, back to back, cold: variants/s), and a started `Registrations` of the second half,
+    which waits for the flood."""
+    ml = MlServiceClient(net.nodes[0].ml_url)
+    try:
+        evidence_hash = EvidenceHash.from_hex(ml.upload_evidence(evidence))
+        aids = [Aid.from_hex(ml.upload_artefact(p)) for p in paths]
+    finally:
+        ml.close()
+    half = len(aids) // 2
+    profile = {f: getattr(PROFILE, f) for f in PROFILE.__struct_fields__}
+    started = time.monotonic()
+    for aid in aids[:half]:
+        body = {
+            "aid": str(aid), "scheme_id": "multi_factor_v2", "owner": str(owner.account),
+            "evidence_hash": str(evidence_hash), "wm_profile": profile,
+        }  # fmt: skip
+        httpx.post(f"{net.nodes[0].ml_url}/verify", json=body, timeout=120).raise_for_status()
+    floor = half / (time.monotonic() - started)
+    registered = Registrations(net, owner, aids[half:], evidence_hash, sketches[half:])
+    registered.start()
+    return floor, registered
+
+
 def mempool_rates(n: int, root: Path, count: int) -> dict[str, float]:
     """`--mempools`: CometBFT's in-process kvstore (at each of `CONCURRENCY`), authchain with
     CometBFT's mempool (32 broadcast_tx_sync calls in flight) and authchain with the apps
@@ -426,6 +508,9 @@ def mempool_rates(n: int, root: Path, count: int) -> dict[str, float]:
             f"kvstore_c{c}": kv[c]["tx_per_s"],
             f"steady_kvstore_c{c}": kv[c]["steady_tx_per_s"],
         }
+    owner = crypto.KeyPair.generate(SigScheme.ED25519)
+    paths, evidence = variants(root / f"models{n}", owner, 2 * FLOOD_REGISTRATIONS)
+    sketches = [artefact_sketch(path) for path in paths]
     for i, mempool in enumerate(MEMPOOLS):
         # each sender's txs to one validator under CometBFT's mempool (tx i to validator
         # i mod n, senders interleaved: a multiple of 4 of them), whose apps admit only a
@@ -436,19 +521,28 @@ def mempool_rates(n: int, root: Path, count: int) -> dict[str, float]:
         ]
         sink = crypto.KeyPair.generate(SigScheme.ED25519).account
         net = authchain_net(
-            root / f"{mempool}{n}", n, f"127.0.{80 + 10 * i + n}.1", senders,
+            root / f"{mempool}{n}", n, f"127.0.{80 + 10 * i + n}.1", [*senders, owner],
             block_txs=10 * count, block_bytes=64 * 1024 * 1024, mempool=mempool,
         )  # fmt: skip
         txs = transfers(senders, PER_SENDER, sink)
         net.start()
         try:
+            floor, registered = registrations_beside(net, owner, paths, evidence, sketches)
             pids = {"cometbft": pids_of(net, "comet"), "app": pids_of(net, "app")}
             if mempool == "app":
                 run = saturate(net, txs, pids, APP_CALLS, batch=APP_BATCH)
             else:
                 run = saturate(net, txs, pids, CONCURRENCY[0])
+            registered.join(timeout=600)
         finally:
             net.stop()
+        under_flood = registered.result
+        row |= {
+            f"{mempool}_verify_floor_per_s": floor,
+            f"{mempool}_registrations_under_flood_per_s": under_flood["per_s"],
+            f"{mempool}_registrations_under_flood_committed": under_flood["committed"],
+            f"{mempool}_under_flood_ratio_to_verify_floor": under_flood["per_s"] / floor,
+        }
         row |= {
             f"{mempool}_tx_per_s": run["tx_per_s"],
             f"{mempool}_steady_tx_per_s": run["steady_tx_per_s"],

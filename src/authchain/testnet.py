@@ -105,10 +105,14 @@ class Validator:
     def ml_url(self) -> str:
         return f"http://{self.host}:8080"
 
+    compose: bool = False
+    """Named as a service of deploy/docker-compose.testnet.yml, not by its loopback host."""
+
     @property
     def txs_url(self) -> str:
         """The app's tx intake, where it holds the pending txs (`Testnet.mempool = "app"`)."""
-        return f"http://{self.host}:{TXS_PORT}"
+        host = f"app{self.index}" if self.compose else self.host
+        return f"http://{host}:{TXS_PORT}"
 
     @property
     def config_path(self) -> Path:
@@ -151,10 +155,11 @@ class Testnet:
     abci_transport: str = "socket"
     """How CometBFT reaches each app: "socket" or "grpc" (abci.transport; written once, by
     `init`)."""
-    mempool: str = "cometbft"
-    """Who holds the pending txs: "cometbft" (its mempool) or "app" (CometBFT's mempool off,
-    each app's own pool fed by its intake on :26659 and relayed to the others; the gateway
-    submits there). abci.mempool; written once, by `init`."""
+    mempool: str = "app"
+    """Who holds the pending txs: "app" (CometBFT's mempool off, each app's own pool fed by
+    its intake on :26659 and relayed to the others; the gateway submits there), or "cometbft"
+    (its mempool, every tx checked by every validator's CheckTx). abci.mempool; written once,
+    by `init`. A `builtin_app` has no intake: it needs "cometbft"."""
     min_fee: int = MIN_FEE
     """genesis.min_fee (written once, by `init`)."""
     funded: dict[str, int] = field(default_factory=dict)
@@ -168,8 +173,9 @@ class Testnet:
             raise ValueError(f"abci_transport {self.abci_transport!r}: 'socket' or 'grpc'")
         if self.mempool not in ("cometbft", "app"):
             raise ValueError(f"mempool {self.mempool!r}: 'cometbft' or 'app'")
-        if self.mempool == "app" and (self.builtin_app or self.compose):
-            raise ValueError("mempool 'app' runs authchain's app on this machine only")
+        if self.builtin_app and self.mempool != "cometbft":
+            raise ValueError(f"builtin_app {self.builtin_app!r} takes txs through CometBFT's "
+                             "mempool only: mempool 'cometbft'")  # fmt: skip
         if self.builtin_app and self.abci_transport != "socket":
             raise ValueError(f"builtin_app {self.builtin_app!r} runs over the ABCI socket only")
         head, _, last = self.first_ip.rpartition(".")
@@ -178,7 +184,7 @@ class Testnet:
         self.root = self.root.resolve()
         self.nodes = [
             Validator(i, f"{head}.{int(last) + i}", self.root / f"node{i}",
-                      self.root / "cometbft" / f"node{i}")
+                      self.root / "cometbft" / f"node{i}", compose=self.compose)
             for i in range(self.validators)
         ]  # fmt: skip
 

@@ -1,5 +1,7 @@
 """A 4-validator CometBFT testnet: real `cometbft` processes on 127.0.0.21-24, each validator
-with its own `authchain abci` app, RocksDB and ML service, and a gateway on CometBFT's RPC.
+with its own `authchain abci` app, RocksDB and ML service, and a gateway on CometBFT's RPC,
+as `authchain testnet` starts them: the apps hold the pending txs (the gateway submits to
+their intakes, and they relay to each other), CometBFT's own mempool is off.
 
 The tests run in order on one network: an honest registration (files uploaded to one
 validator only, fetched by the others), a forged claim, one validator's ML service down, a
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +142,9 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
 def test_honest_registration_is_committed_by_all_four(
     net: Testnet, gw: GatewayClient, ml0: MlServiceClient, watermarked: TrainedModel
 ) -> None:
+    for node in net.nodes:  # the default: each app holds the pending txs, CometBFT's is off
+        comet = tomllib.loads((node.home / "config" / "config.toml").read_text())
+        assert comet["mempool"]["type"] == "nop"
     ml0.upload_artefact(watermarked.artefact)  # one upload, to one validator's service
     ml0.upload_evidence(watermarked.evidence)
     status = gw.wait_for_tx(gw.register_unsigned(seed_body(watermarked))["tx_hash"])

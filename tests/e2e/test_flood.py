@@ -1,6 +1,6 @@
 """A stranger with 1,600 funded accounts against a 1-validator CometBFT network started as
-`authchain testnet` starts it (genesis min_fee, mempool 5,000, app pool 10,000, recheck on;
-blocks of at most `BLOCK_TXS`):
+`authchain testnet --mempool cometbft` starts it (genesis min_fee, mempool 5,000, app pool
+10,000, recheck on; blocks of at most `BLOCK_TXS`):
 he squats CometBFT's mempool with gapped nonces, then floods it far above both pools' size
 through CometBFT's RPC with the Go load generator (`tools/replay`). Every tx the network admits
 can execute and pays its fee; blocks keep coming; a victim's transfer commits; and the app's
@@ -45,7 +45,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testnet]:
     testnet = Testnet(
         tmp_path_factory.mktemp("flood"), validators=1, first_ip="127.0.0.51", repo=REPO,
         gateway_port=free_port(), gateway_metrics_port=free_port(), funded=funded,
-        app_env={"AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(BLOCK_TXS)},
+        app_env={"AUTHCHAIN_CONSENSUS__MAX_BLOCK_TXS": str(BLOCK_TXS)}, mempool="cometbft",
     )  # fmt: skip
     testnet.start()
     yield testnet

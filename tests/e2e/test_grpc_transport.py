@@ -37,7 +37,7 @@ def net(tmp_path_factory: pytest.TempPathFactory, watermarked: TrainedModel) -> 
     testnet = Testnet(
         tmp_path_factory.mktemp("grpc"), validators=2, first_ip="127.0.0.71", repo=REPO,
         gateway_port=free_port(), gateway_metrics_port=free_port(), funded=funded,
-        abci_transport="grpc",
+        abci_transport="grpc", mempool="cometbft",  # every CheckTx crosses gRPC too
     )  # fmt: skip
     testnet.start()
     yield testnet

@@ -3,6 +3,7 @@ homes) writes configs that name deploy/docker-compose.testnet.yml's services."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -29,6 +30,10 @@ def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> N
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     services = TESTNET["services"]
+    intakes = [f"http://app{j}:26659" for j in range(4)]
+    gateway = services["gateway"]["environment"]
+    assert json.loads(gateway["AUTHCHAIN_API_COMET_TXS_URLS"]) == intakes
+    assert services["init"]["command"][-2:] == ["--mempool", "app"]
     for i in range(4):
         chain = load_chain_config(tmp_path / f"node{i}" / "authchain.toml")
         assert chain.ml_client.base_url == f"http://ml{i}:8080" and f"ml{i}" in services
@@ -38,15 +43,13 @@ def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> N
         assert f'proxy_app = "tcp://app{i}:26658"' in comet and f"app{i}" in services
         for j in range(4):
             assert f"@cometbft{j}:26656" in comet
-        # every tx CometBFT's mempool holds fits in the app's pool mirror (issue 23)
-        mempool = tomllib.loads(comet)["mempool"]
-        assert (mempool["size"], mempool["max_txs_bytes"]) == (MEMPOOL_TXS, MEMPOOL_BYTES)
-        assert mempool["recheck"] is True
-        assert chain.consensus.max_pool_txs >= 2 * mempool["size"]
-        # ... and CheckTx knows CometBFT's limits, to refuse what CometBFT would drop later
-        limits = (chain.abci.mempool_size, chain.abci.mempool_max_txs_bytes)
-        assert limits == (mempool["size"], mempool["max_txs_bytes"])
-        assert chain.genesis.min_fee == MIN_FEE > 0  # filling the mempool costs fees
+        # the apps hold the pending txs (the default): each takes them on its intake, which
+        # the gateway submits to, and relays them to the other apps' intakes
+        assert tomllib.loads(comet)["mempool"]["type"] == "nop"
+        assert chain.abci.mempool == "app"
+        assert chain.abci.txs_listen_addr == "0.0.0.0:26659"
+        assert chain.abci.mempool_peers == [intakes[j] for j in range(4) if j != i]
+        assert chain.genesis.min_fee == MIN_FEE > 0  # filling the pools costs fees
         assert {(str(a.account), a.balance) for a in chain.genesis.accounts} >= {
             (user, FUNDED_BALANCE)
         }
@@ -116,9 +119,34 @@ def test_init_writes_a_network_whose_apps_hold_the_pending_txs(tmp_path: Path) -
             (tmp_path / "cometbft" / f"node{i}" / "config" / "config.toml").read_text()
         )
         assert comet["mempool"]["type"] == "nop"
-    refused = runner.invoke(
+    default = tmp_path / "default"  # the apps' pools are the default
+    assert runner.invoke(app, ["testnet", "--init-only", "--dir", str(default)]).exit_code == 0
+    assert load_chain_config(default / "node0" / "authchain.toml").abci.mempool == "app"
+
+
+def test_init_writes_a_cometbft_mempool_that_holds_only_what_the_apps_can_hold(
+    tmp_path: Path,
+) -> None:
+    """`--mempool cometbft`: CometBFT's mempool holds the pending txs, every tx in it fits in
+    the app's pool mirror, and CheckTx knows CometBFT's limits (issue 23)."""
+    result = runner.invoke(
         app,
-        ["testnet", "--init-only", "--compose", "--dir", str(tmp_path / "y"), "--mempool", "app"],
-    )
-    assert refused.exit_code == 2 and "--compose" in refused.output
-    assert not (tmp_path / "y").exists()
+        ["testnet", "--init-only", "--validators", "2", "--first-ip", "127.0.0.85",
+         "--dir", str(tmp_path), "--mempool", "cometbft"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for i in range(2):
+        chain = load_chain_config(tmp_path / f"node{i}" / "authchain.toml")
+        assert chain.abci.mempool == "cometbft" and chain.abci.mempool_peers == []
+        comet = tomllib.loads(
+            (tmp_path / "cometbft" / f"node{i}" / "config" / "config.toml").read_text()
+        )
+        mempool = comet["mempool"]
+        assert mempool["type"] == "flood"
+        assert (mempool["size"], mempool["max_txs_bytes"]) == (MEMPOOL_TXS, MEMPOOL_BYTES)
+        assert mempool["recheck"] is True
+        assert chain.consensus.max_pool_txs >= 2 * mempool["size"]
+        # ... and CheckTx refuses what CometBFT would drop later
+        limits = (chain.abci.mempool_size, chain.abci.mempool_max_txs_bytes)
+        assert limits == (mempool["size"], mempool["max_txs_bytes"])
+        assert chain.genesis.min_fee == MIN_FEE > 0  # filling the mempool costs fees
