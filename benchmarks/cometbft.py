@@ -32,9 +32,9 @@ this is a measurement, not a test.
 `--mempools` measures only authchain with CometBFT's mempool (32 broadcast_tx_sync calls in
 flight) and with the apps holding the pending txs (`mempool = "app"`: batches of 250 posted to
 the apps' intakes, 4 calls in flight), against the in-process kvstore at its better load;
-and, on each network, the registrations/s of 4 model variants submitted while those transfers
-flood it, against validator 0's ML service verifying 4 others back to back (cold: the V_auth
-floor); mempool.csv and mempool.png.
+and then, on each network, the registrations/s of 4 model variants submitted while half as
+many fresh transfers flood it the same way, against validator 0's ML service verifying 4
+others back to back (cold: the V_auth floor); mempool.csv and mempool.png.
 
 `--transports` measures only authchain over the ABCI socket against authchain over gRPC
 (`abci.transport`): a fresh network of each, blocks of at most 4 MiB for both (what CometBFT's
@@ -515,24 +515,29 @@ def mempool_rates(n: int, root: Path, count: int) -> dict[str, float]:
         # each sender's txs to one validator under CometBFT's mempool (tx i to validator
         # i mod n, senders interleaved: a multiple of 4 of them), whose apps admit only a
         # sender's next nonce
-        senders = [
-            crypto.KeyPair.generate(SigScheme.ML_DSA_65)
-            for _ in range(count // PER_SENDER // 4 * 4)
-        ]
+        senders, flooders = (
+            [
+                crypto.KeyPair.generate(SigScheme.ML_DSA_65)
+                for _ in range(txs_n // PER_SENDER // 4 * 4)
+            ]
+            for txs_n in (count, count // 2)
+        )
         sink = crypto.KeyPair.generate(SigScheme.ED25519).account
         net = authchain_net(
-            root / f"{mempool}{n}", n, f"127.0.{80 + 10 * i + n}.1", [*senders, owner],
-            block_txs=10 * count, block_bytes=64 * 1024 * 1024, mempool=mempool,
+            root / f"{mempool}{n}", n, f"127.0.{80 + 10 * i + n}.1",
+            [*senders, *flooders, owner], block_txs=10 * count, block_bytes=64 * 1024 * 1024,
+            mempool=mempool,
         )  # fmt: skip
-        txs = transfers(senders, PER_SENDER, sink)
+        txs, flood = transfers(senders, PER_SENDER, sink), transfers(flooders, PER_SENDER, sink)
+        load = (APP_CALLS, APP_BATCH) if mempool == "app" else (CONCURRENCY[0], 0)
         net.start()
         try:
-            floor, registered = registrations_beside(net, owner, paths, evidence, sketches)
             pids = {"cometbft": pids_of(net, "comet"), "app": pids_of(net, "app")}
-            if mempool == "app":
-                run = saturate(net, txs, pids, APP_CALLS, batch=APP_BATCH)
-            else:
-                run = saturate(net, txs, pids, CONCURRENCY[0])
+            run = saturate(net, txs, pids, *load)
+            # then registrations while fresh transfers flood the network the same way
+            floor, registered = registrations_beside(net, owner, paths, evidence, sketches)
+            targets = [v.txs_url if mempool == "app" else v.rpc_url for v in net.nodes]
+            loadgen.replay(targets, flood, repo=REPO, concurrency=load[0], batch=load[1])
             registered.join(timeout=600)
         finally:
             net.stop()

@@ -46,6 +46,24 @@ async def test_workers_verify_a_batch_and_only_the_good_are_remembered() -> None
     assert not any(alive(pid) for pid in started)
 
 
+async def test_started_workers_are_up_before_the_first_batch_and_verify_it() -> None:
+    """An intake starts its workers with its server (`start`): the first batch finds them."""
+    pool = sigpool.SignaturePool(CHAIN, workers=2)
+    try:
+        pool.start()
+        started = workers(pool)
+        assert len(started) == 2 and all(alive(pid) for pid in started)
+        batch = transfers(sigpool.MIN_POOLED, nonce=3)
+        await pool.preverify(batch)
+        assert workers(pool) == started  # the same workers did it
+        assert all(crypto.is_verified(tx, CHAIN) for tx in batch)
+    finally:
+        pool.close()
+    one = sigpool.SignaturePool(CHAIN, workers=1)
+    one.start()  # one core: batches are verified in a thread, no worker to start
+    assert one._executor is None
+
+
 async def test_a_killed_worker_costs_one_batch_its_speed_and_the_next_gets_new_workers() -> None:
     pool = sigpool.SignaturePool(CHAIN, workers=2)
     try:

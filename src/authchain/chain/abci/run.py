@@ -68,6 +68,7 @@ async def run_abci(config: ChainConfig) -> None:
             admit = _relaying(app, relay) if relay.peers else app.admit
             intake = make_server(create_intake_app(admit, app.admit))
             servers.append(intake)
+            app.signatures.start()  # the workers that verify a batch's signatures
             sock = bind(config.abci.txs_listen_addr)
             tasks += [
                 asyncio.create_task(intake.serve(sockets=[sock])),
