@@ -126,7 +126,9 @@ def test_a_tx_sent_to_one_validator_is_proposed_by_the_other(net: Testnet) -> No
     assert_same_chain(net, [0, 1])
 
 
-def test_a_tx_accepted_while_no_block_can_be_made_survives_sigkill(net: Testnet) -> None:
+def test_a_tx_accepted_while_no_block_can_be_made_survives_sigkill(
+    net: Testnet, gw: GatewayClient
+) -> None:
     """Validator 1 down: two validators make no block without both, and the relay to it
     fails. Validator 0 accepts a tx, then both of its processes are SIGKILLed: the tx was in
     its RocksDB before the answer, so once both run again it commits."""
@@ -134,6 +136,8 @@ def test_a_tx_accepted_while_no_block_can_be_made_survives_sigkill(net: Testnet)
     raw = transfer(SENDERS[2], 0, net.chain_id)
     answer = httpx.post(f"{net.nodes[0].txs_url}/txs", json={"tx": raw.hex()}, timeout=30)
     assert answer.status_code == 202, answer.text
+    # the gateway reads the pool's size from the app (CometBFT's mempool is off: always 0)
+    assert gw.status()["pool_size"] == 1 and loadgen.mempool_size(net.nodes[0].rpc_url) == 0
     killed = net.stop_validator(0, signal.SIGKILL)
     assert set(killed.values()) == {-signal.SIGKILL}
     net.start_validator(0)

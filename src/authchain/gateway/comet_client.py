@@ -16,7 +16,8 @@ shows:
     artefact(_proof)  abci_query /artefacts/{aid}[/proof]
     claims            abci_query /claims?... (this validator's V_auth records)
     validators        validators (the account is BLAKE3 of the Ed25519 key)
-    status            status + abci_query /status + num_unconfirmed_txs
+    status            status + abci_query /status (+ num_unconfirmed_txs: the pool's
+                      size, where CometBFT's mempool holds the pending txs)
 
 authchain names txs by BLAKE3 of their canonical bytes; CometBFT by SHA-256 of the same bytes.
 The application indexes the first, and the second is computed from the bytes.
@@ -349,7 +350,10 @@ class CometNodeClient:
         node = await self.call("status")
         _, app = await self.query("/status")
         sync = node["sync_info"]
-        mempool = await self.call("num_unconfirmed_txs")
+        if self._intake is not None:  # the apps hold the pending txs: CometBFT's pool is off
+            pool_size = int(app["pool_size"])
+        else:
+            pool_size = int((await self.call("num_unconfirmed_txs"))["n_txs"])
         return parse(
             NodeStatus,
             {
@@ -359,7 +363,7 @@ class CometNodeClient:
                 "height": int(sync["latest_block_height"]),
                 "tip": sync["latest_block_hash"].lower() or "0" * 64,
                 "tip_timestamp_ms": _millis(sync["latest_block_time"]),
-                "pool_size": int(mempool["n_txs"]),
+                "pool_size": pool_size,
                 "min_fee": app["min_fee"],
                 "impersonation": app["impersonation"],
                 "validators": app["validators"],
