@@ -195,10 +195,14 @@ class Testnet:
     # --- init -----------------------------------------------------------------------------
 
     def init(self) -> None:
-        """Write the CometBFT homes and authchain configs, unless DIR already has them (a
-        DIR from before ML service configs existed gets those, from its own keys)."""
+        """Write the CometBFT homes and authchain configs, unless DIR already has them (then
+        `mempool` is what DIR was written with; a DIR from before ML service configs existed
+        gets those, from its own keys)."""
         if not all(n.config_path.exists() for n in self.nodes):
             self._init_homes()
+        else:  # who holds the pending txs was written with DIR: the gateway must agree
+            written = tomllib.loads(self.nodes[0].config_path.read_text()).get("abci", {})
+            self.mempool = written.get("mempool", "cometbft")
         keys = [self._public_key(n) for n in self.nodes]
         for node in self.nodes:
             if not node.ml_config_path.exists():

@@ -14,7 +14,7 @@ from authchain.chain.config import GRPC_MAX_ANSWER_BYTES, load_chain_config
 from authchain.cli import app
 from authchain.ml_service.config import load_ml_settings
 from authchain.ml_service.peer_auth import read_peer_key
-from authchain.testnet import FUNDED_BALANCE, MEMPOOL_BYTES, MEMPOOL_TXS, MIN_FEE
+from authchain.testnet import FUNDED_BALANCE, MEMPOOL_BYTES, MEMPOOL_TXS, MIN_FEE, Testnet
 
 REPO = Path(__file__).resolve().parents[2]
 TESTNET = yaml.safe_load((REPO / "deploy" / "docker-compose.testnet.yml").read_text())
@@ -150,3 +150,6 @@ def test_init_writes_a_cometbft_mempool_that_holds_only_what_the_apps_can_hold(
         limits = (chain.abci.mempool_size, chain.abci.mempool_max_txs_bytes)
         assert limits == (mempool["size"], mempool["max_txs_bytes"])
         assert chain.genesis.min_fee == MIN_FEE > 0  # filling the mempool costs fees
+    again = Testnet(tmp_path, validators=2, first_ip="127.0.0.85")  # the default: "app"
+    again.init()  # DIR is reused as written, and the gateway will submit as it was written
+    assert again.mempool == "cometbft"

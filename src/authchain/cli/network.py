@@ -373,7 +373,9 @@ def testnet(
                 net.start()
             out.print(
                 f"testnet up: gateway and explorer {net.gateway_url}/, logs in "
-                f"{directory}/node*/logs"
+                f"{directory}/node*/logs; pending txs in "
+                + ("the apps' pools" if net.mempool == "app" else "CometBFT's mempool")
+                + ("" if net.mempool == mempool.value else f" (as {directory} was written)")
             )
             if out.is_terminal:
                 with Live(net.status_line(), console=out, refresh_per_second=2) as live:
