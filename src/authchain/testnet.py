@@ -96,6 +96,8 @@ class Validator:
     """DIR/node<i>: authchain config, RocksDB, files, logs."""
     home: Path
     """DIR/cometbft/node<i>: the CometBFT home."""
+    compose: bool = False
+    """Named as a service of deploy/docker-compose.testnet.yml, not by its loopback host."""
 
     @property
     def rpc_url(self) -> str:
@@ -104,9 +106,6 @@ class Validator:
     @property
     def ml_url(self) -> str:
         return f"http://{self.host}:8080"
-
-    compose: bool = False
-    """Named as a service of deploy/docker-compose.testnet.yml, not by its loopback host."""
 
     @property
     def txs_url(self) -> str:

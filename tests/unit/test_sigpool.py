@@ -69,3 +69,12 @@ async def test_workers_that_cannot_start_leave_the_batch_to_a_thread(
     await pool.preverify(txs)
     assert all(crypto.is_verified(tx, CHAIN) for tx in txs)
     assert pool._executor is None  # the next batch tries to start workers again
+
+
+def test_workers_that_cannot_start_with_the_intake_are_tried_again_by_the_first_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = sigpool.SignaturePool(CHAIN, workers=2)
+    monkeypatch.setattr(pool, "_executor", Unstartable())
+    pool.start()  # the node goes on serving; it only logs
+    assert pool._executor is None

@@ -120,9 +120,13 @@ class SignaturePool:
         takes batches (an intake); otherwise they start with the first batch that needs them."""
         if self.workers < 2:
             return
-        executor = self._pool()
-        for _ in range(self.workers):  # `spawn` starts one worker per task, up to `workers`
-            executor.submit(verify_items, [])
+        try:
+            executor = self._pool()
+            for _ in range(self.workers):  # `spawn` starts one worker per task, up to `workers`
+                executor.submit(verify_items, [])
+        except (BrokenProcessPool, OSError) as exc:  # no processes left, say: not fatal
+            log.warning("signature workers could not start (%s): the first batch tries again", exc)
+            self.close()
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
