@@ -65,16 +65,7 @@ from matplotlib.axes import Axes
 from authchain import loadgen
 from authchain.chain import codec, crypto
 from authchain.chain.config import GRPC_MAX_ANSWER_BYTES
-from authchain.chain.types import (
-    AccountId,
-    Aid,
-    EvidenceHash,
-    EvidenceRef,
-    SigScheme,
-    TxRegisterModel,
-    TxTransfer,
-    WmProfile,
-)
+from authchain.chain.types import AccountId, Aid, EvidenceHash, SigScheme, TxTransfer, WmProfile
 from authchain.client import GatewayClient, MlServiceClient
 from authchain.devnet import free_port
 from authchain.ml_service.artefact import encode_artefact, load_artefact
@@ -140,6 +131,26 @@ CONCURRENCY = (32, 128)
 headline; the second shows how much of the rate the generator's round trips bound)."""
 
 
+def verify_floor(
+    ml_url: str, owner: AccountId, aids: Sequence[Aid], evidence: EvidenceHash
+) -> float:
+    """The V_auth floor: variants/s one ML service verifies `aids` at, back to back, cold."""
+    profile = {f: getattr(PROFILE, f) for f in PROFILE.__struct_fields__}
+    started = time.monotonic()
+    for aid in aids:
+        body = {
+            "aid": str(aid), "scheme_id": "multi_factor_v2", "owner": str(owner),
+            "evidence_hash": str(evidence), "wm_profile": profile,
+        }  # fmt: skip
+        httpx.post(f"{ml_url}/verify", json=body, timeout=120).raise_for_status()
+    return len(aids) / (time.monotonic() - started)
+
+
+def senders_to(net: Testnet) -> list[str]:
+    """Where txs go: the apps' intakes where they hold the pending txs, else CometBFT's RPC."""
+    return [n.txs_url if net.mempool == "app" else n.rpc_url for n in net.nodes]
+
+
 def pending(net: Testnet) -> int:
     """Txs waiting in the network: in the apps' pools, or in CometBFT's mempools."""
     if net.mempool == "app":
@@ -158,15 +169,13 @@ def saturate(
     burst's ramp and tail; NaN for fewer than 3 such blocks); and the CPU seconds per
     committed tx of each process group."""
     urls = [node.rpc_url for node in net.nodes]
-    app_mempool = net.mempool == "app"
     # block 1's time is genesis_time, written before the network started, not a commit's:
     # the burst is timed from a block after it (on a fresh network, block 1 would add the
     # seconds between `init` and the first block to the burst)
     net.wait_height(2)
     first = net.height(0)
     cpu = {group: sum(loadgen.cpu_seconds(p) for p in ps) for group, ps in pids.items()}
-    targets = [node.txs_url for node in net.nodes] if app_mempool else urls
-    sent = loadgen.replay(targets, txs, repo=REPO, concurrency=concurrency, batch=batch)
+    sent = loadgen.replay(senders_to(net), txs, repo=REPO, concurrency=concurrency, batch=batch)
     deadline = time.monotonic() + 300
     while pending(net) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -335,15 +344,8 @@ def measure(
         floor_aids = uploaded[:registrations]
         idle_aids = uploaded[registrations : 2 * registrations]
         loaded_aids = uploaded[2 * registrations :]
-        verify_started = time.monotonic()  # the floor: validator 0's service alone, cold
-        profile = {f: getattr(PROFILE, f) for f in PROFILE.__struct_fields__}
-        for aid in floor_aids:
-            body = {
-                "aid": str(aid), "scheme_id": "multi_factor_v2", "owner": str(owner.account),
-                "evidence_hash": str(evidence_hash), "wm_profile": profile,
-            }  # fmt: skip
-            httpx.post(f"{net.nodes[0].ml_url}/verify", json=body, timeout=120).raise_for_status()
-        verify_rate = len(floor_aids) / (time.monotonic() - verify_started)
+        # the floor: validator 0's service alone, cold
+        verify_rate = verify_floor(net.nodes[0].ml_url, owner.account, floor_aids, evidence_hash)
         sketches = {  # declared in each registration; computed here, as an owner would
             aid: artefact_sketch(path) for aid, path in zip(uploaded, paths, strict=True)
         }
@@ -449,11 +451,12 @@ class Registrations(threading.Thread):
         gw = GatewayClient(self.net.gateway_url)
         try:
             started = time.monotonic()
-            hashes = []
-            for nonce, (aid, sketch) in enumerate(zip(self.aids, self.sketches, strict=True)):
-                claim = EvidenceRef("multi_factor_v2", self.evidence, PROFILE, sketch=sketch)
-                tx = TxRegisterModel(self.owner.account, aid, claim, fee=MIN_FEE, nonce=nonce)
-                hashes.append(gw.submit(crypto.sign_tx(tx, self.owner, CHAIN)))
+            hashes = [
+                gw.register_signed(
+                    self.owner, aid, self.evidence, PROFILE, sketch=sketch, nonce=nonce
+                )
+                for nonce, (aid, sketch) in enumerate(zip(self.aids, self.sketches, strict=True))
+            ]
             statuses = [gw.wait_for_tx(h, timeout=300) for h in hashes]
             self.result = {
                 "per_s": len(hashes) / (time.monotonic() - started),
@@ -480,15 +483,7 @@ def registrations_beside(
     finally:
         ml.close()
     half = len(aids) // 2
-    profile = {f: getattr(PROFILE, f) for f in PROFILE.__struct_fields__}
-    started = time.monotonic()
-    for aid in aids[:half]:
-        body = {
-            "aid": str(aid), "scheme_id": "multi_factor_v2", "owner": str(owner.account),
-            "evidence_hash": str(evidence_hash), "wm_profile": profile,
-        }  # fmt: skip
-        httpx.post(f"{net.nodes[0].ml_url}/verify", json=body, timeout=120).raise_for_status()
-    floor = half / (time.monotonic() - started)
+    floor = verify_floor(net.nodes[0].ml_url, owner.account, aids[:half], evidence_hash)
     registered = Registrations(net, owner, aids[half:], evidence_hash, sketches[half:])
     registered.start()
     return floor, registered
@@ -536,8 +531,7 @@ def mempool_rates(n: int, root: Path, count: int) -> dict[str, float]:
             run = saturate(net, txs, pids, *load)
             # then registrations while fresh transfers flood the network the same way
             floor, registered = registrations_beside(net, owner, paths, evidence, sketches)
-            targets = [v.txs_url if mempool == "app" else v.rpc_url for v in net.nodes]
-            loadgen.replay(targets, flood, repo=REPO, concurrency=load[0], batch=load[1])
+            loadgen.replay(senders_to(net), flood, repo=REPO, concurrency=load[0], batch=load[1])
             registered.join(timeout=600)
         finally:
             net.stop()

@@ -153,14 +153,17 @@ class GatewayClient:
         strength: Strength | None = None,
         spares: Sequence[EvidenceHash] = (),
         sketch: bytes = b"",
+        nonce: int | None = None,
     ) -> str:
         """Build, sign and submit a TxRegisterModel for `key`'s account; the tx hash.
         `strength` is the evidence's (see `read_strength`); the defaults otherwise. `spares`:
         the spare evidence hashes the registration commits to; `sketch`: the artefact's
         function sketch (`ModelFiles.sketch`, or an ML service's `MlServiceClient.sketch`;
-        V_auth refuses a registration without its own)."""
+        V_auth refuses a registration without its own). `nonce`: the account's next one, as
+        the node reads it, unless given (a sender of several at once that knows its nonces)."""
         status = self.status()
-        nonce = self.account(key.account)["next_nonce"]
+        if nonce is None:
+            nonce = self.account(key.account)["next_nonce"]
         evidence = EvidenceRef(
             scheme_id, evidence_hash, profile, **(strength or {}), spares=tuple(spares),
             sketch=sketch,

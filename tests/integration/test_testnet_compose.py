@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import yaml
 from typer.testing import CliRunner
@@ -19,6 +20,11 @@ from authchain.testnet import FUNDED_BALANCE, MEMPOOL_BYTES, MEMPOOL_TXS, MIN_FE
 REPO = Path(__file__).resolve().parents[2]
 TESTNET = yaml.safe_load((REPO / "deploy" / "docker-compose.testnet.yml").read_text())
 runner = CliRunner()
+
+
+def comet_config(root: Path, i: int) -> dict[str, Any]:
+    """Validator `i`'s CometBFT config.toml, as written into DIR `root`."""
+    return tomllib.loads((root / "cometbft" / f"node{i}" / "config" / "config.toml").read_text())
 
 
 def test_init_writes_configs_that_name_the_compose_services(tmp_path: Path) -> None:
@@ -82,9 +88,7 @@ def test_init_writes_a_grpc_network_that_cometbft_and_the_app_agree_on(tmp_path:
         assert chain.abci.transport == "grpc"
         assert chain.abci.listen_addr == f"tcp://127.0.0.{81 + i}:26658"
         assert chain.consensus.max_block_size_bytes <= GRPC_MAX_ANSWER_BYTES
-        comet = tomllib.loads(
-            (tmp_path / "cometbft" / f"node{i}" / "config" / "config.toml").read_text()
-        )
+        comet = comet_config(tmp_path, i)
         # grpc-go dials HOST:PORT; it would read tcp://HOST:PORT as a DNS name
         assert (comet["abci"], comet["proxy_app"]) == ("grpc", f"127.0.0.{81 + i}:26658")
     refused = runner.invoke(
@@ -115,9 +119,7 @@ def test_init_writes_a_network_whose_apps_hold_the_pending_txs(tmp_path: Path) -
         assert chain.abci.mempool == "app"
         assert chain.abci.txs_listen_addr == f"127.0.0.{81 + i}:26659"
         assert chain.abci.mempool_peers == intakes[:i] + intakes[i + 1 :]
-        comet = tomllib.loads(
-            (tmp_path / "cometbft" / f"node{i}" / "config" / "config.toml").read_text()
-        )
+        comet = comet_config(tmp_path, i)
         assert comet["mempool"]["type"] == "nop"
     default = tmp_path / "default"  # the apps' pools are the default
     assert runner.invoke(app, ["testnet", "--init-only", "--dir", str(default)]).exit_code == 0
@@ -138,9 +140,7 @@ def test_init_writes_a_cometbft_mempool_that_holds_only_what_the_apps_can_hold(
     for i in range(2):
         chain = load_chain_config(tmp_path / f"node{i}" / "authchain.toml")
         assert chain.abci.mempool == "cometbft" and chain.abci.mempool_peers == []
-        comet = tomllib.loads(
-            (tmp_path / "cometbft" / f"node{i}" / "config" / "config.toml").read_text()
-        )
+        comet = comet_config(tmp_path, i)
         mempool = comet["mempool"]
         assert mempool["type"] == "flood"
         assert (mempool["size"], mempool["max_txs_bytes"]) == (MEMPOOL_TXS, MEMPOOL_BYTES)
